@@ -1,0 +1,33 @@
+"""Shared test fixtures: a fresh Prometheus registry per test, free loopback ports, root checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry(auto_describe=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def require_root() -> None:
+    """Tests that build network namespaces need root; CI runs as root, so there they never skip."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("this test needs root (network namespaces) and CI runs as root")
+        pytest.skip("needs root for network namespaces")

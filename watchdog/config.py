@@ -1,0 +1,364 @@
+"""Load and validate the YAML configuration into one frozen `Config`.
+
+Strict parse (unknown keys are errors naming their key path) -> defaults -> cross-checks -> frozen
+model. Nothing past this module sees a raw dict. Error messages look like
+`config.yaml: exporters[1].regoin: unknown key` so a person can find the line at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from watchdog.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/vpn-watchdog/config.yaml"
+MAX_POLL_TIMEOUT = 60.0
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`500ms`, `15s`, `1m`, `1h` (or a bare number of seconds) -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 15s, 1m, 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 15s, 1m, 1h")
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _ip_address(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError(f"invalid IP address {value!r}") from None
+
+
+def _ip_network(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value), strict=True))
+    except ValueError as exc:
+        raise ValueError(f"invalid CIDR {value!r}: {exc}") from None
+
+
+IpAddress = Annotated[str, BeforeValidator(_ip_address)]
+IpNetwork = Annotated[str, BeforeValidator(_ip_network)]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _ExporterBase(_Strict):
+    name: Name
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+class AwsExporterConfig(_ExporterBase):
+    type: Literal["aws"]
+    region: str = Field(min_length=1)
+    vpn_connections: tuple[str, ...] = ()
+    transit_gateway_route_tables: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class GcpExporterConfig(_ExporterBase):
+    type: Literal["gcp"]
+    project: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    routers: tuple[str, ...] = ()
+    endpoint: str | None = None
+    credentials_file: str | None = None
+    monitoring: bool = True
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint {value!r} must start with http:// or https://")
+        return value
+
+
+class StrongswanExporterConfig(_ExporterBase):
+    type: Literal["strongswan"]
+    vici_socket: str = "/var/run/charon.vici"
+
+
+class FrrExporterConfig(_ExporterBase):
+    type: Literal["frr"]
+    vtysh: tuple[str, ...] = ("vtysh",)
+
+    @field_validator("vtysh")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("vtysh must name a command, e.g. [vtysh]")
+        return value
+
+
+ExporterConfig = Annotated[
+    Union[AwsExporterConfig, GcpExporterConfig, StrongswanExporterConfig, FrrExporterConfig],
+    Field(discriminator="type"),
+]
+EXPORTER_TYPES = ("aws", "gcp", "strongswan", "frr")
+
+
+class ExpectedPrefixesConfig(_Strict):
+    exporter: str
+    prefixes: tuple[IpNetwork, ...] = Field(min_length=1)
+    min_paths: int = Field(default=1, ge=1)
+
+
+class _ProbeBase(_Strict):
+    name: Name
+    interval: Duration = 15.0
+    timeout: Duration = 2.0
+
+
+class DnsProbeConfig(_ProbeBase):
+    type: Literal["dns"]
+    query: str = Field(min_length=1)
+    server: str | None = None
+    record_type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA", "PTR", "SRV"] = "A"
+    expect: tuple[str, ...] = ()
+
+    @field_validator("server")
+    @classmethod
+    def _server_is_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, port = split_server(value)
+        _ip_address(host)
+        if not 0 < port < 65536:
+            raise ValueError(f"invalid port in server {value!r}")
+        return value
+
+
+def split_server(value: str, default_port: int = 53) -> tuple[str, int]:
+    """`10.0.0.2`, `10.0.0.2:5353`, `[::1]:53` or `::1` -> (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else default_port
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        if not port.isdigit():
+            raise ValueError(f"invalid port in server {value!r}")
+        return host, int(port)
+    return value, default_port
+
+
+class IcmpProbeConfig(_ProbeBase):
+    type: Literal["icmp"]
+    target: IpAddress
+    count: int = Field(default=3, ge=1, le=100)
+    interval: Duration = 5.0
+    source: IpAddress | None = None
+    interface: str | None = None
+    mode: Literal["auto", "unprivileged", "raw"] = "auto"
+
+
+ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig], Field(discriminator="type")]
+PROBE_TYPES = ("dns", "icmp")
+
+
+class IkeConfig(_Strict):
+    interfaces: tuple[str, ...] = Field(min_length=1)
+    peers: tuple[IpAddress, ...] = Field(min_length=1)
+    mtu: int = Field(default=1460, ge=576, le=65535)
+
+
+class AlertmanagerConfig(_Strict):
+    urls: tuple[str, ...] = Field(min_length=1)
+    resend_interval: Duration = 60.0
+    for_: Duration = Field(default=10.0, alias="for")
+    timeout: Duration = 5.0
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_have_scheme(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"Alertmanager URL {url!r} must start with http:// or https://")
+        return value
+
+
+class AuditConfig(_Strict):
+    interval: Duration = 3600.0
+
+
+class Config(_Strict):
+    listen: str = "0.0.0.0:9687"
+    interval: Duration = 30.0
+    labels: dict[str, str] = Field(default_factory=dict)
+    exporters: tuple[ExporterConfig, ...] = ()
+    expected_prefixes: tuple[ExpectedPrefixesConfig, ...] = ()
+    probes: tuple[ProbeConfig, ...] = ()
+    ike: IkeConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
+    audit: AuditConfig | None = None
+    web_config_file: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key):
+                raise ValueError(f"invalid label name {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        _unique("exporters", [e.name for e in self.exporters])
+        _unique("probes", [p.name for p in self.probes])
+        names = {e.name for e in self.exporters}
+        for i, expected in enumerate(self.expected_prefixes):
+            if expected.exporter not in names:
+                raise ValueError(
+                    f"expected_prefixes[{i}].exporter: no exporter named {expected.exporter!r}"
+                    f" (known: {', '.join(sorted(names)) or 'none'})"
+                )
+        return self
+
+    # Effective per-exporter timing: the exporter's own keys, else the global interval.
+    def exporter_interval(self, exporter: _ExporterBase) -> float:
+        return exporter.interval or self.interval
+
+    def exporter_timeout(self, exporter: _ExporterBase) -> float:
+        return min(exporter.timeout or self.exporter_interval(exporter), MAX_POLL_TIMEOUT)
+
+    def exporter(self, name: str) -> ExporterConfig:
+        for exporter in self.exporters:
+            if exporter.name == name:
+                return exporter
+        raise KeyError(name)
+
+
+def _unique(section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{section}[{i}].name: duplicate name {name!r}")
+        seen.add(name)
+
+
+def default_config_path() -> str:
+    return os.environ.get("WATCHDOG_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read, parse and validate a config file; raise ConfigError with a readable message."""
+    path = Path(path or default_config_path())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in _describe(exc))) from None
+
+
+_TAGGED_LISTS = {"exporters": EXPORTER_TYPES, "probes": PROBE_TYPES}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """('exporters', 0, 'aws', 'region') -> 'exporters[0].region' (drops union tags)."""
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            continue
+        if i >= 2 and isinstance(loc[i - 1], int) and loc[i - 2] in _TAGGED_LISTS:
+            if item in _TAGGED_LISTS[str(loc[i - 2])]:
+                continue
+        if item == "for_":
+            item = "for"
+        parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required key is missing"
+        elif kind == "union_tag_invalid":
+            section = str(loc[0]) if loc else ""
+            known = ", ".join(_TAGGED_LISTS.get(section, ()))
+            tag = error.get("ctx", {}).get("tag", "?")
+            message = f"unknown type {tag!r} (expected one of: {known})"
+            loc = loc + ("type",)
+        elif kind == "union_tag_not_found":
+            message = "required key is missing"
+            loc = loc + ("type",)
+        else:
+            message = error["msg"]
+            for prefix in ("Value error, ", "Assertion failed, "):
+                message = message.removeprefix(prefix)
+        if kind == "value_error" and not loc and ": " in message and message.split(": ", 1)[0]:
+            lines.append(message)  # cross-check errors already name their key path
+        else:
+            lines.append(f"{_path(loc)}: {message}")
+    return lines

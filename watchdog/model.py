@@ -1,0 +1,133 @@
+"""The exporters' own types: what one poll of one source observed.
+
+Cloud SDK objects never leave the adapter modules; each exporter turns them into these frozen
+records, and everything downstream (metrics, path counting, alerts, `probe --once`) reads only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """One IPsec tunnel as one side sees it.
+
+    Label conventions (DESIGN.md): AWS `connection` is the VPN connection id and `name` the AWS
+    outside IP; GCP `connection` is the HA VPN gateway name and `name` the tunnel name.
+    """
+
+    connection: str
+    name: str
+    local_ip: str
+    peer_ip: str
+    up: bool
+    status: str
+    detail: str = ""
+    status_change: float | None = None
+    inside_cidr: str | None = None
+    router: str | None = None
+    gateway_interface: int | None = None
+    peer_interface: int | None = None
+    accepted_routes: int | None = None
+
+
+@dataclass(frozen=True)
+class BgpSession:
+    """One BGP session (Cloud Router peer, TGW tunnel session, FRR neighbor)."""
+
+    router: str
+    peer: str
+    local_ip: str
+    peer_ip: str
+    up: bool
+    state: str
+    uptime_seconds: float | None = None
+    received_prefixes: int | None = None
+    tunnel: str | None = None
+
+
+@dataclass(frozen=True)
+class LearnedRoute:
+    """One route learned over the VPN.
+
+    The path it offers is usable when its `peer` session (if named) is up and its `tunnel`
+    (if named) is up; an AWS route names only its VPN `connection`, whose UP tunnels are its paths.
+    """
+
+    router: str
+    prefix: str
+    next_hop: str
+    peer: str | None = None
+    tunnel: str | None = None
+    connection: str | None = None
+
+
+@dataclass(frozen=True)
+class HaGateway:
+    """GCP HA VPN gateway redundancy state (vpnGateways.getStatus)."""
+
+    name: str
+    redundancy_met: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PacketCount:
+    """Cumulative packet count of one tunnel, direction and delivery status (Cloud Monitoring)."""
+
+    tunnel: str
+    direction: str
+    status: str
+    count: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one successful poll of one exporter observed."""
+
+    exporter: str
+    cloud: str
+    taken_at: float
+    tunnels: tuple[Tunnel, ...] = ()
+    bgp_sessions: tuple[BgpSession, ...] = ()
+    routes: tuple[LearnedRoute, ...] = ()
+    gateways: tuple[HaGateway, ...] = ()
+    packet_counts: tuple[PacketCount, ...] = ()
+    api_calls: int = 0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe run. `reason` is empty on success."""
+
+    probe: str
+    type: str
+    target: str
+    success: bool
+    duration_seconds: float
+    reason: str = ""
+    detail: str = ""
+    latencies: tuple[float, ...] = field(default=())
+    sent: int = 0
+    received: int = 0
+
+
+@dataclass(frozen=True)
+class IkeSnapshot:
+    """Cumulative IKE observations of the live sniffer(s), rendered as `ike_*` metrics.
+
+    Keys are label tuples: messages/largest `(interface, peer, exchange)`, fragmented
+    `(interface, peer, exchange, kind)` with kind `ip` or `ikev2`, rekeys `(interface, peer, sa)`.
+    `unanswered_fragmented_requests` counts fragmented CREATE_CHILD_SA requests that never got a
+    response (the rekey failure Cloud VPN shows).
+    """
+
+    messages: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    fragmented: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    rekeys: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    largest: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    sniffer_up: dict[str, bool] = field(default_factory=dict)
+    kernel_drops: dict[str, int] = field(default_factory=dict)
+    malformed: dict[str, int] = field(default_factory=dict)
+    unanswered_fragmented_requests: dict[tuple[str, str], int] = field(default_factory=dict)
