@@ -105,8 +105,11 @@ class GcpExporterConfig(_ExporterBase):
     endpoint: str | None = None
     credentials_file: str | None = None
     monitoring: bool = True
+    # Cloud Monitoring speaks gRPC only; a local fake or proxy may serve it on another port than the
+    # REST endpoint. Defaults to `endpoint`.
+    monitoring_endpoint: str | None = None
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "monitoring_endpoint")
     @classmethod
     def _endpoint_has_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
