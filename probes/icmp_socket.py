@@ -1,0 +1,221 @@
+"""ICMP echo sockets and packets: open the right kind of socket, build requests, parse replies.
+
+Two kinds of socket can send echo requests without a helper binary: unprivileged ICMP datagram
+sockets (allowed when the caller's group is inside `net.ipv4.ping_group_range`; the kernel then
+owns the echo identifier) and raw sockets (need CAP_NET_RAW; they see every ICMP packet of the
+host, so replies are matched on identifier, sequence and a per-run payload token). This module only
+knows sockets and bytes; scheduling and results live in `probes.icmp`. It must not block: every
+socket it returns is non-blocking.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"
+
+ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_REPLY = 0
+ICMP_DEST_UNREACH = 3
+ICMP_TIME_EXCEEDED = 11
+ICMP6_DEST_UNREACH = 1
+ICMP6_TIME_EXCEEDED = 3
+ICMP6_ECHO_REQUEST = 128
+ICMP6_ECHO_REPLY = 129
+
+_SOL_RAW = 255
+_ICMP_FILTER = 1  # linux/icmp.h: a bitmask of ICMP types a raw socket should NOT receive
+_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+
+_UNREACH_CODES = {0: "net unreachable", 1: "host unreachable", 3: "port unreachable", 13: "prohibited"}
+
+
+class IcmpSocketError(Exception):
+    """The socket could not be opened or pinned; `reason` is the probe reason label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EchoSocket:
+    """An open, non-blocking ICMP socket and what it takes to recognise its replies."""
+
+    sock: socket.socket
+    mode: str  # "unprivileged" or "raw"
+    why: str  # why this mode was chosen (logged once per probe)
+    ipv6: bool
+
+    @property
+    def identifier(self) -> int:
+        """The echo identifier on the wire: the kernel picks it (the socket's "port") for datagram sockets."""
+        if self.mode == "unprivileged":
+            return int(self.sock.getsockname()[1])
+        return os.getpid() & 0xFFFF
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One parsed ICMP message: an echo reply, or an error quoting one of our requests."""
+
+    sequence: int
+    identifier: int
+    source: str
+    payload: bytes = b""
+    error: str = ""  # e.g. "host unreachable from 198.51.100.254"
+
+
+def ping_group_range() -> tuple[int, int] | None:
+    try:
+        with open(PING_GROUP_RANGE, encoding="ascii") as fh:
+            low, high = fh.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return None
+
+
+def _groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
+
+
+def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface: str | None) -> EchoSocket:
+    """Open an echo socket in `mode` (auto | unprivileged | raw), bound to `source` / `interface`."""
+    family = socket.AF_INET6 if target_ipv6 else socket.AF_INET
+    proto = socket.IPPROTO_ICMPV6 if target_ipv6 else socket.IPPROTO_ICMP
+    group_range = ping_group_range()
+    shown_range = f"{group_range[0]} {group_range[1]}" if group_range else "unreadable"
+    gid = os.getegid()
+    sock: socket.socket | None = None
+    why = ""
+    if mode in ("auto", "unprivileged"):
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            chosen = "unprivileged"
+            why = (
+                "configured"
+                if mode == "unprivileged"
+                else f"gid {gid} is inside net.ipv4.ping_group_range {shown_range}"
+            )
+        except PermissionError as exc:
+            if mode == "unprivileged":
+                raise IcmpSocketError(
+                    "permission",
+                    f"unprivileged ICMP socket refused ({exc.strerror}): gid {gid} is outside "
+                    f"net.ipv4.ping_group_range {shown_range}",
+                ) from exc
+    if sock is None:
+        try:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            chosen = "raw"
+            why = (
+                "configured"
+                if mode == "raw"
+                else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range}"
+            )
+        except PermissionError as exc:
+            refused = (
+                "" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range} and "
+            )
+            raise IcmpSocketError(
+                "permission",
+                f"cannot open an ICMP socket: {refused}raw sockets need CAP_NET_RAW ({exc.strerror})",
+            ) from exc
+    try:
+        sock.setblocking(False)
+        if chosen == "raw" and not target_ipv6:
+            wanted = (1 << ICMP_ECHO_REPLY) | (1 << ICMP_DEST_UNREACH) | (1 << ICMP_TIME_EXCEEDED)
+            sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("I", ~wanted & 0xFFFFFFFF))
+        if interface is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode() + b"\0")
+            except OSError as exc:
+                raise IcmpSocketError(
+                    "network_error", f"cannot bind to interface {interface!r}: {exc.strerror or exc}"
+                ) from exc
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except OSError as exc:
+                raise IcmpSocketError(
+                    "network_error", f"cannot use source address {source}: {exc.strerror or exc}"
+                ) from exc
+        elif chosen == "unprivileged":
+            sock.bind(("::", 0) if target_ipv6 else ("0.0.0.0", 0))  # fixes the identifier now
+    except BaseException:
+        sock.close()
+        raise
+    return EchoSocket(sock=sock, mode=chosen, why=why, ipv6=target_ipv6)
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ipv6: bool, identifier: int, sequence: int, payload: bytes) -> bytes:
+    """An echo request; for ICMPv6 the kernel fills in the checksum (it covers a pseudo-header)."""
+    kind = ICMP6_ECHO_REQUEST if ipv6 else ICMP_ECHO_REQUEST
+    header = _HEADER.pack(kind, 0, 0, identifier, sequence)
+    if ipv6:
+        return header + payload
+    return _HEADER.pack(kind, 0, checksum(header + payload), identifier, sequence) + payload
+
+
+def parse(data: bytes, source: str, ipv6: bool, raw: bool) -> Reply | None:
+    """Parse one received datagram; None for anything that is not about an echo.
+
+    Raw IPv4 sockets deliver the IP header too; datagram and ICMPv6 sockets deliver ICMP only.
+    """
+    if raw and not ipv6:
+        if len(data) < 20:
+            return None
+        data = data[(data[0] & 0x0F) * 4 :]
+    if len(data) < _HEADER.size:
+        return None
+    kind, code, _, identifier, sequence = _HEADER.unpack_from(data)
+    if kind == (ICMP6_ECHO_REPLY if ipv6 else ICMP_ECHO_REPLY):
+        return Reply(sequence=sequence, identifier=identifier, source=source, payload=data[_HEADER.size :])
+    if ipv6:
+        errors = {ICMP6_DEST_UNREACH: "unreachable", ICMP6_TIME_EXCEEDED: "time exceeded"}
+        quoted_header = 40
+    else:
+        errors = {
+            ICMP_DEST_UNREACH: _UNREACH_CODES.get(code, "unreachable"),
+            ICMP_TIME_EXCEEDED: "time exceeded",
+        }
+        quoted_header = (data[8] & 0x0F) * 4 if len(data) > 8 else 20
+    if kind not in errors:
+        return None
+    quoted = data[8 + quoted_header :]  # the start of our request, as the router saw it
+    if len(quoted) < _HEADER.size:
+        return None
+    qkind, _, _, qid, qseq = _HEADER.unpack_from(quoted)
+    if qkind != (ICMP6_ECHO_REQUEST if ipv6 else ICMP_ECHO_REQUEST):
+        return None
+    return Reply(sequence=qseq, identifier=qid, source=source, error=f"{errors[kind]} from {source}")
+
+
+NETWORK_ERRNOS = {
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.EHOSTDOWN,
+    errno.ENETDOWN,
+    errno.EADDRNOTAVAIL,
+    errno.EINVAL,
+    errno.EPERM,  # a local firewall (nft/iptables reject on output) refuses the packet
+    errno.EACCES,
+    errno.ECONNREFUSED,
+}
