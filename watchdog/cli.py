@@ -1,0 +1,252 @@
+"""The `watchdog` command line: a thin layer that builds a config and calls one entry point.
+
+Exit codes everywhere: 0 healthy / nothing found, 1 a problem was found, 2 usage, configuration or
+input error. Exceptions are mapped to exit codes here and only here; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from watchdog import __version__
+from watchdog.config import default_config_path, load_config
+from watchdog.errors import ConfigError, InputError, WatchdogError
+from watchdog.logs import LEVELS, setup_logging
+
+log = logging.getLogger("watchdog")
+
+EPILOG = """\
+examples:
+  watchdog config check -c /etc/vpn-watchdog/config.yaml
+  watchdog run -c config.yaml --listen 127.0.0.1:9687
+  watchdog probe --once -c config.yaml --format json
+  watchdog audit -c config.yaml --fix-ipsec
+  watchdog ike analyze rekey.pcap --mtu 1400
+
+CONFIG defaults to $WATCHDOG_CONFIG, else /etc/vpn-watchdog/config.yaml.
+Exit codes: 0 healthy / nothing found, 1 a problem was found, 2 usage, configuration or input error.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep its message but add a pointer to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _level(value: str) -> str:
+    upper = value.upper()
+    if upper not in LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid log level {value!r} (choose from {', '.join(LEVELS)})")
+    return upper
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    from watchdog.config import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="watchdog",
+        description="vpn-watchdog: watch AWS <-> GCP (<-> on-prem) IPsec VPNs, BGP, prefixes, DNS and IKE fragmentation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vpn-watchdog {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", metavar="CONFIG", help=f"config file (default: {default_config_path()})")
+
+    def fmt_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon: poll exporters, run probes, serve /metrics, send alerts",
+        description="Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config.",
+        epilog="example:\n  watchdog run -c config.yaml --listen 127.0.0.1:9687 --log-format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_arg(run)
+    run.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-level", type=_level, default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
+
+    probe = sub.add_parser(
+        "probe",
+        help="run every probe and poll every exporter once, print what is broken",
+        description="Run every configured probe once and poll every configured exporter once (concurrently), "
+        "print one table of tunnels, BGP sessions, expected prefixes and probe results. "
+        "Exit 0 all healthy, 1 anything failing, 2 bad config.",
+        epilog="examples:\n  watchdog probe --once -c config.yaml\n  watchdog probe --once --only aws-db-dns --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    probe.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
+    config_arg(probe)
+    fmt_arg(probe)
+    probe.add_argument("--only", nargs="+", metavar="NAME", default=None, help="only these probes/exporters")
+
+    audit = sub.add_parser(
+        "audit",
+        help="check a live AWS <-> GCP setup against the known pitfalls",
+        description="Read the live AWS and GCP configuration and report findings with their fix. "
+        "Exit 1 on any error finding.",
+        epilog="examples:\n  watchdog audit -c config.yaml\n  watchdog audit -c config.yaml --fix-ipsec\n"
+        "  watchdog audit -c config.yaml --fix-ipsec --apply",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_arg(audit)
+    fmt_arg(audit)
+    audit.add_argument("--fix-ipsec", action="store_true", help="plan the minimal GCP-compatible AWS tunnel options")
+    audit.add_argument("--apply", action="store_true", help="with --fix-ipsec: make the changes, one tunnel at a time")
+
+    ike = sub.add_parser("ike", help="IKE fragmentation: analyze captures or sniff live")
+    ike_sub = ike.add_subparsers(dest="ike_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    analyze = ike_sub.add_parser(
+        "analyze",
+        help="count IKE messages, IP/RFC 7383 fragmentation and rekeys in pcap/pcapng files",
+        description="Exit 0 when no fragmented IKE was seen, 1 when some was, 2 when a file cannot be read.",
+        epilog="example:\n  watchdog ike analyze rekey.pcap --mtu 1400 --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("pcaps", nargs="+", metavar="PCAP")
+    fmt_arg(analyze)
+    analyze.add_argument("--mtu", type=_positive_int, default=1500, metavar="BYTES",
+                         help="report messages whose IP datagram exceeds this (default 1500)")
+    sniff = ike_sub.add_parser(
+        "sniff",
+        help="capture IKE live (needs CAP_NET_RAW) and report fragmentation",
+        description="Capture with a kernel BPF filter limited to the peers' IKE traffic and IP fragments.",
+        epilog="example:\n  watchdog ike sniff -i eth0 --peer 203.0.113.10 --duration 60",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_arg(sniff)
+    sniff.add_argument("-i", "--interface", action="append", metavar="IFACE", help="interface (repeatable)")
+    sniff.add_argument("--peer", action="append", metavar="IP", help="peer address (repeatable)")
+    sniff.add_argument("--duration", type=_seconds, default=60.0, metavar="SECONDS", help="default 60s")
+    sniff.add_argument("--mtu", type=_positive_int, default=None, metavar="BYTES")
+    fmt_arg(sniff)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    check = config_sub.add_parser(
+        "check",
+        help="validate a config file",
+        description="Validate a config file; exit 0 when valid, 2 with one message per problem.",
+        epilog="example:\n  watchdog config check -c deploy/config.example.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_arg(check)
+    return parser
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(
+        f"{args.config or default_config_path()}: ok ({len(config.exporters)} exporters, "
+        f"{len(config.probes)} probes, {sum(len(e.prefixes) for e in config.expected_prefixes)} expected prefixes, "
+        f"IKE sniffer {'on' if config.ike else 'off'}, alertmanager {'on' if config.alertmanager else 'off'})"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from watchdog.daemon import run_daemon
+
+    setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
+    return run_daemon(args.config, args.listen)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from watchdog.oneshot import probe_once
+
+    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    return probe_once(args.config, fmt=args.format, only=args.only)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from watchdog.audit.command import audit_main
+
+    if args.apply and not args.fix_ipsec:
+        raise ConfigError("--apply only makes sense with --fix-ipsec")
+    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    return audit_main(args.config, fmt=args.format, fix_ipsec=args.fix_ipsec, apply=args.apply)
+
+
+def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    if args.ike_command == "analyze":
+        from probes.ike.commands import analyze_main
+
+        return analyze_main(args.pcaps, args.format, args.mtu)
+    if args.ike_command == "sniff":
+        from probes.ike.commands import sniff_main
+
+        interfaces, peers, mtu = args.interface, args.peer, args.mtu
+        if not (interfaces and peers):
+            config = load_config(args.config)
+            if config.ike is None and not (interfaces and peers):
+                raise ConfigError("give -i IFACE and --peer IP, or an `ike:` section in the config")
+            if config.ike is not None:
+                interfaces = interfaces or list(config.ike.interfaces)
+                peers = peers or list(config.ike.peers)
+                mtu = mtu or config.ike.mtu
+        return sniff_main(interfaces, peers, args.duration, mtu or 1500, fmt=args.format)
+    parser.parse_args(["ike", "--help"])
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers: dict[str, Any] = {
+        "run": _run,
+        "probe": _probe,
+        "audit": _audit,
+    }
+    try:
+        if args.command in handlers:
+            return int(handlers[args.command](args))
+        if args.command == "ike":
+            return _ike(args, parser)
+        if args.command == "config" and args.config_command == "check":
+            return _config_check(args)
+        if args.command == "config":
+            parser.parse_args(["config", "--help"])
+        parser.print_help(sys.stderr)
+        return 2
+    except (ConfigError, InputError) as exc:
+        if args.debug:
+            raise
+        print(f"watchdog: {exc}", file=sys.stderr)
+        return 2
+    except WatchdogError as exc:
+        if args.debug:
+            raise
+        print(f"watchdog: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

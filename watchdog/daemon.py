@@ -1,0 +1,272 @@
+"""`watchdog run`: the composition root of the long-running daemon.
+
+Builds exporters, probes, the IKE sniffer and the alerting engine from the config, schedules them
+(APScheduler: one job per exporter and probe, no overlapping runs, coalesced misfires, no drift),
+serves /metrics and /healthz, reloads on SIGHUP (an invalid new config is logged and the running one
+kept) and stops gracefully on SIGTERM/SIGINT within a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from exporters import build_exporter
+from probes import build_probe
+from watchdog.alerting import AlertEngine
+from watchdog.config import Config, load_config, parse_host_port
+from watchdog.errors import ConfigError, WatchdogError
+from watchdog.metrics import build_registry
+from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.webserver import MetricsServer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+class Daemon:
+    """Owns every running part; `run()` returns when a stop signal arrives."""
+
+    def __init__(self, config: Config, config_path: str | None, listen: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.listen_override = listen
+        self.state = WatchdogState()
+        self.registry = build_registry(self.state)
+        self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.exporters) + 2), thread_name_prefix="poll")
+        self.scheduler: AsyncIOScheduler | None = None
+        self.server: MetricsServer | None = None
+        self.alerts: AlertEngine | None = None
+        self._exporter_configs: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = time.time()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._install_signals()
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.scheduler.start()
+        self._start_server()
+        self._apply(self.config)
+        log.info(
+            "vpn-watchdog running: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
+            len(self.config.exporters),
+            len(self.config.probes),
+            "on" if self.config.ike else "off",
+            ", ".join(self.config.alertmanager.urls) if self.config.alertmanager else "off",
+        )
+        await self._stop.wait()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        log.info("stopping")
+        started = time.monotonic()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.alerts is not None:
+            try:
+                await asyncio.wait_for(self.alerts.close(), SHUTDOWN_GRACE_SECONDS / 2)
+            except (asyncio.TimeoutError, Exception):
+                log.warning("alert engine did not stop in time")
+        if self.state.ike is not None:
+            self.state.ike.stop()
+        for runner in self.state.exporters.values():
+            _close_quietly(runner)
+        if self.server is not None:
+            self.server.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped in %.2fs", time.monotonic() - started)
+
+    def _install_signals(self) -> None:
+        assert self._loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.request_stop)
+        self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def _start_server(self) -> None:
+        host, port = parse_host_port(self.listen_override or self.config.listen)
+        try:
+            self.server = MetricsServer(host, port, self.registry, self.health)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.server.start()
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; keep the running one when the new one is invalid."""
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            return
+        log.info("reloading configuration from %s", self.config_path)
+        if (self.listen_override or new.listen) != (self.listen_override or self.config.listen):
+            log.warning("listen address changes need a restart; keeping %s", self.config.listen)
+        self._apply(new)
+        self.config = new
+
+    def _apply(self, config: Config) -> None:
+        """(Re)build exporters, probes, sniffer and alerting for `config`, keeping unchanged exporters."""
+        assert self.scheduler is not None
+        self.scheduler.remove_all_jobs()
+        expected: dict[str, tuple[str, ...]] = {}
+        for entry in config.expected_prefixes:
+            expected[entry.exporter] = expected.get(entry.exporter, ()) + tuple(entry.prefixes)
+
+        old = self.state.exporters
+        runners: dict[str, ExporterRunner] = {}
+        for exporter_config in config.exporters:
+            name = exporter_config.name
+            same = self._exporter_configs.get(name) == exporter_config and name in old
+            if same and old[name].expected_prefixes == expected.get(name, ()):
+                runners[name] = old.pop(name)
+                continue
+            if name in old:
+                _close_quietly(old.pop(name))
+            try:
+                exporter = build_exporter(exporter_config, timeout=config.exporter_timeout(exporter_config))
+            except WatchdogError as exc:
+                log.error("exporter %s cannot start: %s", name, exc)
+                continue
+            runners[name] = ExporterRunner(
+                exporter,
+                interval=config.exporter_interval(exporter_config),
+                timeout=config.exporter_timeout(exporter_config),
+                expected_prefixes=expected.get(name, ()),
+                executor=self.executor,
+                on_update=self._on_exporter_update,
+            )
+            self._subscribe_events(runners[name])
+        for leftover in old.values():
+            _close_quietly(leftover)
+        self.state.exporters = runners
+        self._exporter_configs = {e.name: e for e in config.exporters}
+
+        old_probes = self.state.probes
+        probes: dict[str, ProbeRunner] = {}
+        for probe_config in config.probes:
+            runner = ProbeRunner(build_probe(probe_config), on_result=self._on_probe_result)
+            previous = old_probes.get(probe_config.name)
+            if previous is not None and previous.probe.target == runner.probe.target:
+                runner.failures, runner.latency, runner.last = previous.failures, previous.latency, previous.last
+            probes[probe_config.name] = runner
+        self.state.probes = probes
+
+        self._apply_sniffer(config)
+        self._apply_alerting(config)
+
+        now = datetime.now(timezone.utc)
+        for runner in runners.values():
+            self.scheduler.add_job(
+                runner.poll_once,
+                IntervalTrigger(seconds=runner.interval),
+                id=f"exporter:{runner.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(runner.interval)),
+                next_run_time=now,
+            )
+        for i, probe_runner in enumerate(probes.values()):
+            interval = probe_runner.probe.interval
+            self.scheduler.add_job(
+                probe_runner.run_once,
+                IntervalTrigger(seconds=interval),
+                id=f"probe:{probe_runner.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval)),
+                # Spread first runs a little so many probes don't fire in the same millisecond.
+                next_run_time=now + timedelta(milliseconds=(i * 37) % 1000),
+            )
+        if self.alerts is not None:
+            self.scheduler.add_job(
+                self.alerts.tick,
+                IntervalTrigger(seconds=1),
+                id="alerts:tick",
+                max_instances=1,
+                coalesce=True,
+            )
+
+    def _apply_sniffer(self, config: Config) -> None:
+        if self.state.ike is not None:
+            self.state.ike.stop()
+            self.state.ike = None
+        if config.ike is None:
+            return
+        from probes.ike.sniffer import IkeSniffer
+
+        sniffer = IkeSniffer(list(config.ike.interfaces), list(config.ike.peers), config.ike.mtu)
+        sniffer.start()
+        self.state.ike = sniffer
+
+    def _apply_alerting(self, config: Config) -> None:
+        if self.alerts is None:
+            self.alerts = AlertEngine(config, self.state)
+        else:
+            self.alerts.reconfigure(config)
+
+    def _subscribe_events(self, runner: ExporterRunner) -> None:
+        from watchdog.interfaces import EventSource
+
+        exporter = runner.exporter
+        if not isinstance(exporter, EventSource):
+            return
+        loop = self._loop
+
+        def notify() -> None:  # called from the exporter's event thread
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: loop.create_task(runner.poll_once()))
+
+        try:
+            exporter.subscribe(notify)
+            log.info("exporter %s: subscribed to change events", runner.name)
+        except WatchdogError as exc:
+            log.warning("exporter %s: no change events (%s); polling only", runner.name, exc)
+
+    # ---- hooks -----------------------------------------------------------------------------
+
+    def _on_exporter_update(self, runner: ExporterRunner) -> None:
+        if self.alerts is not None:
+            self.alerts.observe()
+
+    def _on_probe_result(self, runner: ProbeRunner) -> None:
+        if self.alerts is not None:
+            self.alerts.observe()
+
+    def health(self) -> dict[str, Any]:
+        exporters = {
+            name: {"up": r.health.up, "stale": r.is_stale(), "last_error": r.health.last_error}
+            for name, r in sorted(self.state.exporters.items())
+        }
+        return {"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 3), "exporters": exporters}
+
+
+def _close_quietly(runner: ExporterRunner) -> None:
+    try:
+        runner.exporter.close()
+    except Exception:
+        log.debug("closing exporter %s failed", runner.name, exc_info=True)
+
+
+def run_daemon(config_path: str | None, listen: str | None = None) -> int:
+    """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
+    config = load_config(config_path)
+    daemon = Daemon(config, config_path, listen)
+    asyncio.run(daemon.run())
+    return 0

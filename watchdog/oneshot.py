@@ -1,0 +1,173 @@
+"""`watchdog probe --once`: poll every exporter and run every probe once, print what is broken.
+
+The command a person runs at 3 a.m. It reuses the daemon's runners (same timeouts, same probe
+`run()`), runs everything concurrently (bounded by the longest timeout) and prints one table or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from exporters import build_exporter
+from probes import build_probe
+from watchdog.config import Config, load_config
+from watchdog.errors import ConfigError, WatchdogError
+from watchdog.state import ExporterRunner, ProbeRunner
+
+
+def select(config: Config, only: list[str] | None) -> tuple[list[Any], list[Any]]:
+    """The exporters and probes named by --only (all when None); unknown names are a usage error."""
+    exporters, probes = list(config.exporters), list(config.probes)
+    if not only:
+        return exporters, probes
+    known = {e.name for e in exporters} | {p.name for p in probes}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"--only: no exporter or probe named {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+        )
+    wanted = set(only)
+    return [e for e in exporters if e.name in wanted], [p for p in probes if p.name in wanted]
+
+
+async def collect(config: Config, only: list[str] | None = None) -> dict[str, Any]:
+    """Run everything once and return the report (the JSON shape of DESIGN.md)."""
+    exporter_configs, probe_configs = select(config, only)
+    expected: dict[str, list[Any]] = {}
+    for entry in config.expected_prefixes:
+        expected.setdefault(entry.exporter, []).append(entry)
+    executor = ThreadPoolExecutor(max_workers=max(1, len(exporter_configs)), thread_name_prefix="once")
+    runners: list[ExporterRunner] = []
+    build_errors: dict[str, str] = {}
+    for ec in exporter_configs:
+        prefixes = tuple(p for entry in expected.get(ec.name, []) for p in entry.prefixes)
+        try:
+            exporter = build_exporter(ec, timeout=config.exporter_timeout(ec))
+        except WatchdogError as exc:
+            build_errors[ec.name] = str(exc)
+            continue
+        runners.append(
+            ExporterRunner(exporter, interval=config.exporter_interval(ec), timeout=config.exporter_timeout(ec),
+                           expected_prefixes=prefixes, executor=executor)
+        )
+    probe_runners = [ProbeRunner(build_probe(pc)) for pc in probe_configs]
+    try:
+        await asyncio.gather(*(r.poll_once() for r in runners), *(p.run_once() for p in probe_runners))
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        for runner in runners:
+            try:
+                runner.exporter.close()
+            except Exception:
+                pass
+    return _report(config, exporter_configs, runners, build_errors, probe_runners, expected)
+
+
+def _report(
+    config: Config,
+    exporter_configs: list[Any],
+    runners: list[ExporterRunner],
+    build_errors: dict[str, str],
+    probe_runners: list[ProbeRunner],
+    expected: dict[str, list[Any]],
+) -> dict[str, Any]:
+    by_name = {r.name: r for r in runners}
+    exporters, tunnels, sessions, prefixes = [], [], [], []
+    for ec in exporter_configs:
+        runner = by_name.get(ec.name)
+        if runner is None:
+            exporters.append({"name": ec.name, "cloud": ec.type, "up": False, "error": build_errors.get(ec.name, ""),
+                              "duration_seconds": 0.0})
+            continue
+        h = runner.health
+        exporters.append({"name": ec.name, "cloud": runner.cloud, "up": h.up, "error": h.last_error,
+                          "duration_seconds": round(h.last_poll_duration or 0.0, 3)})
+        snap = runner.snapshot
+        if snap is not None:
+            for t in sorted(snap.tunnels, key=lambda t: (t.connection, t.name)):
+                tunnels.append({"exporter": ec.name, "cloud": runner.cloud, "connection": t.connection, "tunnel": t.name,
+                                "local_ip": t.local_ip, "peer_ip": t.peer_ip, "up": t.up, "status": t.status,
+                                "detail": t.detail})
+            for s in sorted(snap.bgp_sessions, key=lambda s: (s.router, s.peer)):
+                sessions.append({"exporter": ec.name, "cloud": runner.cloud, "router": s.router, "peer": s.peer,
+                                 "local_ip": s.local_ip, "peer_ip": s.peer_ip, "up": s.up, "state": s.state,
+                                 "uptime_seconds": s.uptime_seconds, "received_prefixes": s.received_prefixes})
+        for entry in expected.get(ec.name, []):
+            for prefix in entry.prefixes:
+                paths = sorted(runner.paths.get(prefix, frozenset())) if snap is not None else None
+                prefixes.append({"exporter": ec.name, "prefix": prefix, "min_paths": entry.min_paths,
+                                 "paths": None if paths is None else len(paths), "via": paths or [],
+                                 "ok": paths is not None and len(paths) >= entry.min_paths})
+    probes = []
+    for pr in probe_runners:
+        r = pr.last
+        assert r is not None
+        probes.append({"name": r.probe, "type": r.type, "target": r.target, "success": r.success, "reason": r.reason,
+                       "detail": r.detail, "duration_seconds": round(r.duration_seconds, 4)})
+    healthy = (
+        all(e["up"] for e in exporters)
+        and all(t["up"] for t in tunnels)
+        and all(s["up"] for s in sessions)
+        and all(p["ok"] for p in prefixes)
+        and all(p["success"] for p in probes)
+    )
+    return {"healthy": healthy, "exporters": exporters, "tunnels": tunnels, "bgp_sessions": sessions,
+            "expected_prefixes": prefixes, "probes": probes}
+
+
+def _mark(ok: bool) -> str:
+    return "OK  " if ok else "FAIL"
+
+
+def render_text(report: dict[str, Any], out: TextIO) -> None:
+    """One readable table per section; FAIL lines say what is broken and where."""
+    def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+        out.write(f"\n{title}\n")
+        if not rows:
+            out.write("  (none)\n")
+            return
+        widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+        for row in [header, *rows]:
+            out.write("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() + "\n")
+
+    failing = sum(
+        1
+        for section, key in (("exporters", "up"), ("tunnels", "up"), ("bgp_sessions", "up"),
+                             ("expected_prefixes", "ok"), ("probes", "success"))
+        for item in report[section]
+        if not item[key]
+    )
+    out.write("HEALTHY: everything answered and is up\n" if report["healthy"] else f"UNHEALTHY: {failing} problem(s)\n")
+    table("EXPORTERS", ["", "NAME", "CLOUD", "TIME", "ERROR"],
+          [[_mark(e["up"]), e["name"], e["cloud"], f"{e['duration_seconds']:.2f}s", e["error"]] for e in report["exporters"]])
+    table("TUNNELS", ["", "EXPORTER", "CONNECTION", "TUNNEL", "LOCAL", "PEER", "STATUS", "DETAIL"],
+          [[_mark(t["up"]), t["exporter"], t["connection"], t["tunnel"], t["local_ip"], t["peer_ip"], t["status"], t["detail"]]
+           for t in report["tunnels"]])
+    table("BGP SESSIONS", ["", "EXPORTER", "ROUTER", "PEER", "PEER IP", "STATE", "UPTIME", "PREFIXES"],
+          [[_mark(s["up"]), s["exporter"], s["router"], s["peer"], s["peer_ip"], s["state"],
+            "" if s["uptime_seconds"] is None else f"{s['uptime_seconds']:.0f}s",
+            "" if s["received_prefixes"] is None else str(s["received_prefixes"])] for s in report["bgp_sessions"]])
+    table("EXPECTED PREFIXES", ["", "EXPORTER", "PREFIX", "PATHS", "VIA"],
+          [[_mark(p["ok"]), p["exporter"], p["prefix"],
+            "unknown (exporter down)" if p["paths"] is None else f"{p['paths']}/{p['min_paths']} needed",
+            ", ".join(p["via"])] for p in report["expected_prefixes"]])
+    table("PROBES", ["", "NAME", "TYPE", "TARGET", "TIME", "REASON", "DETAIL"],
+          [[_mark(p["success"]), p["name"], p["type"], p["target"], f"{p['duration_seconds'] * 1000:.1f}ms",
+            p["reason"], p["detail"]] for p in report["probes"]])
+
+
+def probe_once(config_path: str | None, *, fmt: str = "text", only: list[str] | None = None,
+               out: TextIO | None = None) -> int:
+    """Exit 0 when everything is healthy, 1 when anything fails (2 comes from ConfigError in the CLI)."""
+    out = out or sys.stdout
+    config = load_config(config_path)
+    report = asyncio.run(collect(config, only))
+    if fmt == "json":
+        out.write(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    else:
+        render_text(report, out)
+    return 0 if report["healthy"] else 1

@@ -1,0 +1,265 @@
+"""The daemon's live state: per-exporter runners, probe results, and counters the collector renders.
+
+Runners own the "poll on a schedule into an immutable snapshot" loop: a failed poll keeps the last good
+snapshot (an API outage must never look like a VPN outage) and says so in the health fields. Nothing
+here renders metrics; `watchdog.metrics` reads this state at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from watchdog.errors import ExporterError
+from watchdog.interfaces import Exporter, IkeSource, Probe
+from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
+from watchdog.paths import expected_paths
+
+log = logging.getLogger(__name__)
+
+# Latency buckets for DNS queries and ICMP echoes over a VPN: sub-ms loopback to multi-second stalls.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class ExporterHealth:
+    up: bool = False
+    last_success: float | None = None
+    last_poll_duration: float | None = None
+    last_error: str = ""
+    errors: Counter[str] = field(default_factory=Counter)
+    api_calls: int = 0
+    polls: int = 0
+    consecutive_failures: int = 0
+    skipped_overlaps: int = 0
+
+
+class ExporterRunner:
+    """Runs one exporter's polls in a worker thread, bounded by its timeout, never overlapping."""
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        interval: float,
+        timeout: float,
+        expected_prefixes: tuple[str, ...] = (),
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.time,
+        on_update: Callable[[ExporterRunner], None] | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.name = exporter.name
+        self.cloud = exporter.cloud
+        self.interval = interval
+        self.timeout = timeout
+        self.expected_prefixes = expected_prefixes
+        self.executor = executor
+        self.clock = clock
+        self.on_update = on_update
+        self.health = ExporterHealth()
+        self.snapshot: Snapshot | None = None
+        self.paths: dict[str, frozenset[str]] = {}
+        self._busy = False
+        self._again = False
+
+    @property
+    def stale_after(self) -> float:
+        return 3 * self.interval
+
+    async def poll_once(self) -> None:
+        """One poll; skipped (and repeated once afterwards) when the previous one is still running."""
+        if self._busy:
+            self.health.skipped_overlaps += 1
+            self._again = True
+            return
+        self._busy = True
+        worker_done = True
+        try:
+            while True:
+                self._again = False
+                worker_done = await self._poll()
+                if not (worker_done and self._again):
+                    break
+        finally:
+            if worker_done:
+                self._busy = False
+            # else: a timed-out worker thread is still running; `_release` clears busy when it ends.
+
+    async def _poll(self) -> bool:
+        """Poll once; False when the worker thread outlived the timeout (and is still running)."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        log.debug("polling exporter %s", self.name)
+        future = loop.run_in_executor(self.executor, self.exporter.poll)
+        try:
+            snapshot = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except asyncio.TimeoutError:
+            future.add_done_callback(lambda _f: self._release())
+            self._record_failure(
+                ExporterError("timeout", f"poll did not finish within {self.timeout:g}s"), started
+            )
+            return future.done()
+        except ExporterError as exc:
+            self._record_failure(exc, started)
+            return True
+        except Exception as exc:  # a bug in an exporter must not kill the loop
+            log.exception("exporter %s crashed", self.name)
+            self._record_failure(ExporterError("internal", f"{type(exc).__name__}: {exc}"), started)
+            return True
+        self.apply(snapshot, time.monotonic() - started)
+        return True
+
+    def _release(self) -> None:
+        self._busy = False
+
+    def apply(self, snapshot: Snapshot, duration: float) -> None:
+        """Swap in a new snapshot (atomically: readers see the old or the new one, never a mix)."""
+        paths = expected_paths(snapshot, self.expected_prefixes)
+        self.snapshot, self.paths = snapshot, paths
+        health = self.health
+        health.up = True
+        health.last_success = self.clock()
+        health.last_poll_duration = duration
+        health.api_calls += snapshot.api_calls
+        health.polls += 1
+        health.consecutive_failures = 0
+        health.last_error = ""
+        log.info(
+            "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
+            self.name,
+            len(snapshot.tunnels),
+            sum(t.up for t in snapshot.tunnels),
+            len(snapshot.bgp_sessions),
+            sum(s.up for s in snapshot.bgp_sessions),
+            len(snapshot.routes),
+            duration,
+        )
+        self._notify()
+
+    def _record_failure(self, exc: ExporterError, started: float) -> None:
+        health = self.health
+        health.up = False
+        health.last_poll_duration = time.monotonic() - started
+        health.errors[exc.reason] += 1
+        health.polls += 1
+        health.consecutive_failures += 1
+        health.last_error = f"{exc.reason}: {exc}"
+        log.warning("exporter %s poll failed (%s): %s", self.name, exc.reason, exc)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_update is not None:
+            try:
+                self.on_update(self)
+            except Exception:
+                log.exception("update listener failed for exporter %s", self.name)
+
+    def is_stale(self, now: float | None = None) -> bool:
+        """No successful poll for 3 intervals (or never)."""
+        now = self.clock() if now is None else now
+        last = self.health.last_success
+        return last is None or now - last > self.stale_after
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, n in zip(self.buckets, self.counts, strict=False):
+            running += n
+            out.append((repr(bound), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+class ProbeRunner:
+    """Runs one probe with a hard timeout and keeps its last result and counters."""
+
+    def __init__(self, probe: Probe, on_result: Callable[[ProbeRunner], None] | None = None) -> None:
+        self.probe = probe
+        self.name = probe.name
+        self.last: ProbeResult | None = None
+        self.failures: Counter[str] = Counter()
+        self.latency = Histogram()
+        self.on_result = on_result
+        self._lock = threading.Lock()
+
+    async def run_once(self) -> ProbeResult:
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(self.probe.run(), self.probe.timeout + 1.0)
+        except asyncio.TimeoutError:
+            result = self._failed("timeout", "probe did not finish in time", started)
+        except Exception as exc:  # a probe bug must not stop its schedule
+            log.exception("probe %s crashed", self.name)
+            result = self._failed("internal", f"{type(exc).__name__}: {exc}", started)
+        self.record(result)
+        return result
+
+    def _failed(self, reason: str, detail: str, started: float) -> ProbeResult:
+        p = self.probe
+        return ProbeResult(p.name, p.type, p.target, False, time.monotonic() - started, reason, detail)
+
+    def record(self, result: ProbeResult) -> None:
+        with self._lock:
+            self.last = result
+            if not result.success:
+                self.failures[result.reason or "unknown"] += 1
+            for latency in result.latencies:
+                self.latency.observe(latency)
+        level = logging.DEBUG if result.success else logging.WARNING
+        log.log(
+            level,
+            "probe %s (%s %s): %s%s",
+            result.probe,
+            result.type,
+            result.target,
+            "ok" if result.success else f"FAIL {result.reason}",
+            f" ({result.detail})" if result.detail else "",
+        )
+        if self.on_result is not None:
+            self.on_result(self)
+
+
+@dataclass
+class WatchdogState:
+    """Everything `/metrics` renders; mutated by the daemon, read by the collector."""
+
+    exporters: dict[str, ExporterRunner] = field(default_factory=dict)
+    probes: dict[str, ProbeRunner] = field(default_factory=dict)
+    ike: IkeSource | None = None
+    failovers: Counter[tuple[str, str]] = field(default_factory=Counter)
+    alerts_sent: Counter[str] = field(default_factory=Counter)
+    tunnel_pairs: tuple[tuple[str, str, str, str, str], ...] = ()
+    audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def ike_snapshot(self) -> IkeSnapshot | None:
+        if self.ike is None:
+            return None
+        try:
+            return self.ike.snapshot()
+        except Exception:
+            log.exception("IKE sniffer snapshot failed")
+            return None
