@@ -1,0 +1,213 @@
+"""DNS probe against real resolvers on loopback: the fake authoritative server and dnsmasq."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probes import build_probe
+from probes.dns import DnsProbe
+from tests.conftest import free_port
+from tests.fakes.dns import ADDRESS, BIG_COUNT, WRONG_ADDRESS, FakeDnsServer
+from watchdog.config import DnsProbeConfig
+from watchdog.errors import ProbeError
+from watchdog.model import ProbeResult
+
+
+def config(query: str, server: str | None, **extra: Any) -> DnsProbeConfig:
+    raw: dict[str, Any] = {
+        "name": "dns-test",
+        "type": "dns",
+        "query": query,
+        "server": server,
+        "timeout": "1s",
+    }
+    raw.update(extra)
+    return DnsProbeConfig.model_validate(raw)
+
+
+def run(probe: Any) -> ProbeResult:
+    result: ProbeResult = asyncio.run(probe.run())
+    return result
+
+
+@pytest.fixture
+def server() -> Iterator[FakeDnsServer]:
+    with FakeDnsServer() as fake:
+        yield fake
+
+
+def test_resolving_name_succeeds_with_answer_and_latency(server: FakeDnsServer) -> None:
+    probe = build_probe(config("ok.probe.test", server.address, expect=[ADDRESS]))
+    result = run(probe)
+    assert probe.target == f"ok.probe.test@{server.address}"
+    assert (result.success, result.reason) == (True, "")
+    assert result.detail == f"answers {ADDRESS}"
+    assert len(result.latencies) == 1 and 0 < result.latencies[0] < 1
+    assert result.duration_seconds >= result.latencies[0]
+    assert (result.probe, result.type, result.target) == ("dns-test", "dns", probe.target)
+
+
+@pytest.mark.parametrize(
+    ("query", "expect", "reason", "detail"),
+    [
+        ("nx.probe.test", [], "nxdomain", "says NXDOMAIN"),
+        ("servfail.probe.test", [], "servfail", "says SERVFAIL"),
+        ("refused.probe.test", [], "refused", "says REFUSED"),
+        ("notimp.probe.test", [], "rcode_notimp", "says NOTIMP"),
+        ("wrong.probe.test", [ADDRESS], "wrong_answer", f"expected {ADDRESS}, got {WRONG_ADDRESS}"),
+        ("empty.probe.test", [], "wrong_answer", "no A records in the answer"),
+    ],
+)
+def test_failures_have_distinct_reasons(
+    server: FakeDnsServer, query: str, expect: list[str], reason: str, detail: str
+) -> None:
+    result = run(build_probe(config(query, server.address, expect=expect)))
+    assert (result.success, result.reason) == (False, reason)
+    assert detail in result.detail
+    assert len(result.latencies) == 1  # the server did answer
+
+
+def test_answer_without_expectation_succeeds_whatever_it_says(server: FakeDnsServer) -> None:
+    result = run(build_probe(config("wrong.probe.test", server.address)))
+    assert result.success and result.detail == f"answers {WRONG_ADDRESS}"
+
+
+def test_truncated_udp_reply_falls_back_to_tcp(server: FakeDnsServer) -> None:
+    result = run(build_probe(config("big.probe.test", server.address, expect=["198.18.2.1", "198.18.2.60"])))
+    assert result.success, result
+    assert server.count("udp", "big.probe.test") == 1
+    assert server.count("tcp", "big.probe.test") == 1
+    assert len(result.latencies) == 2  # the truncated UDP round trip and the TCP one
+    assert "over TCP" in result.detail and f"+{BIG_COUNT - 4} more" in result.detail
+
+
+def test_silent_server_times_out_within_timeout(server: FakeDnsServer) -> None:
+    result = run(build_probe(config("silent.probe.test", server.address, timeout="300ms")))
+    assert (result.success, result.reason) == (False, "timeout")
+    assert 0.29 <= result.duration_seconds < 0.45
+    assert result.detail == f"no reply from {server.address} within 0.3s"
+    assert result.latencies == ()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_closed_port_is_network_error_without_waiting_for_timeout(host: str) -> None:
+    result = run(build_probe(config("ok.probe.test", f"{host}:{free_port()}", timeout="2s")))
+    assert (result.success, result.reason) == (False, "network_error")
+    assert "Connection refused" in result.detail
+    assert result.duration_seconds < 0.5
+
+
+def test_other_record_types_compare_by_text(server: FakeDnsServer) -> None:
+    # The fake only has A records: a TXT question gets NOERROR with no answer.
+    result = run(build_probe(config("ok.probe.test", server.address, record_type="TXT", expect=["x"])))
+    assert (result.success, result.reason) == (False, "wrong_answer")
+    assert "no TXT records" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"query": "a..b.test"}, "invalid query name 'a..b.test'"),
+        ({"query": "x" * 64 + ".test"}, "invalid query name"),
+        ({"expect": ["db.example"]}, "expect value 'db.example' is not an IPv4 address"),
+        ({"record_type": "AAAA", "expect": ["198.18.1.10"]}, "is not an IPv6 address"),
+    ],
+)
+def test_impossible_probe_is_rejected_at_construction(extra: dict[str, Any], message: str) -> None:
+    raw: dict[str, Any] = {"query": "ok.probe.test"} | extra
+    with pytest.raises(ProbeError, match=message.replace(".", r"\.")):
+        build_probe(config(raw.pop("query"), "127.0.0.1", **raw))
+
+
+# --- the system resolver (/etc/resolv.conf syntax, port 53 only) -------------------------------------
+
+
+@pytest.fixture
+def port53_server() -> Iterator[FakeDnsServer]:
+    if os.geteuid() != 0:
+        pytest.skip("binding port 53 needs root")
+    try:
+        fake = FakeDnsServer(host="127.88.0.53", port=53)
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.88.0.53:53: {exc}")
+    with fake:
+        yield fake
+
+
+def test_system_resolver_tries_nameservers_in_order(port53_server: FakeDnsServer, tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    # The first nameserver has nothing on port 53 (refused at once), the second answers.
+    resolv.write_text("search example.invalid\nnameserver 127.88.0.54\nnameserver 127.88.0.53\n")
+    probe = DnsProbe(config("ok.probe.test", None, expect=[ADDRESS]), resolv_conf=str(resolv))
+    result = run(probe)
+    assert probe.target == "ok.probe.test@system"
+    assert result.success, result
+    assert port53_server.count("udp", "ok.probe.test") == 1  # absolute name: no search suffix
+
+
+def test_system_resolver_without_nameservers_is_network_error(tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# nothing here\n")
+    result = run(DnsProbe(config("ok.probe.test", None), resolv_conf=str(resolv)))
+    assert (result.success, result.reason) == (False, "network_error")
+    assert str(resolv) in result.detail
+
+
+# --- dnsmasq ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dnsmasq(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+    if binary is None:
+        pytest.skip("dnsmasq is not installed")
+    port = free_port()
+    argv = [
+        binary,
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        f"--port={port}",
+        "--host-record=db.aws.internal,198.18.1.10",
+        "--local=/aws.internal/",
+        f"--pid-file={tmp_path / 'dnsmasq.pid'}",
+    ]
+    if os.geteuid() == 0:
+        argv.append("--user=root")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 5
+        while not run(build_probe(config("db.aws.internal", address, timeout="200ms"))).success:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stderr = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                pytest.fail(f"dnsmasq did not come up: {stderr}")
+        yield address
+    finally:
+        proc.terminate()  # our own child, by PID
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_dnsmasq_answers_and_denies(dnsmasq: str) -> None:
+    ok = run(build_probe(config("db.aws.internal", dnsmasq, expect=["198.18.1.10"])))
+    assert ok.success and ok.detail == "answers 198.18.1.10"
+    missing = run(build_probe(config("nope.aws.internal", dnsmasq)))
+    assert (missing.success, missing.reason) == (False, "nxdomain")
+    wrong = run(build_probe(config("db.aws.internal", dnsmasq, expect=["198.18.1.11"])))
+    assert (wrong.success, wrong.reason) == (False, "wrong_answer")
