@@ -340,9 +340,13 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 def _describe(exc: ValidationError) -> list[str]:
     lines: list[str] = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    item_failed = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
+    for error in errors:
         loc = tuple(error["loc"])
         kind = error["type"]
+        if kind == "too_short" and loc in item_failed:
+            continue  # "at least 1 item" only because an item was invalid: that item's error says it all
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind == "missing":
