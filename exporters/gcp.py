@@ -1,0 +1,340 @@
+"""GCP exporter: HA VPN tunnels, gateway redundancy, Cloud Router BGP and routes, tunnel packet counts.
+
+One poll reads, for one project and region: vpnTunnels.list, vpnGateways.list (interface IPs),
+vpnGateways.getStatus per HA gateway, routers.list (unless `routers` names them) and
+routers.getRouterStatus per router (Compute REST), plus four Cloud Monitoring ListTimeSeries calls
+(gRPC). API calls grow with gateways and routers, never with tunnels or routes. Compute and
+Monitoring types never leave this package; every failure leaves as an `ExporterError`.
+It must not log or return secrets (tunnel shared secrets, credentials).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from exporters.gcp_errors import PollBudget, translate
+from exporters.gcp_monitoring import PacketCounter
+from watchdog.config import GcpExporterConfig
+from watchdog.errors import ExporterError
+from watchdog.model import BgpSession, HaGateway, LearnedRoute, Snapshot, Tunnel
+
+REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
+
+
+def last_segment(url: str | None) -> str | None:
+    """`https://.../regions/r/vpnTunnels/t1` -> `t1`; empty -> None."""
+    if not url:
+        return None
+    return url.rstrip("/").rsplit("/", 1)[-1] or None
+
+
+class GcpExporter:
+    """Polls one project/region; build it once, call `poll()` from one worker thread at a time."""
+
+    cloud = "gcp"
+
+    def __init__(
+        self, config: GcpExporterConfig, *, timeout: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._clients: _Clients | None = None
+        self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
+
+    def poll(self) -> Snapshot:
+        budget = PollBudget(self.timeout)
+        with self._lock:
+            try:
+                clients = self._connect()
+                return self._poll(clients, budget)
+            except ExporterError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - anything left is an unexpected response shape
+                raise _as_malformed(exc, self._where()) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._clients is not None:
+                self._clients.close()
+                self._clients = None
+
+    def _where(self) -> str:
+        return f"project {self.config.project} region {self.config.region}"
+
+    def _connect(self) -> _Clients:
+        if self._clients is None:
+            self._clients = _Clients.build(self.config)
+        return self._clients
+
+    def _poll(self, clients: _Clients, budget: PollBudget) -> Snapshot:
+        from google.cloud import compute_v1
+
+        cfg = self.config
+        where = f"region {cfg.region}"
+
+        gateways = _list_all(
+            budget,
+            f"vpnGateways.list {where}",
+            lambda token, left: clients.gateways.list(
+                request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                timeout=left,
+                retry=None,
+            ),
+        )
+        tunnels_raw = _list_all(
+            budget,
+            f"vpnTunnels.list {where}",
+            lambda token, left: clients.tunnels.list(
+                request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                timeout=left,
+                retry=None,
+            ),
+        )
+        interface_ips: dict[tuple[str, int], str] = {}
+        for gateway in gateways:
+            for interface in gateway.vpn_interfaces:
+                interface_ips[(gateway.name, interface.id)] = interface.ip_address
+        tunnels = tuple(sorted((_tunnel(t, interface_ips) for t in tunnels_raw), key=lambda t: (t.connection, t.name)))
+
+        ha_gateways = tuple(
+            _ha_gateway(
+                gateway.name,
+                budget.call(
+                    f"vpnGateways.getStatus {gateway.name} {where}",
+                    lambda left, name=gateway.name: clients.gateways.get_status(
+                        project=cfg.project, region=cfg.region, vpn_gateway=name, timeout=left, retry=None
+                    ),
+                ),
+            )
+            for gateway in sorted(gateways, key=lambda g: g.name)
+        )
+
+        if cfg.routers:
+            router_names = list(cfg.routers)
+        else:
+            routers = _list_all(
+                budget,
+                f"routers.list {where}",
+                lambda token, left: clients.routers.list(
+                    request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                    timeout=left,
+                    retry=None,
+                ),
+            )
+            # A router without BGP peers (NAT only) has no sessions to report: don't spend a call on it.
+            router_names = sorted(r.name for r in routers if r.bgp_peers or r.interfaces)
+        sessions: list[BgpSession] = []
+        routes: list[LearnedRoute] = []
+        for router in router_names:
+            status = budget.call(
+                f"routers.getRouterStatus {router} {where}",
+                lambda left, name=router: clients.routers.get_router_status(
+                    project=cfg.project, region=cfg.region, router=name, timeout=left, retry=None
+                ),
+            )
+            router_sessions = [_session(router, peer) for peer in status.result.bgp_peer_status]
+            sessions.extend(router_sessions)
+            routes.extend(_routes(router, status.result.best_routes, router_sessions))
+
+        packet_counts: tuple[Any, ...] = ()
+        if self._packets is not None:
+            packet_counts = self._packets.poll(clients.monitoring(), budget, (t.name for t in tunnels))
+
+        return Snapshot(
+            exporter=self.name,
+            cloud=self.cloud,
+            taken_at=self._clock(),
+            tunnels=tunnels,
+            bgp_sessions=tuple(sessions),
+            routes=tuple(sorted(routes, key=lambda r: (r.router, r.prefix, r.next_hop))),
+            gateways=ha_gateways,
+            packet_counts=packet_counts,
+            api_calls=budget.calls,
+        )
+
+
+def _list_all(budget: PollBudget, operation: str, call: Callable[[str, float], Any]) -> list[Any]:
+    """Follow nextPageToken ourselves, so each page is one counted call with the time left."""
+    items: list[Any] = []
+    token = ""
+    while True:
+        page = budget.call(operation, lambda left: next(iter(call(token, left).pages)))
+        items.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            return items
+
+
+def _page(token: str) -> dict[str, str]:
+    return {"page_token": token} if token else {}
+
+
+def _tunnel(raw: Any, interface_ips: dict[tuple[str, int], str]) -> Tunnel:
+    gateway = last_segment(raw.vpn_gateway) or last_segment(raw.target_vpn_gateway) or ""
+    interface = raw.vpn_gateway_interface if "vpn_gateway_interface" in raw else None
+    return Tunnel(
+        connection=gateway,
+        name=raw.name,
+        local_ip=interface_ips.get((gateway, interface), "") if interface is not None else "",
+        peer_ip=raw.peer_ip,
+        up=raw.status == "ESTABLISHED",
+        status=raw.status,
+        detail=raw.detailed_status,
+        router=last_segment(raw.router),
+        gateway_interface=interface,
+        peer_interface=raw.peer_external_gateway_interface if "peer_external_gateway_interface" in raw else None,
+    )
+
+
+def _ha_gateway(name: str, response: Any) -> HaGateway:
+    connections = list(response.result.vpn_connections)
+    if not connections:
+        # No peer connection at all cannot meet the HA SLA either.
+        return HaGateway(name=name, redundancy_met=False, reason="NO_VPN_CONNECTIONS")
+    met = all(c.state.state == REDUNDANCY_MET for c in connections)
+    reasons = sorted({c.state.unsatisfied_reason for c in connections if c.state.unsatisfied_reason})
+    return HaGateway(name=name, redundancy_met=met, reason="" if met else ",".join(reasons))
+
+
+def _session(router: str, peer: Any) -> BgpSession:
+    uptime = peer.uptime_seconds.strip() if "uptime_seconds" in peer else ""
+    return BgpSession(
+        router=router,
+        peer=peer.name,
+        local_ip=peer.ip_address,
+        peer_ip=peer.peer_ip_address,
+        up=peer.status == "UP",
+        state=peer.state,
+        uptime_seconds=float(uptime) if uptime else None,
+        received_prefixes=peer.num_learned_routes if "num_learned_routes" in peer else None,
+        tunnel=last_segment(peer.linked_vpn_tunnel),
+    )
+
+
+def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[LearnedRoute]:
+    by_peer_ip = {s.peer_ip: s for s in sessions if s.peer_ip}
+    routes = []
+    for route in best_routes:
+        if route.route_type != "BGP":
+            continue
+        session = by_peer_ip.get(route.next_hop_ip)
+        routes.append(
+            LearnedRoute(
+                router=router,
+                prefix=route.dest_range,
+                next_hop=route.next_hop_ip,
+                peer=session.peer if session else None,
+                # nextHopVpnTunnel names the path; the session's linked tunnel is the same one when absent.
+                tunnel=last_segment(route.next_hop_vpn_tunnel) or (session.tunnel if session else None),
+            )
+        )
+    return routes
+
+
+def _as_malformed(exc: Exception, where: str) -> ExporterError:
+    if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
+        return ExporterError("malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {exc}")
+    return translate(exc, f"GCP poll of {where}")
+
+
+class _Clients:
+    """The SDK clients of one exporter, built on first use (credential discovery may do I/O)."""
+
+    def __init__(self, config: GcpExporterConfig, credentials: Any) -> None:
+        from google.api_core.client_options import ClientOptions
+        from google.cloud import compute_v1
+
+        self._config = config
+        self._credentials = credentials
+        options = ClientOptions(api_endpoint=config.endpoint.rstrip("/")) if config.endpoint else None
+        self.tunnels = compute_v1.VpnTunnelsClient(credentials=credentials, client_options=options)
+        self.gateways = compute_v1.VpnGatewaysClient(credentials=credentials, client_options=options)
+        self.routers = compute_v1.RoutersClient(credentials=credentials, client_options=options)
+        self._monitoring: Any = None
+
+    @classmethod
+    def build(cls, config: GcpExporterConfig) -> _Clients:
+        return cls(config, load_credentials(config))
+
+    def monitoring(self) -> Any:
+        if self._monitoring is None:
+            self._monitoring = monitoring_client(
+                self._config.monitoring_endpoint or self._config.endpoint, self._credentials
+            )
+        return self._monitoring
+
+    def close(self) -> None:
+        clients = [self.tunnels, self.gateways, self.routers]
+        if self._monitoring is not None:
+            clients.append(self._monitoring)
+        for client in clients:
+            try:
+                client.transport.close()
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
+                pass
+
+
+def load_credentials(config: GcpExporterConfig) -> Any:
+    """credentials_file, else Application Default Credentials, else anonymous for an http:// endpoint."""
+    import google.auth
+    from google.auth import exceptions as auth_exc
+    from google.auth.credentials import AnonymousCredentials
+
+    if config.credentials_file:
+        try:
+            credentials, _ = google.auth.load_credentials_from_file(config.credentials_file)
+        except auth_exc.DefaultCredentialsError as exc:
+            # The library's message can quote the file; name only the path and the kind of problem.
+            raise ExporterError(
+                "auth", f"cannot load credentials_file {config.credentials_file}: {_credential_problem(exc)}"
+            ) from exc
+        return credentials
+    try:
+        credentials, _ = google.auth.default()
+    except auth_exc.DefaultCredentialsError as exc:
+        if _plaintext(config.endpoint) and _plaintext(config.monitoring_endpoint or config.endpoint):
+            return AnonymousCredentials()
+        raise ExporterError(
+            "auth", "no Application Default Credentials found (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)"
+        ) from exc
+    return credentials
+
+
+def _credential_problem(exc: Exception) -> str:
+    text = str(exc)
+    if "not found" in text or "No such file" in text:
+        return "file not found"
+    if "not a valid json" in text.lower() or "json" in text.lower():
+        return "not a valid credentials JSON file"
+    return "unsupported or invalid credentials file"
+
+
+def _plaintext(endpoint: str | None) -> bool:
+    return bool(endpoint) and str(endpoint).startswith("http://")
+
+
+def monitoring_client(endpoint: str | None, credentials: Any) -> Any:
+    """A MetricServiceClient; `http://host:port` means an insecure gRPC channel (local fakes, proxies)."""
+    import grpc
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import monitoring_v3
+    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+    if endpoint and endpoint.startswith("http://"):
+        target = urlsplit(endpoint).netloc
+        channel = grpc.insecure_channel(target)
+        return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+    if endpoint:
+        parts = urlsplit(endpoint)
+        host = parts.netloc if parts.port else f"{parts.netloc}:443"
+        return monitoring_v3.MetricServiceClient(
+            credentials=credentials, client_options=ClientOptions(api_endpoint=host)
+        )
+    return monitoring_v3.MetricServiceClient(credentials=credentials)

@@ -1,0 +1,699 @@
+"""Local fakes of the GCP APIs the watchdog reads, for tests: Compute REST and Cloud Monitoring gRPC.
+
+`FakeGcp` is a stdlib `ThreadingHTTPServer` answering the documented Compute v1 JSON shapes from a
+mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
+`google.monitoring.v3.MetricService/ListTimeSeries`. Point the real clients at them:
+
+    with FakeGcp() as gcp, FakeMonitoring() as mon:
+        cfg = GcpExporterConfig(name="gcp", type="gcp", project=gcp.project, region=gcp.region,
+                                endpoint=gcp.url, monitoring_endpoint=mon.url,
+                                credentials_file=gcp.write_credentials(tmp_path))
+
+FakeGcp API (all thread-safe enough for tests: mutate between polls, not during one):
+- `collections[path]`: list of resource dicts, `path` relative to `/compute/v1/projects/{project}/`,
+  e.g. `regions/{region}/vpnTunnels`, `global/externalVpnGateways`. Every collection serves
+  `GET path` (list, paginated by `page_size` or `maxResults`, `pageToken` = offset) and
+  `GET path/{name}` (get, 404 if missing). `aggregated/{kind}` groups `regions/*/{kind}`.
+  Add a collection (e.g. `global/networks` with `peerings[]`) and `networks.get` just works.
+- `actions[(item_path, action)]`: the `result` of a custom method, e.g.
+  `("regions/r/routers/cr-aws", "getRouterStatus")`, `("regions/r/vpnGateways/ha-gw", "getStatus")`.
+- `route(method, regex, handler)`: anything else; `handler(FakeRequest) -> (status, json_obj)`.
+- Default topology (`empty=False`): HA gateway `ha-gw` (2 interfaces), external gateway `aws-peer`
+  (FOUR_IPS_REDUNDANCY), tunnels `aws-tun-0..3` (`aws-tun-2` NO_INCOMING_PACKETS), routers `cr-aws`
+  (4 peers, the one over aws-tun-2 DOWN, bestRoutes to 10.20.0.0/16 and 10.30.0.0/16) and `cr-lab`
+  (one peer, no tunnel). Helpers: `resource()`, `set_tunnel_status()`, `set_peer_status()`,
+  `router_status()`, `set_redundancy()`, `link()`.
+- Faults: `fault(regex, status=, body=, headers=, delay=, times=)` on request paths (first match
+  wins; `times=None` forever); `clear_faults()`. Malformed JSON: `fault(regex, status=200, body="{")`.
+- `requests`: every request seen (`FakeRequest`); `calls(regex)` counts them.
+- `POST /token` is an OAuth token endpoint (`write_credentials()` writes a service-account key file
+  naming it; the clients self-sign JWTs, so it is rarely called); `GET /` answers like "not a metadata server" (point `GCE_METADATA_IP` here).
+
+FakeMonitoring API: `add_packets(tunnel, direction, status, value, end=)` adds one DELTA point
+(status `dropped` goes to `dropped_{direction}_packets_count`), `add_point()` for any metric,
+`page_size`, `fault(code=, message=, retry_delay=, delay=, times=)`, `requests` (filter, interval,
+page_token of each ListTimeSeries call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+
+COMPUTE = "https://www.googleapis.com/compute/v1"
+_PREFIX = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.*)$")
+_ERROR_REASONS = {
+    400: "invalid",
+    401: "authError",
+    403: "forbidden",
+    404: "notFound",
+    429: "rateLimitExceeded",
+    500: "backendError",
+    502: "backendError",
+    503: "backendError",
+}
+
+
+@dataclass(frozen=True)
+class FakeRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+@dataclass
+class HttpFault:
+    pattern: re.Pattern[str]
+    status: int = 500
+    body: str | None = None  # None: a Google-style JSON error for `status`
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int | None = None
+
+
+Handler = Callable[[FakeRequest], tuple[int, Any]]
+
+
+class FakeGcp:
+    """A Compute Engine v1 REST API with a mutable topology (see the module docstring)."""
+
+    def __init__(
+        self, project: str = "proj-1", region: str = "asia-northeast1", *, page_size: int | None = None,
+        empty: bool = False,
+    ) -> None:
+        self.project = project
+        self.region = region
+        self.page_size = page_size
+        self.collections: dict[str, list[dict[str, Any]]] = {}
+        self.actions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.requests: list[FakeRequest] = []
+        self.token = "fake-access-token"
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._faults: list[HttpFault] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        if not empty:
+            self.load_default_topology()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> FakeGcp:
+        fake = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.block_on_close = False  # a slow-response fault must not hold up stop()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGcp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- topology helpers ------------------------------------------------------------------------
+    def regional(self, kind: str) -> str:
+        return f"regions/{self.region}/{kind}"
+
+    def link(self, collection: str, name: str) -> str:
+        """The selfLink-style URL the real API puts in reference fields."""
+        return f"{COMPUTE}/projects/{self.project}/{collection}/{name}"
+
+    def resource(self, collection: str, name: str) -> dict[str, Any]:
+        for item in self.collections.get(collection, []):
+            if item.get("name") == name:
+                return item
+        raise KeyError(f"{collection}/{name}")
+
+    def add(self, collection: str, item: dict[str, Any]) -> dict[str, Any]:
+        item.setdefault("selfLink", self.link(collection, item["name"]))
+        self.collections.setdefault(collection, []).append(item)
+        return item
+
+    def router_status(self, router: str) -> dict[str, Any]:
+        return self.actions[(f"{self.regional('routers')}/{router}", "getRouterStatus")]
+
+    def set_tunnel_status(self, tunnel: str, status: str, detail: str = "") -> None:
+        item = self.resource(self.regional("vpnTunnels"), tunnel)
+        item["status"] = status
+        item["detailedStatus"] = detail
+
+    def set_peer_status(self, router: str, peer: str, status: str, state: str, **fields: Any) -> None:
+        for item in self.router_status(router)["bgpPeerStatus"]:
+            if item["name"] == peer:
+                item.update(status=status, state=state, **fields)
+                return
+        raise KeyError(f"{router}/{peer}")
+
+    def set_redundancy(self, gateway: str, met: bool) -> None:
+        result = self.actions[(f"{self.regional('vpnGateways')}/{gateway}", "getStatus")]
+        for connection in result["vpnConnections"]:
+            connection["state"] = (
+                {"state": "CONNECTION_REDUNDANCY_MET"}
+                if met
+                else {"state": "CONNECTION_REDUNDANCY_NOT_MET", "unsatisfiedReason": "INCOMPLETE_TUNNELS_COVERAGE"}
+            )
+
+    def load_default_topology(self) -> None:
+        """The production shape: 1 HA gateway, 4 tunnels to 2 AWS connections, 1 BGP peer per tunnel."""
+        gateways, tunnels, routers = (self.regional(k) for k in ("vpnGateways", "vpnTunnels", "routers"))
+        self.add(
+            gateways,
+            {
+                "kind": "compute#vpnGateway",
+                "name": "ha-gw",
+                "id": "1111",
+                "network": self.link("global/networks", "hub"),
+                "region": self.link("regions", self.region),
+                "stackType": "IPV4_ONLY",
+                "vpnInterfaces": [{"id": 0, "ipAddress": "203.0.113.10"}, {"id": 1, "ipAddress": "203.0.113.11"}],
+            },
+        )
+        self.add(
+            "global/externalVpnGateways",
+            {
+                "kind": "compute#externalVpnGateway",
+                "name": "aws-peer",
+                "redundancyType": "FOUR_IPS_REDUNDANCY",
+                "interfaces": [{"id": i, "ipAddress": f"198.51.100.{i + 1}"} for i in range(4)],
+            },
+        )
+        statuses = [
+            ("ESTABLISHED", "Tunnel is up and running."),
+            ("ESTABLISHED", "Tunnel is up and running."),
+            ("NO_INCOMING_PACKETS", "No incoming packets from peer."),
+            ("ESTABLISHED", "Tunnel is up and running."),
+        ]
+        peers = []
+        for i, (status, detail) in enumerate(statuses):
+            name = f"aws-tun-{i}"
+            self.add(
+                tunnels,
+                {
+                    "kind": "compute#vpnTunnel",
+                    "name": name,
+                    "id": str(2000 + i),
+                    "region": self.link("regions", self.region),
+                    "vpnGateway": self.link(gateways, "ha-gw"),
+                    "vpnGatewayInterface": i // 2,
+                    "peerExternalGateway": self.link("global/externalVpnGateways", "aws-peer"),
+                    "peerExternalGatewayInterface": i,
+                    "peerIp": f"198.51.100.{i + 1}",
+                    "router": self.link(routers, "cr-aws"),
+                    "sharedSecret": "*************",
+                    "sharedSecretHash": "AJnQj5Lz1Hl4uqQ0xqb6PLPWIe4i",
+                    "ikeVersion": 2,
+                    "status": status,
+                    "detailedStatus": detail,
+                    "localTrafficSelector": ["0.0.0.0/0"],
+                    "remoteTrafficSelector": ["0.0.0.0/0"],
+                },
+            )
+            up = status == "ESTABLISHED"
+            peers.append(
+                {
+                    "name": f"aws-peer-{i}",
+                    "ipAddress": f"169.254.1{i}.1",
+                    "peerIpAddress": f"169.254.1{i}.2",
+                    "linkedVpnTunnel": self.link(tunnels, name),
+                    "status": "UP" if up else "DOWN",
+                    "state": "Established" if up else "Idle",
+                    "numLearnedRoutes": 1 if up else 0,
+                    "uptime": "2 hours, 3 minutes, 4 seconds" if up else "",
+                    "uptimeSeconds": str(7384 + i) if up else "",
+                    "enableIpv4": True,
+                    "md5AuthEnabled": False,
+                }
+            )
+        self.add(
+            routers,
+            {
+                "kind": "compute#router",
+                "name": "cr-aws",
+                "network": self.link("global/networks", "hub"),
+                "bgp": {"asn": 64514, "advertiseMode": "CUSTOM", "advertisedIpRanges": [{"range": "10.0.0.0/16"}]},
+                "interfaces": [
+                    {"name": f"if-aws-{i}", "ipRange": f"169.254.1{i}.1/30", "linkedVpnTunnel": p["linkedVpnTunnel"]}
+                    for i, p in enumerate(peers)
+                ],
+                "bgpPeers": [
+                    {"name": p["name"], "interfaceName": f"if-aws-{i}", "ipAddress": p["ipAddress"],
+                     "peerIpAddress": p["peerIpAddress"], "peerAsn": 64512 + i // 2}
+                    for i, p in enumerate(peers)
+                ],
+            },
+        )
+
+        def best(prefix: str, i: int, route_type: str = "BGP") -> dict[str, Any]:
+            return {
+                "destRange": prefix,
+                "nextHopIp": f"169.254.1{i}.2",
+                "nextHopVpnTunnel": self.link(tunnels, f"aws-tun-{i}"),
+                "priority": 100,
+                "routeType": route_type,
+                "routeStatus": "ACTIVE",
+                "asPaths": [{"pathSegmentType": "AS_SEQUENCE", "asLists": [64512 + i // 2]}],
+            }
+
+        self.actions[(f"{routers}/cr-aws", "getRouterStatus")] = {
+            "network": self.link("global/networks", "hub"),
+            "bgpPeerStatus": peers,
+            "bestRoutes": [best("10.20.0.0/16", 0), best("10.20.0.0/16", 1), best("10.30.0.0/16", 3),
+                           best("10.99.0.0/16", 3, "TRANSIT")],
+            "bestRoutesForRouter": [best("10.20.0.0/16", 0)],
+        }
+        self.add(
+            routers,
+            {
+                "kind": "compute#router",
+                "name": "cr-lab",
+                "network": self.link("global/networks", "lab"),
+                "bgp": {"asn": 64600},
+                "bgpPeers": [{"name": "lab-peer", "ipAddress": "169.254.20.1", "peerIpAddress": "169.254.20.2",
+                              "peerAsn": 64601}],
+            },
+        )
+        self.actions[(f"{routers}/cr-lab", "getRouterStatus")] = {
+            "network": self.link("global/networks", "lab"),
+            "bgpPeerStatus": [
+                {"name": "lab-peer", "ipAddress": "169.254.20.1", "peerIpAddress": "169.254.20.2",
+                 "status": "UP", "state": "Established", "numLearnedRoutes": 1, "uptimeSeconds": "60"}
+            ],
+            "bestRoutes": [{"destRange": "192.0.2.0/24", "nextHopIp": "169.254.20.2", "routeType": "BGP"}],
+        }
+        self.actions[(f"{gateways}/ha-gw", "getStatus")] = {
+            "vpnConnections": [
+                {
+                    "peerExternalGateway": self.link("global/externalVpnGateways", "aws-peer"),
+                    "tunnels": [
+                        {"localGatewayInterface": i // 2, "peerGatewayInterface": i,
+                         "tunnelUrl": self.link(tunnels, f"aws-tun-{i}")}
+                        for i in range(4)
+                    ],
+                    "state": {"state": "CONNECTION_REDUNDANCY_MET"},
+                }
+            ]
+        }
+
+    # -- faults, routes and records ----------------------------------------------------------------
+    def fault(
+        self, path: str, *, status: int = 500, body: str | None = None, headers: dict[str, str] | None = None,
+        delay: float = 0.0, times: int | None = None,
+    ) -> HttpFault:
+        """Answer requests whose path matches the regex `path` with this instead (a delay alone: status 0)."""
+        fault = HttpFault(re.compile(path), status, body, dict(headers or {}), delay, times)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def route(self, method: str, path: str, handler: Handler) -> None:
+        """Serve `path` (regex, full request path) with `handler(request) -> (status, json_obj)`."""
+        self._routes.append((method, re.compile(path), handler))
+
+    def calls(self, path: str = "") -> int:
+        pattern = re.compile(path)
+        with self._lock:
+            return sum(1 for r in self.requests if pattern.search(r.path))
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [r.path for r in self.requests]
+
+    def write_credentials(self, directory: Path) -> str:
+        """A service-account key file (freshly generated key; token_uri is this fake).
+
+        The Google clients sign their own JWTs with a service-account key, so no token request
+        leaves the machine; requests carry `Authorization: Bearer <jwt>`.
+        """
+        path = Path(directory) / "gcp-credentials.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.project,
+                    "private_key_id": "fake-key-1",
+                    "private_key": _private_key_pem(),
+                    "client_email": f"watchdog@{self.project}.iam.gserviceaccount.com",
+                    "client_id": "1234567890",
+                    "token_uri": f"{self.url}/token",
+                }
+            )
+        )
+        return str(path)
+
+    # -- the server --------------------------------------------------------------------------------
+    def _handle(self, http: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urlsplit(http.path)
+        length = int(http.headers.get("Content-Length") or 0)
+        request = FakeRequest(
+            method=method,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers={k.lower(): v for k, v in http.headers.items()},
+            body=http.rfile.read(length) if length else b"",
+        )
+        with self._lock:
+            self.requests.append(request)
+            fault = self._take_fault(request.path)
+        if fault is not None and fault.delay:
+            if self._stopping.wait(fault.delay):
+                return
+        if fault is not None and fault.status:
+            body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
+            self._send(http, fault.status, body.encode(), fault.headers)
+            return
+        status, payload = self._dispatch(request)
+        self._send(http, status, json.dumps(payload).encode(), {})
+
+    def _take_fault(self, path: str) -> HttpFault | None:
+        for fault in self._faults:
+            if fault.pattern.search(path) and (fault.times is None or fault.times > 0):
+                if fault.times is not None:
+                    fault.times -= 1
+                return fault
+        return None
+
+    def _dispatch(self, request: FakeRequest) -> tuple[int, Any]:
+        for method, pattern, handler in self._routes:
+            if method == request.method and pattern.search(request.path):
+                return handler(request)
+        if request.method == "POST" and request.path == "/token":
+            return 200, {"access_token": self.token, "expires_in": 3600, "token_type": "Bearer"}
+        if request.method == "GET" and request.path == "/":
+            return 200, {}  # no Metadata-Flavor header: "this is not a GCE metadata server"
+        match = _PREFIX.match(request.path)
+        if request.method != "GET" or match is None:
+            return 404, _error(404, f"no such API: {request.method} {request.path}")
+        if match["project"] != self.project:
+            return 404, _error(404, f"The resource 'projects/{match['project']}' was not found")
+        return self._compute(match["rest"], request)
+
+    def _compute(self, rest: str, request: FakeRequest) -> tuple[int, Any]:
+        with self._lock:
+            if rest in self.collections:
+                return 200, self._page(rest, self.collections[rest], request)
+            if rest.startswith("aggregated/"):
+                return 200, self._aggregated(rest.removeprefix("aggregated/"))
+            collection, _, name = rest.rpartition("/")
+            if collection in self.collections:
+                for item in self.collections[collection]:
+                    if item.get("name") == name:
+                        return 200, item
+            item_path, _, action = rest.rpartition("/")
+            if (item_path, action) in self.actions:
+                return 200, {"kind": f"compute#{action}Response", "result": self.actions[(item_path, action)]}
+        return 404, _error(404, f"The resource 'projects/{self.project}/{rest}' was not found")
+
+    def _page(self, collection: str, items: list[dict[str, Any]], request: FakeRequest) -> dict[str, Any]:
+        size = int(request.query.get("maxResults", [0])[0]) or self.page_size or len(items) or 1
+        start = int(request.query.get("pageToken", ["0"])[0] or 0)
+        kind = collection.rsplit("/", 1)[-1]
+        page: dict[str, Any] = {
+            "kind": f"compute#{kind[:-1]}List",
+            "id": f"projects/{self.project}/{collection}",
+            "items": items[start : start + size],
+            "selfLink": self.link(collection, "").rstrip("/"),
+        }
+        if start + size < len(items):
+            page["nextPageToken"] = str(start + size)
+        return page
+
+    def _aggregated(self, kind: str) -> dict[str, Any]:
+        scoped: dict[str, Any] = {}
+        for collection, items in self.collections.items():
+            scope, _, collection_kind = collection.rpartition("/")
+            if collection_kind == kind and scope.startswith("regions/"):
+                scoped[scope] = {kind: items} if items else {"warning": {"code": "NO_RESULTS_ON_PAGE"}}
+        return {"kind": f"compute#{kind[:-1]}AggregatedList", "items": scoped}
+
+    @staticmethod
+    def _send(http: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            http.send_response(status)
+            http.send_header("Content-Type", "application/json; charset=UTF-8")
+            http.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                http.send_header(key, value)
+            http.end_headers()
+            http.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (timeout) before we answered
+
+
+_KEY_PEM: str | None = None
+
+
+def _private_key_pem() -> str:
+    """One RSA key per test session (generating one costs tens of milliseconds)."""
+    global _KEY_PEM
+    if _KEY_PEM is None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _KEY_PEM = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+    return _KEY_PEM
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    reason = _ERROR_REASONS.get(status, "error")
+    return {"error": {"code": status, "message": message, "errors": [{"message": message, "domain": "global",
+                                                                         "reason": reason}]}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Cloud Monitoring (gRPC only)
+
+PACKETS = "vpn.googleapis.com/network/"
+
+
+@dataclass
+class FakePoint:
+    start: float
+    end: float
+    value: int
+
+
+@dataclass
+class FakeSeries:
+    metric_type: str
+    labels: dict[str, str]
+    resource_labels: dict[str, str]
+    points: list[FakePoint] = field(default_factory=list)
+
+
+@dataclass
+class GrpcFault:
+    code: grpc.StatusCode | None
+    message: str = "injected fault"
+    retry_delay: float | None = None
+    delay: float = 0.0
+    times: int | None = None
+
+
+class FakeMonitoring:
+    """`google.monitoring.v3.MetricService/ListTimeSeries` over an insecure local gRPC port."""
+
+    def __init__(self, project: str = "proj-1", region: str = "asia-northeast1", *, page_size: int | None = None) -> None:
+        self.project = project
+        self.region = region
+        self.page_size = page_size
+        self.series: list[FakeSeries] = []
+        self.requests: list[dict[str, Any]] = []
+        self._faults: list[GrpcFault] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: grpc.Server | None = None
+        self._port = 0
+
+    def start(self) -> FakeMonitoring:
+        from google.cloud import monitoring_v3
+
+        handler = grpc.method_handlers_generic_handler(
+            "google.monitoring.v3.MetricService",
+            {
+                "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+                    self._list_time_series,
+                    request_deserializer=monitoring_v3.ListTimeSeriesRequest.pb().FromString,
+                    response_serializer=lambda m: m.SerializeToString(),
+                )
+            },
+        )
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._server.add_generic_rpc_handlers((handler,))
+        self._port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop(grace=0).wait(5)
+
+    def __enter__(self) -> FakeMonitoring:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def add_point(
+        self, metric_type: str, value: int, *, labels: dict[str, str], end: float | None = None,
+        seconds: float = 60.0, gateway_id: str = "1111",
+    ) -> FakePoint:
+        """One DELTA point ending at `end` (default now) on the series with these labels."""
+        end = time.time() if end is None else end
+        resource = {"project_id": self.project, "region": self.region, "gateway_id": gateway_id}
+        point = FakePoint(end - seconds, end, value)
+        with self._lock:
+            for series in self.series:
+                if (series.metric_type, series.labels, series.resource_labels) == (metric_type, labels, resource):
+                    series.points.append(point)
+                    return point
+            self.series.append(FakeSeries(metric_type, dict(labels), resource, [point]))
+        return point
+
+    def add_packets(
+        self, tunnel: str, direction: str, status: str, value: int, *, end: float | None = None,
+        gateway: str = "ha-gw",
+    ) -> FakePoint:
+        """A point of `{direction}_packets_count{status}`, or of `dropped_{direction}_packets_count`."""
+        if status == "dropped":
+            return self.add_point(f"{PACKETS}dropped_{direction}_packets_count", value, end=end,
+                                  labels={"tunnel_name": tunnel, "gateway_name": gateway})
+        return self.add_point(f"{PACKETS}{direction}_packets_count", value, end=end,
+                              labels={"tunnel_name": tunnel, "status": status})
+
+    def fault(
+        self, code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE, message: str = "injected fault", *,
+        retry_delay: float | None = None, delay: float = 0.0, times: int | None = None,
+    ) -> GrpcFault:
+        fault = GrpcFault(code, message, retry_delay, delay, times)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _list_time_series(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from google.cloud import monitoring_v3
+
+        start = request.interval.start_time.ToNanoseconds() / 1e9
+        end = request.interval.end_time.ToNanoseconds() / 1e9
+        with self._lock:
+            self.requests.append(
+                {"name": request.name, "filter": request.filter, "start": start, "end": end,
+                 "page_token": request.page_token}
+            )
+            fault = next((f for f in self._faults if f.times is None or f.times > 0), None)
+            if fault is not None and fault.times is not None:
+                fault.times -= 1
+        if fault is not None:
+            if fault.delay and self._stopping.wait(fault.delay):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down")
+            if fault.code is not None:
+                _abort(context, fault)
+        wanted = _filter_terms(request.filter)
+        with self._lock:
+            matching = []
+            for series in self.series:
+                if wanted.get("metric.type", series.metric_type) != series.metric_type:
+                    continue
+                if wanted.get("resource.labels.region", series.resource_labels["region"]) != series.resource_labels[
+                    "region"
+                ]:
+                    continue
+                points = sorted((p for p in series.points if start < p.end <= end), key=lambda p: -p.end)
+                if points:
+                    matching.append((series, points))
+        size = request.page_size or self.page_size or len(matching) or 1
+        offset = int(request.page_token or 0)
+        response = monitoring_v3.ListTimeSeriesResponse.pb()()
+        for series, points in matching[offset : offset + size]:
+            ts = response.time_series.add()
+            ts.metric.type = series.metric_type
+            ts.metric.labels.update(series.labels)
+            ts.resource.type = "vpn_gateway"
+            ts.resource.labels.update(series.resource_labels)
+            ts.metric_kind = 2  # DELTA
+            ts.value_type = 2  # INT64
+            for p in points:
+                point = ts.points.add()
+                point.interval.start_time.FromNanoseconds(int(p.start * 1e9))
+                point.interval.end_time.FromNanoseconds(int(p.end * 1e9))
+                point.value.int64_value = p.value
+        if offset + size < len(matching):
+            response.next_page_token = str(offset + size)
+        return response
+
+
+def _filter_terms(text: str) -> dict[str, str]:
+    """The `key = "value"` terms of a Monitoring filter (enough for the equality filters we send)."""
+    return {m[1]: m[2] for m in re.finditer(r'([\w.]+)\s*=\s*"([^"]*)"', text)}
+
+
+def _abort(context: grpc.ServicerContext, fault: GrpcFault) -> None:
+    assert fault.code is not None
+    if fault.retry_delay is None:
+        context.abort(fault.code, fault.message)
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+    from grpc_status import rpc_status
+
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(fault.retry_delay),
+                                                                             nanos=int(fault.retry_delay % 1 * 1e9))))
+    status = status_pb2.Status(code=fault.code.value[0], message=fault.message, details=[detail])
+    context.abort_with_status(rpc_status.to_status(status))
