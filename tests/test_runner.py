@@ -1,0 +1,100 @@
+"""Exporter runner semantics: bounded polls, no overlap, last snapshot kept on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from watchdog.errors import ExporterError
+from watchdog.model import Snapshot, Tunnel
+from watchdog.state import ExporterRunner
+
+
+class ScriptedExporter:
+    """Plays a script of outcomes: a Snapshot, an ExporterError, or a delay in seconds before a snapshot."""
+
+    cloud = "gcp"
+
+    def __init__(self, script: list[object]) -> None:
+        self.name, self.script, self.calls, self.active, self.max_active = "scripted", script, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def poll(self) -> Snapshot:
+        with self._lock:
+            self.calls += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            step = self.script.pop(0) if self.script else snapshot()
+        try:
+            if isinstance(step, float):
+                time.sleep(step)
+                return snapshot()
+            if isinstance(step, Exception):
+                raise step
+            assert isinstance(step, Snapshot)
+            return step
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def close(self) -> None:
+        pass
+
+
+def snapshot(up: bool = True) -> Snapshot:
+    return Snapshot("scripted", "gcp", 0.0, tunnels=(Tunnel("gw", "t0", "203.0.113.1", "198.51.100.1", up, "ESTABLISHED"),))
+
+
+def test_failure_keeps_last_snapshot_and_counts_reason() -> None:
+    exporter = ScriptedExporter([snapshot(), ExporterError("throttled", "429"), snapshot(up=False)])
+    runner = ExporterRunner(exporter, interval=1, timeout=1)
+
+    async def scenario() -> None:
+        await runner.poll_once()
+        assert runner.health.up and runner.snapshot is not None and runner.snapshot.tunnels[0].up
+        first = runner.snapshot
+        await runner.poll_once()
+        assert not runner.health.up and runner.snapshot is first
+        assert runner.health.errors["throttled"] == 1 and runner.health.last_error == "throttled: 429"
+        await runner.poll_once()
+        assert runner.health.up and runner.snapshot is not None and not runner.snapshot.tunnels[0].up
+
+    asyncio.run(scenario())
+
+
+def test_slow_poll_times_out_and_never_overlaps() -> None:
+    exporter = ScriptedExporter([0.6, snapshot()])
+    runner = ExporterRunner(exporter, interval=1, timeout=0.2)
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        await runner.poll_once()
+        assert time.monotonic() - started < 0.5  # bounded by the timeout, not by the slow API
+        assert runner.health.errors["timeout"] == 1 and not runner.health.up
+        await runner.poll_once()  # the slow worker is still running: skipped, not queued in parallel
+        assert runner.health.skipped_overlaps == 1 and exporter.calls == 1
+        await asyncio.sleep(0.6)
+        await runner.poll_once()
+        assert exporter.calls == 2 and runner.health.up
+
+    asyncio.run(scenario())
+    assert exporter.max_active == 1
+
+
+def test_exporter_bug_is_contained() -> None:
+    exporter = ScriptedExporter([ZeroDivisionError("bug")])
+    runner = ExporterRunner(exporter, interval=1, timeout=1)
+    asyncio.run(runner.poll_once())
+    assert runner.health.errors["internal"] == 1 and "ZeroDivisionError" in runner.health.last_error
+
+
+def test_staleness_after_three_intervals() -> None:
+    now = [1000.0]
+    runner = ExporterRunner(ScriptedExporter([]), interval=10, timeout=1, clock=lambda: now[0])
+    assert runner.is_stale()
+    asyncio.run(runner.poll_once())
+    now[0] += 29
+    assert not runner.is_stale()
+    now[0] += 2
+    assert runner.is_stale()
