@@ -23,6 +23,7 @@ from probes.icmp_socket import (
     echo_request,
     open_echo_socket,
     parse,
+    read_error_queue,
 )
 from watchdog.config import IcmpProbeConfig
 from watchdog.model import ProbeResult
@@ -44,7 +45,7 @@ class _Run:
     count: int
     sent_at: dict[int, float] = field(default_factory=dict)  # sequence -> monotonic send time
     rtts: dict[int, float] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)  # ICMP errors quoting our requests
+    errors: dict[int, str] = field(default_factory=dict)  # sequence -> ICMP error quoting it
     send_error: str = ""
     all_back: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -52,14 +53,18 @@ class _Run:
         return (self.first_sequence + i) & 0xFFFF
 
     def on_readable(self) -> None:
-        while True:
+        if self.echo.mode == "unprivileged":
+            # A queued ICMP error keeps the socket signalled until it is read from the error queue.
+            for reply in read_error_queue(self.echo.sock, self.echo.ipv6):
+                if reply.sequence in self.sent_at and reply.sequence not in self.rtts:
+                    self.errors.setdefault(reply.sequence, reply.error)
+        for _ in range(4 * self.count + 16):  # bounded: a busy host must not starve the loop
             try:
                 data, address = self.echo.sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # an ICMP error reported on the socket itself
-                self.errors.append(exc.strerror or str(exc))
-                return
+            except OSError:
+                continue  # the pending socket error, reported once; its details came from the queue
             self._handle(data, str(address[0]))
 
     def _handle(self, data: bytes, source: str) -> None:
@@ -72,7 +77,7 @@ class _Run:
         if raw and reply.identifier != self.echo.identifier:
             return
         if reply.error:
-            self.errors.append(reply.error)
+            self.errors.setdefault(reply.sequence, reply.error)
             return
         if reply.payload[: len(self.token)] != self.token or (raw and _ip(reply.source) != _ip(self.target)):
             return
@@ -189,9 +194,11 @@ class IcmpProbe:
         sent, received = len(run.sent_at), len(run.rtts)
         latencies = tuple(run.rtts[s] for s in sorted(run.rtts, key=lambda s: run.sent_at[s]))
         lost = self.config.count - received
-        if received == 0 and (run.send_error or (run.errors and not sent)):
-            return self._result(start, False, "network_error", run.send_error or run.errors[0], (), sent, 0)
-        why = f" ({run.errors[0]})" if run.errors else ""
+        first_error = next(iter(run.errors.values()), "")
+        if received == 0 and (run.send_error or first_error):
+            detail = run.send_error or f"{lost}/{self.config.count} lost: {first_error}"
+            return self._result(start, False, "network_error", detail, (), sent, 0)
+        why = f" ({first_error})" if first_error else ""
         if received == 0:
             return self._result(start, False, "timeout", f"{lost}/{self.config.count} lost{why}", (), sent, 0)
         rtt = (

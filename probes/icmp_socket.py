@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import socket
 import struct
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ ICMP6_ECHO_REQUEST = 128
 ICMP6_ECHO_REPLY = 129
 
 _SOL_RAW = 255
+_IP_RECVERR = 11  # linux/in.h; not exported by the socket module
+_IPV6_RECVERR = 25  # linux/in6.h
+_SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
+_EE_ORIGIN_ICMP = 2
+_EE_ORIGIN_ICMP6 = 3
 _ICMP_FILTER = 1  # linux/icmp.h: a bitmask of ICMP types a raw socket should NOT receive
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
@@ -51,13 +57,9 @@ class EchoSocket:
     mode: str  # "unprivileged" or "raw"
     why: str  # why this mode was chosen (logged once per probe)
     ipv6: bool
-
-    @property
-    def identifier(self) -> int:
-        """The echo identifier on the wire: the kernel picks it (the socket's "port") for datagram sockets."""
-        if self.mode == "unprivileged":
-            return int(self.sock.getsockname()[1])
-        return os.getpid() & 0xFFFF
+    # The echo identifier on the wire: for datagram sockets the kernel's (the socket's "port"), for
+    # raw sockets a random one per socket, so concurrent probes in one process tell theirs apart.
+    identifier: int
 
     def close(self) -> None:
         self.sock.close()
@@ -76,7 +78,7 @@ class Reply:
 
 def ping_group_range() -> tuple[int, int] | None:
     try:
-        with open(PING_GROUP_RANGE, encoding="ascii") as fh:
+        with open(PING_GROUP_RANGE, "rb") as fh:
             low, high = fh.read().split()
         return int(low), int(high)
     except (OSError, ValueError):
@@ -150,10 +152,17 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
                 ) from exc
         elif chosen == "unprivileged":
             sock.bind(("::", 0) if target_ipv6 else ("0.0.0.0", 0))  # fixes the identifier now
+        if chosen == "unprivileged":
+            # Datagram sockets only report ICMP errors (unreachable, ...) through the error queue.
+            if target_ipv6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
     except BaseException:
         sock.close()
         raise
-    return EchoSocket(sock=sock, mode=chosen, why=why, ipv6=target_ipv6)
+    identifier = int(sock.getsockname()[1]) if chosen == "unprivileged" else random.randrange(1, 0x10000)
+    return EchoSocket(sock=sock, mode=chosen, why=why, ipv6=target_ipv6, identifier=identifier)
 
 
 def checksum(data: bytes) -> int:
@@ -206,6 +215,48 @@ def parse(data: bytes, source: str, ipv6: bool, raw: bool) -> Reply | None:
     if qkind != (ICMP6_ECHO_REQUEST if ipv6 else ICMP_ECHO_REQUEST):
         return None
     return Reply(sequence=qseq, identifier=qid, source=source, error=f"{errors[kind]} from {source}")
+
+
+def read_error_queue(sock: socket.socket, ipv6: bool) -> list[Reply]:
+    """Drain a datagram socket's error queue: each entry quotes the request it is about."""
+    replies: list[Reply] = []
+    while True:
+        try:
+            data, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            return replies
+        except OSError:
+            return replies
+        for level, kind, cdata in ancdata:
+            if (level, kind) not in ((socket.IPPROTO_IP, _IP_RECVERR), (socket.IPPROTO_IPV6, _IPV6_RECVERR)):
+                continue
+            if len(cdata) < _SOCK_EXTENDED_ERR.size or len(data) < _HEADER.size:
+                continue
+            err, origin, icmp_type, icmp_code, _, _, _ = _SOCK_EXTENDED_ERR.unpack_from(cdata)
+            offender = _offender(cdata[_SOCK_EXTENDED_ERR.size :], ipv6)
+            if origin == _EE_ORIGIN_ICMP and icmp_type == ICMP_DEST_UNREACH:
+                text = _UNREACH_CODES.get(icmp_code, "unreachable")
+            elif origin in (_EE_ORIGIN_ICMP, _EE_ORIGIN_ICMP6):
+                text = os.strerror(err).lower() if err else "icmp error"
+            else:
+                text = os.strerror(err) if err else "local error"
+            _, _, _, identifier, sequence = _HEADER.unpack_from(data)
+            where = f" from {offender}" if offender else ""
+            replies.append(
+                Reply(sequence=sequence, identifier=identifier, source=offender, error=text + where)
+            )
+
+
+def _offender(raw_address: bytes, ipv6: bool) -> str:
+    """The sockaddr after sock_extended_err: who sent the ICMP error."""
+    try:
+        if ipv6 and len(raw_address) >= 24:
+            return socket.inet_ntop(socket.AF_INET6, raw_address[8:24])
+        if not ipv6 and len(raw_address) >= 8:
+            return socket.inet_ntop(socket.AF_INET, raw_address[4:8])
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 NETWORK_ERRNOS = {
