@@ -1,0 +1,343 @@
+"""The lab's fixed shape and the config files it renders (pure: no processes, no I/O but `write_*`).
+
+Two "clouds" in network namespaces, joined by a router namespace over documentation-range underlays:
+
+    vw-gcp  gcp-wan 203.0.113.1,.2/24  <->  vw-inet (router)  <->  aws-wan 198.51.100.1-4/24  vw-aws
+
+Four IKEv2 PSK tunnels (2 GCP HA VPN interfaces x 2 AWS connections x 2 tunnels), eBGP over each
+(GCP AS 64514, AWS AS 64512), "VPC" prefixes in 198.18.0.0/15 on each side's loopback.
+This module must not start or stop anything; `labctl.py` does that.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+GCP_ASN = 64514
+AWS_ASN = 64512
+ROUTER_GCP_IP = "203.0.113.254"
+ROUTER_AWS_IP = "198.51.100.254"
+GCP_OUTSIDE = ("203.0.113.1", "203.0.113.2")
+AWS_OUTSIDE = ("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4")
+GCP_VPC = ("198.18.0.0/24", "198.18.2.0/24")
+AWS_VPC = ("198.18.1.0/24", "198.18.3.0/24")
+DNS_NAME = "db.aws.internal"
+DNS_ADDRESS = "198.18.1.10"  # the aws "VPC" host address dnsmasq listens on
+TAP_IFACE = "vw-aws-tap"  # root-namespace mirror of the aws underlay, for the IKE sniffer
+
+# Small, GCP-compatible proposals (what the write-up narrows AWS to) and a large default-like set
+# that makes IKE messages big enough to be IP-fragmented at a small underlay MTU.
+_NARROW = "aes256-sha256-modp2048,aes128-sha1-modp2048"
+SMALL_PROPOSALS = (_NARROW, _NARROW)
+BIG_PROPOSALS = (
+    "aes256gcm16-aes128gcm16-prfsha512-prfsha384-prfsha256-modp8192-modp6144-modp4096-modp3072-ecp521"
+    "-ecp384-ecp256-curve25519,aes256-aes192-aes128-sha512-sha384-sha256-sha1-modp8192-modp6144-modp4096"
+    "-modp3072-modp2048-ecp521-ecp384-ecp256-curve25519",
+    "aes256gcm16-aes192gcm16-aes128gcm16-modp8192-modp6144-modp4096-ecp521-ecp384,aes256-aes192-aes128"
+    "-sha512-sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-modp2048-ecp521-ecp384-ecp256",
+)
+_CHARON_PLUGINS = (
+    "random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 pem pkcs1 x509 pubkey kdf"
+    " kernel-libipsec kernel-netlink socket-default vici updown"
+)
+_SWANCTL_DIRS = ("x509", "x509ca", "x509aa", "x509ocsp", "x509crl", "x509ac", "pubkey", "private",
+                 "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12")
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    """One IPsec tunnel: outside IPs, inside /30 (AWS takes .1, GCP .2 as AWS does)."""
+
+    number: int
+    gcp_outside: str
+    aws_outside: str
+    inside_net: str  # e.g. 169.254.10.0/30
+
+    @property
+    def name(self) -> str:
+        return f"tun{self.number}"
+
+    def _inside(self, host: int) -> str:
+        base, _ = self.inside_net.split("/")
+        a, b, c, d = (int(x) for x in base.split("."))
+        return f"{a}.{b}.{c}.{d + host}"
+
+    @property
+    def aws_inside(self) -> str:
+        return self._inside(1)
+
+    @property
+    def gcp_inside(self) -> str:
+        return self._inside(2)
+
+
+# 169.254.10.x/169.254.11.x: inside 169.254.0.0/16 but outside the /30s AWS reserves (169.254.0-5.x).
+TUNNELS = (
+    TunnelSpec(1, GCP_OUTSIDE[0], AWS_OUTSIDE[0], "169.254.10.0/30"),
+    TunnelSpec(2, GCP_OUTSIDE[0], AWS_OUTSIDE[1], "169.254.10.4/30"),
+    TunnelSpec(3, GCP_OUTSIDE[1], AWS_OUTSIDE[2], "169.254.11.0/30"),
+    TunnelSpec(4, GCP_OUTSIDE[1], AWS_OUTSIDE[3], "169.254.11.4/30"),
+)
+
+
+def tunnel(number: int) -> TunnelSpec:
+    for spec in TUNNELS:
+        if spec.number == number:
+            return spec
+    raise ValueError(f"no tunnel {number} (the lab has tunnels 1-{len(TUNNELS)})")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One end of the VPN ("gcp" initiates, "aws" responds, as in the write-up's setup)."""
+
+    key: str  # "gcp" | "aws"
+    asn: int
+    vpc: tuple[str, ...]
+    wan_iface: str
+    router_iface: str
+    router_ip: str
+
+    def outside(self, spec: TunnelSpec) -> str:
+        return spec.gcp_outside if self.key == "gcp" else spec.aws_outside
+
+    def inside(self, spec: TunnelSpec) -> str:
+        return spec.gcp_inside if self.key == "gcp" else spec.aws_inside
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return GCP_OUTSIDE if self.key == "gcp" else AWS_OUTSIDE
+
+    @property
+    def vpc_hosts(self) -> tuple[str, ...]:
+        """The .10 host of each VPC prefix, on the namespace's loopback."""
+        return tuple(p.split("/")[0].rsplit(".", 1)[0] + ".10/24" for p in self.vpc)
+
+
+GCP = Side("gcp", GCP_ASN, GCP_VPC, "gcp-wan", "inet-gcp", ROUTER_GCP_IP)
+AWS = Side("aws", AWS_ASN, AWS_VPC, "aws-wan", "inet-aws", ROUTER_AWS_IP)
+SIDES = (GCP, AWS)
+
+
+def other(side: Side) -> Side:
+    return AWS if side is GCP else GCP
+
+
+def psk(spec: TunnelSpec) -> str:
+    return f"lab-psk-{spec.name}-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one lab lives under its state directory."""
+
+    root: Path
+
+    def side_dir(self, side: Side) -> Path:
+        return self.root / side.key
+
+    def swan_dir(self, side: Side) -> Path:
+        return self.side_dir(side) / "strongswan"
+
+    def vici(self, side: Side) -> Path:
+        return self.side_dir(side) / "charon.vici"
+
+    def frr_dir(self, side: Side) -> Path:
+        return self.side_dir(side) / "frr"
+
+    @property
+    def prom_dir(self) -> Path:
+        return self.root / "prom"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def watchdog_yaml(self) -> Path:
+        return self.root / "watchdog.yaml"
+
+
+def strongswan_conf(layout: Layout, side: Side, *, fast: bool) -> str:
+    """`fast` (the lab default): DPD fails within ~5 s of a cut, like BGP with 1/3 timers."""
+    d = layout.side_dir(side)
+    tries, timeout = (2, 0.5) if fast else (3, 2.0)
+    return f"""charon-systemd {{
+  journal {{ default = -1 }}
+  filelog {{ lab {{ path = {d}/charon.log
+                  time_format = %T
+                  ike_name = yes
+                  default = 1
+                  flush_line = yes
+                  append = yes }} }}
+}}
+charon {{
+  load = {_CHARON_PLUGINS}
+  retransmit_tries = {tries}
+  retransmit_timeout = {timeout}
+  fragment_size = 1280
+  plugins {{ vici {{ socket = unix://{layout.vici(side)} }} }}
+}}
+"""
+
+
+def swanctl_conf(side: Side, *, fast: bool, big_proposals: bool = False) -> str:
+    """One connection per tunnel; GCP initiates and restarts on DPD, AWS waits (AWS default)."""
+    ike, esp = BIG_PROPOSALS if big_proposals else SMALL_PROPOSALS
+    peer = other(side)
+    initiator = side is GCP
+    rekey_ike, rekey_child = ("28800s", "3600s") if initiator else ("86400s", "10800s")
+    conns, secrets = [], []
+    for spec in TUNNELS:
+        local_ts = ",".join((f"{side.inside(spec)}/32", *side.vpc))
+        remote_ts = ",".join((f"{peer.inside(spec)}/32", *peer.vpc))
+        conns.append(f"""  {spec.name} {{
+    version = 2
+    local_addrs = {side.outside(spec)}
+    remote_addrs = {peer.outside(spec)}
+    proposals = {ike}
+    fragmentation = yes
+    mobike = no
+    keyingtries = 0
+    rekey_time = {rekey_ike}
+    dpd_delay = {"2s" if fast else "10s"}
+    local {{ auth = psk
+            id = {side.outside(spec)} }}
+    remote {{ auth = psk
+             id = {peer.outside(spec)} }}
+    children {{
+      {spec.name} {{
+        local_ts = {local_ts}
+        remote_ts = {remote_ts}
+        esp_proposals = {esp}
+        rekey_time = {rekey_child}
+        start_action = {"start" if initiator else "none"}
+        dpd_action = {"restart" if initiator else "clear"}
+      }}
+    }}
+  }}""")
+        secrets.append(f"""  ike-{spec.name} {{ id-1 = {side.outside(spec)}
+             id-2 = {peer.outside(spec)}
+             secret = "{psk(spec)}" }}""")
+    return "connections {\n" + "\n".join(conns) + "\n}\nsecrets {\n" + "\n".join(secrets) + "\n}\n"
+
+
+def swanctl_dirs() -> tuple[str, ...]:
+    """Credential dirs swanctl scans next to its config (it complains when they are missing)."""
+    return _SWANCTL_DIRS
+
+
+def zebra_conf(layout: Layout, side: Side) -> str:
+    return f"hostname {side.key}-zebra\nlog file {layout.frr_dir(side)}/zebra.log informational\n"
+
+
+def bgpd_conf(layout: Layout, side: Side, *, keepalive: int, hold: int) -> str:
+    """eBGP to the peer's inside address of every tunnel; `network` for each VPC prefix."""
+    peer = other(side)
+    connect = "\n neighbor TUN timers connect 2" if hold <= 10 else ""
+    neighbors = "\n".join(f" neighbor {peer.inside(spec)} peer-group TUN" for spec in TUNNELS)
+    networks = "\n".join(f"  network {prefix}" for prefix in side.vpc)
+    return f"""hostname {side.key}-bgpd
+log file {layout.frr_dir(side)}/bgpd.log informational
+log timestamp precision 3
+router bgp {side.asn}
+ bgp router-id {side.inside(TUNNELS[0])}
+ no bgp ebgp-requires-policy
+ bgp log-neighbor-changes
+ neighbor TUN peer-group
+ neighbor TUN remote-as {peer.asn}
+ neighbor TUN timers {keepalive} {hold}{connect}
+{neighbors}
+ address-family ipv4 unicast
+{networks}
+  maximum-paths 4
+ exit-address-family
+"""
+
+
+def prometheus_yml(*, am_port: int, watchdog_addr: str, rules_glob: str) -> str:
+    """JSON is valid YAML; it keeps this module free of a YAML dependency."""
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+        "rule_files": [rules_glob],
+        "scrape_configs": [
+            {"job_name": "vpn-watchdog", "static_configs": [{"targets": [watchdog_addr]}]},
+            {"job_name": "alertmanager", "static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]},
+        ],
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def alertmanager_yml() -> str:
+    config = {
+        "route": {"receiver": "lab", "group_wait": "5s", "group_interval": "10s", "repeat_interval": "1h"},
+        "receivers": [{"name": "lab"}],
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def watchdog_yaml(
+    layout: Layout,
+    *,
+    watchdog_addr: str,
+    am_port: int,
+    netns: dict[str, str],
+    probe_netns_key: bool,
+) -> str:
+    """The daemon's config for this lab. The daemon runs in the root namespace: VICI and vty sockets
+    are unix paths reachable from there; probes need `netns:` support to run inside `vw-gcp`."""
+    exporters = []
+    for side in SIDES:
+        exporters.append(f"""  - name: {side.key}-strongswan
+    type: strongswan
+    vici_socket: {layout.vici(side)}
+  - name: {side.key}-frr
+    type: frr
+    interval: 2s
+    vtysh: [vtysh, --vty_socket, {layout.frr_dir(side)}]""")
+    expected = "\n".join(
+        f"""  - exporter: {side.key}-frr
+    prefixes: [{", ".join(other(side).vpc)}]
+    min_paths: {len(TUNNELS)}"""
+        for side in SIDES
+    )
+    if probe_netns_key:
+        probes = [f"""  - name: aws-db-dns
+    type: dns
+    query: {DNS_NAME}
+    server: {DNS_ADDRESS}
+    expect: [{DNS_ADDRESS}]
+    interval: 5s
+    netns: {netns["gcp"]}"""]
+        probes += [f"""  - name: {spec.name}-ping
+    type: icmp
+    target: {spec.aws_inside}
+    count: 3
+    interval: 5s
+    timeout: 2s
+    netns: {netns["gcp"]}""" for spec in TUNNELS]
+        probes_text = "probes:\n" + "\n".join(probes)
+    else:
+        probes_text = (
+            "# DNS and per-tunnel ICMP probes must run inside the gcp namespace; they are written here\n"
+            "# once the config supports a per-probe `netns:` key.\nprobes: []"
+        )
+    return f"""# Written by deploy/lab/labctl.py for the lab in {layout.root}; rewritten at every `up`.
+listen: "{watchdog_addr}"
+interval: 5s
+labels: {{env: lab}}
+exporters:
+{chr(10).join(exporters)}
+expected_prefixes:
+{expected}
+{probes_text}
+ike:
+  interfaces: [{TAP_IFACE}]
+  peers: [{", ".join(AWS_OUTSIDE)}]
+  mtu: 1400
+alertmanager:
+  urls: ["http://127.0.0.1:{am_port}"]
+"""
