@@ -44,6 +44,8 @@ _NETWORK_ERRNOS = {
     errno.ENETDOWN,
     errno.EADDRNOTAVAIL,
     errno.ECONNRESET,
+    errno.EPERM,  # a local firewall rejecting the packet on output
+    errno.EACCES,
 }
 _MAX_SHOWN = 4  # answers listed in `detail`
 

@@ -98,7 +98,7 @@ class IcmpProbe:
         self.timeout = config.timeout
         self.target = config.target
         self._ipv6 = ipaddress.ip_address(config.target).version == 6
-        self._mode_logged = False
+        self._logged_mode = ""
 
     @property
     def spacing(self) -> float:
@@ -145,8 +145,8 @@ class IcmpProbe:
                 "network_error", f"source {source} and target {self.target} are of different IP versions"
             )
         echo = open_echo_socket(self._ipv6, self.config.mode, source, self.config.interface)
-        if not self._mode_logged:
-            self._mode_logged = True
+        if echo.mode != self._logged_mode:  # once per probe, and again only if it changes
+            self._logged_mode = echo.mode
             log.info("probe %s: using %s ICMP sockets (%s)", self.name, echo.mode, echo.why)
         loop = asyncio.get_running_loop()
         run = _Run(

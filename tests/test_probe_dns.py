@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from probes import build_probe
 from probes.dns import DnsProbe
-from tests.conftest import free_port
+from tests.conftest import free_port, require_root
 from tests.fakes.dns import ADDRESS, BIG_COUNT, WRONG_ADDRESS, FakeDnsServer
 from watchdog.config import DnsProbeConfig
 from watchdog.errors import ProbeError
@@ -104,6 +106,19 @@ def test_closed_port_is_network_error_without_waiting_for_timeout(host: str) -> 
     assert (result.success, result.reason) == (False, "network_error")
     assert "Connection refused" in result.detail
     assert result.duration_seconds < 0.5
+
+
+def test_alias_is_followed_to_the_address(server: FakeDnsServer) -> None:
+    result = run(build_probe(config("alias.probe.test", server.address, expect=[ADDRESS])))
+    assert result.success and result.detail == f"answers {ADDRESS}"
+
+
+def test_cname_expectation_ignores_case_and_trailing_dot(server: FakeDnsServer) -> None:
+    probe = build_probe(
+        config("alias.probe.test", server.address, record_type="CNAME", expect=["OK.probe.test"])
+    )
+    result = run(probe)
+    assert result.success and result.detail == "answers ok.probe.test"
 
 
 def test_other_record_types_compare_by_text(server: FakeDnsServer) -> None:
@@ -211,3 +226,65 @@ def test_dnsmasq_answers_and_denies(dnsmasq: str) -> None:
     assert (missing.success, missing.reason) == (False, "nxdomain")
     wrong = run(build_probe(config("db.aws.internal", dnsmasq, expect=["198.18.1.11"])))
     assert (wrong.success, wrong.reason) == (False, "wrong_answer")
+
+
+# --- inside a network namespace: the real /etc/resolv.conf path and an unroutable server -----------
+
+_CHILD = r"""
+import asyncio, dataclasses, json, sys
+from probes import build_probe
+from tests.fakes.dns import FakeDnsServer
+from watchdog.config import DnsProbeConfig
+configs = json.loads(sys.argv[1])
+with FakeDnsServer(host="127.0.0.1", port=53):
+    probes = [build_probe(DnsProbeConfig.model_validate(c)) for c in configs]
+    print(json.dumps([dataclasses.asdict(asyncio.run(p.run())) | {"target": p.target} for p in probes]))
+"""
+
+
+@pytest.fixture
+def dns_ns() -> Iterator[str]:
+    """A namespace with only loopback, whose /etc/resolv.conf (via `ip netns exec`) names 127.0.0.1."""
+    require_root()
+    name = f"wdprobe-{os.getpid()}-dns"
+    etc = Path("/etc/netns") / name
+    created_parent = not etc.parent.exists()
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        etc.mkdir(parents=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        yield name
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        if created_parent:
+            try:
+                etc.parent.rmdir()
+            except OSError:
+                pass  # someone else put something there meanwhile
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+@pytest.mark.netns
+def test_system_resolver_and_unroutable_server_in_namespace(dns_ns: str) -> None:
+    configs = [
+        {"name": "sys", "type": "dns", "query": "ok.probe.test", "expect": [ADDRESS]},
+        {"name": "noroute", "type": "dns", "query": "ok.probe.test", "server": "192.0.2.53", "timeout": "1s"},
+    ]
+    proc = subprocess.run(
+        ["ip", "netns", "exec", dns_ns, sys.executable, "-c", _CHILD, json.dumps(configs)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    system, noroute = json.loads(proc.stdout)
+    assert (system["target"], system["success"], system["detail"]) == (
+        "ok.probe.test@system",
+        True,
+        f"answers {ADDRESS}",
+    )
+    assert (noroute["success"], noroute["reason"]) == (False, "network_error")
+    assert noroute["detail"] == "192.0.2.53: Network is unreachable"
+    assert noroute["duration_seconds"] < 0.5

@@ -1,9 +1,10 @@
 """A tiny authoritative DNS server on loopback (UDP + TCP) for the DNS probe tests.
 
-It answers a fixed zone with one behaviour per name (resolves, NXDOMAIN, SERVFAIL, REFUSED, a wrong
-address, an empty answer, silence, a reply too large for UDP) and counts the queries it saw per
-transport, so tests can prove e.g. that the probe fell back to TCP. It runs in daemon threads so it
-is independent of the event loop under test. It must never listen anywhere but loopback.
+It answers a fixed zone with one behaviour per name (resolves, an alias, NXDOMAIN, SERVFAIL,
+REFUSED, NOTIMP, a wrong address, an empty answer, silence, a reply too large for UDP) and counts
+the queries it saw per transport, so tests can prove e.g. that the probe fell back to TCP. It runs
+in daemon threads so it is independent of the event loop under test. It must never listen anywhere
+but loopback.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ class FakeDnsServer:
         self.port = self._tcp.getsockname()[1]
         self._tcp.listen(16)
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind((self.host, self.port))
+        try:
+            self._udp.bind((self.host, self.port))
+        except OSError:
+            self._tcp.close()
+            self._udp.close()
+            raise
         self._stopped = threading.Event()
         self._threads = [
             threading.Thread(target=self._serve_udp, daemon=True),
@@ -98,6 +104,13 @@ class FakeDnsServer:
             return None
         if label == "ok":
             self._add_a(reply, question.name, [ADDRESS])
+        elif label == "alias":
+            target = dns.name.from_text("ok." + ZONE)
+            reply.answer.append(
+                dns.rrset.from_text_list(question.name, 60, "IN", "CNAME", [target.to_text()])
+            )
+            if question.rdtype == dns.rdatatype.A:
+                self._add_a(reply, target, [ADDRESS])
         elif label == "wrong":
             self._add_a(reply, question.name, [WRONG_ADDRESS])
         elif label == "empty":
@@ -112,7 +125,7 @@ class FakeDnsServer:
             self._add_a(reply, question.name, [f"198.18.2.{i}" for i in range(1, BIG_COUNT + 1)])
         else:
             reply.set_rcode(dns.rcode.NXDOMAIN)
-        if question.rdtype != dns.rdatatype.A:
+        if question.rdtype not in (dns.rdatatype.A, dns.rdatatype.CNAME):
             reply.answer = []
         out = reply.to_wire()
         if transport == "udp" and len(out) > 512:
