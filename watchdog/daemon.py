@@ -26,6 +26,7 @@ from watchdog.config import Config, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.metrics import build_registry
 from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ class Daemon:
 
     def _start_server(self) -> None:
         host, port = parse_host_port(self.listen_override or self.config.listen)
+        web = load_web_config(self.config.web_config_file) if self.config.web_config_file else None
         try:
-            self.server = MetricsServer(host, port, self.registry, self.health)
+            self.server = MetricsServer(host, port, self.registry, self.health, web)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.start()

@@ -16,6 +16,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from watchdog.webconfig import WebConfig
+
 log = logging.getLogger(__name__)
 
 _INDEX = b"""<html><head><title>vpn-watchdog</title></head><body><h1>vpn-watchdog</h1>
@@ -32,14 +34,31 @@ class MetricsServer:
         port: int,
         registry: CollectorRegistry,
         health: Callable[[], dict[str, Any]],
+        web: WebConfig | None = None,
     ) -> None:
         self.registry = registry
         self.health = health
+        self.web = web or WebConfig()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 30  # a stuck client must not hold a thread forever
+
+            def setup(self) -> None:
+                super().setup()
+                # TLS handshakes happen here, in the request thread, never in the accept loop.
+                if hasattr(self.request, "do_handshake"):
+                    self.request.do_handshake()
+
             def do_GET(self) -> None:  # noqa: N802 (stdlib name)
                 path = self.path.split("?", 1)[0]
+                if not server.web.check_authorization(self.headers.get("Authorization")):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="vpn-watchdog"')
+                    self.send_header("Content-Length", "13")
+                    self.end_headers()
+                    self.wfile.write(b"unauthorized\n")
+                    return
                 if path == "/metrics":
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
                 elif path == "/healthz":
@@ -64,6 +83,11 @@ class MetricsServer:
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
+        if self.web.ssl_context is not None:
+            self.httpd.socket = self.web.ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.scheme = "https" if self.web.ssl_context is not None else "http"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
 
     @property
@@ -73,7 +97,12 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /metrics and /healthz on http://%s:%d", *self.address)
+        log.info(
+            "serving /metrics and /healthz on %s://%s:%d%s",
+            self.scheme,
+            *self.address,
+            " (basic auth)" if self.web.auth_required else "",
+        )
 
     def stop(self) -> None:
         self.httpd.shutdown()

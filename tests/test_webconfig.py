@@ -1,0 +1,82 @@
+"""TLS and basic auth on /metrics (exporter-toolkit web config), tested with a real HTTPS client."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.daemon_process import DaemonProcess
+from watchdog.errors import ConfigError
+from watchdog.webconfig import load_web_config
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def fetch(url: str, cafile: Path, user: str | None = None, password: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=str(cafile))
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_https_with_basic_auth(tmp_path: Path, port: int, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    hashed = bcrypt.hashpw(b"s3cret-scrape", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prom: '{hashed}'\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"web_config_file: {web}\n")
+    daemon = DaemonProcess(config, port)
+    try:
+        daemon.wait_for_log("serving /metrics and /healthz on https://")
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert fetch(url, cert) == 401
+        assert fetch(url, cert, "prom", "wrong") == 401
+        assert fetch(url, cert, "nobody", "s3cret-scrape") == 401
+        assert fetch(url, cert, "prom", "s3cret-scrape") == 200
+        assert fetch(url, cert, "prom", "s3cret-scrape") == 200  # cached verification path
+        with pytest.raises(OSError):  # plain HTTP is not served
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        assert daemon.stop() == 0
+    assert "s3cret-scrape" not in daemon.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("basic_auth_users: {prom: plain}\n", "basic_auth_users.prom: not a bcrypt hash"),
+        ("tls_server_config: {cert_file: a.crt}\n", "tls_server_config.key_file: required key is missing"),
+        ("tls_server_config: {cert_file: a.crt, key_file: b.key, ciphers: x}\n", "tls_server_config.ciphers: unknown key"),
+        ("tls_server_config: {cert_file: /nope.crt, key_file: /nope.key}\n", "cannot load certificate or key"),
+        ("users: {}\n", "users: unknown key"),
+    ],
+)
+def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_web_config(str(path))
