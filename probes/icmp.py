@@ -47,6 +47,8 @@ class _Run:
     rtts: dict[int, float] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # sequence -> ICMP error quoting it
     send_error: str = ""
+    sending_done: bool = False
+    # Set once every request sent got its answer (a reply or an ICMP error): no need to wait longer.
     all_back: asyncio.Event = field(default_factory=asyncio.Event)
 
     def sequence(self, i: int) -> int:
@@ -58,6 +60,7 @@ class _Run:
             for reply in read_error_queue(self.echo.sock, self.echo.ipv6):
                 if reply.sequence in self.sent_at and reply.sequence not in self.rtts:
                     self.errors.setdefault(reply.sequence, reply.error)
+            self.check_done()
         for _ in range(4 * self.count + 16):  # bounded: a busy host must not starve the loop
             try:
                 data, address = self.echo.sock.recvfrom(2048)
@@ -78,11 +81,15 @@ class _Run:
             return
         if reply.error:
             self.errors.setdefault(reply.sequence, reply.error)
+            self.check_done()
             return
         if reply.payload[: len(self.token)] != self.token or (raw and _ip(reply.source) != _ip(self.target)):
             return
         self.rtts[reply.sequence] = time.monotonic() - self.sent_at[reply.sequence]
-        if len(self.rtts) == self.count:
+        self.check_done()
+
+    def check_done(self) -> None:
+        if self.sending_done and set(self.sent_at) <= set(self.rtts) | set(self.errors):
             self.all_back.set()
 
 
@@ -160,6 +167,8 @@ class IcmpProbe:
         loop.add_reader(echo.sock.fileno(), run.on_readable)
         try:
             await self._send_all(run, start)
+            run.sending_done = True
+            run.check_done()
             remaining = deadline - time.monotonic()
             if remaining > 0 and run.sent_at:
                 try:
