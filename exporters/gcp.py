@@ -10,8 +10,10 @@ It must not log or return secrets (tunnel shared secrets, credentials).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +48,9 @@ class GcpExporter:
         self._clock = clock
         self._lock = threading.Lock()
         self._clients: _Clients | None = None
-        self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
+        self._packets = (
+            PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
+        )
 
     def poll(self) -> Snapshot:
         budget = PollBudget(self.timeout)
@@ -83,7 +87,9 @@ class GcpExporter:
             budget,
             f"vpnGateways.list {where}",
             lambda token, left: clients.gateways.list(
-                request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                request=compute_v1.ListVpnGatewaysRequest(
+                    project=cfg.project, region=cfg.region, **_page(token)
+                ),
                 timeout=left,
                 retry=None,
             ),
@@ -92,7 +98,9 @@ class GcpExporter:
             budget,
             f"vpnTunnels.list {where}",
             lambda token, left: clients.tunnels.list(
-                request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                request=compute_v1.ListVpnTunnelsRequest(
+                    project=cfg.project, region=cfg.region, **_page(token)
+                ),
                 timeout=left,
                 retry=None,
             ),
@@ -101,19 +109,28 @@ class GcpExporter:
         for gateway in gateways:
             for interface in gateway.vpn_interfaces:
                 interface_ips[(gateway.name, interface.id)] = interface.ip_address
-        tunnels = tuple(sorted((_tunnel(t, interface_ips) for t in tunnels_raw), key=lambda t: (t.connection, t.name)))
+        tunnels = tuple(
+            sorted((_tunnel(t, interface_ips) for t in tunnels_raw), key=lambda t: (t.connection, t.name))
+        )
 
-        ha_gateways = tuple(
-            _ha_gateway(
-                gateway.name,
-                budget.call(
-                    f"vpnGateways.getStatus {gateway.name} {where}",
-                    lambda left, name=gateway.name: clients.gateways.get_status(
-                        project=cfg.project, region=cfg.region, vpn_gateway=name, timeout=left, retry=None
-                    ),
+        def gateway_status(name: str) -> Any:
+            return budget.call(
+                f"vpnGateways.getStatus {name} {where}",
+                lambda left: clients.gateways.get_status(
+                    project=cfg.project, region=cfg.region, vpn_gateway=name, timeout=left, retry=None
                 ),
             )
-            for gateway in sorted(gateways, key=lambda g: g.name)
+
+        def router_status(name: str) -> Any:
+            return budget.call(
+                f"routers.getRouterStatus {name} {where}",
+                lambda left: clients.routers.get_router_status(
+                    project=cfg.project, region=cfg.region, router=name, timeout=left, retry=None
+                ),
+            )
+
+        ha_gateways = tuple(
+            _ha_gateway(g.name, gateway_status(g.name)) for g in sorted(gateways, key=lambda g: g.name)
         )
 
         if cfg.routers:
@@ -123,7 +140,9 @@ class GcpExporter:
                 budget,
                 f"routers.list {where}",
                 lambda token, left: clients.routers.list(
-                    request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                    request=compute_v1.ListRoutersRequest(
+                        project=cfg.project, region=cfg.region, **_page(token)
+                    ),
                     timeout=left,
                     retry=None,
                 ),
@@ -133,12 +152,7 @@ class GcpExporter:
         sessions: list[BgpSession] = []
         routes: list[LearnedRoute] = []
         for router in router_names:
-            status = budget.call(
-                f"routers.getRouterStatus {router} {where}",
-                lambda left, name=router: clients.routers.get_router_status(
-                    project=cfg.project, region=cfg.region, router=name, timeout=left, retry=None
-                ),
-            )
+            status = router_status(router)
             router_sessions = [_session(router, peer) for peer in status.result.bgp_peer_status]
             sessions.extend(router_sessions)
             routes.extend(_routes(router, status.result.best_routes, router_sessions))
@@ -152,7 +166,7 @@ class GcpExporter:
             cloud=self.cloud,
             taken_at=self._clock(),
             tunnels=tunnels,
-            bgp_sessions=tuple(sessions),
+            bgp_sessions=tuple(sorted(sessions, key=lambda s: (s.router, s.peer))),
             routes=tuple(sorted(routes, key=lambda r: (r.router, r.prefix, r.next_hop))),
             gateways=ha_gateways,
             packet_counts=packet_counts,
@@ -165,7 +179,11 @@ def _list_all(budget: PollBudget, operation: str, call: Callable[[str, float], A
     items: list[Any] = []
     token = ""
     while True:
-        page = budget.call(operation, lambda left: next(iter(call(token, left).pages)))
+
+        def fetch(left: float, token: str = token) -> Any:
+            return next(iter(call(token, left).pages))
+
+        page = budget.call(operation, fetch)
         items.extend(page.items)
         token = page.next_page_token
         if not token:
@@ -189,7 +207,9 @@ def _tunnel(raw: Any, interface_ips: dict[tuple[str, int], str]) -> Tunnel:
         detail=raw.detailed_status,
         router=last_segment(raw.router),
         gateway_interface=interface,
-        peer_interface=raw.peer_external_gateway_interface if "peer_external_gateway_interface" in raw else None,
+        peer_interface=raw.peer_external_gateway_interface
+        if "peer_external_gateway_interface" in raw
+        else None,
     )
 
 
@@ -240,7 +260,9 @@ def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[L
 
 def _as_malformed(exc: Exception, where: str) -> ExporterError:
     if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
-        return ExporterError("malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {exc}")
+        return ExporterError(
+            "malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {exc}"
+        )
     return translate(exc, f"GCP poll of {where}")
 
 
@@ -271,7 +293,7 @@ class _Clients:
         return self._monitoring
 
     def close(self) -> None:
-        clients = [self.tunnels, self.gateways, self.routers]
+        clients: list[Any] = [self.tunnels, self.gateways, self.routers]
         if self._monitoring is not None:
             clients.append(self._monitoring)
         for client in clients:
@@ -289,31 +311,53 @@ def load_credentials(config: GcpExporterConfig) -> Any:
 
     if config.credentials_file:
         try:
-            credentials, _ = google.auth.load_credentials_from_file(config.credentials_file)
-        except auth_exc.DefaultCredentialsError as exc:
+            return _credentials_from_file(config.credentials_file)
+        except (auth_exc.DefaultCredentialsError, OSError, ValueError, KeyError) as exc:
             # The library's message can quote the file; name only the path and the kind of problem.
             raise ExporterError(
                 "auth", f"cannot load credentials_file {config.credentials_file}: {_credential_problem(exc)}"
             ) from exc
-        return credentials
     try:
         credentials, _ = google.auth.default()
     except auth_exc.DefaultCredentialsError as exc:
         if _plaintext(config.endpoint) and _plaintext(config.monitoring_endpoint or config.endpoint):
             return AnonymousCredentials()
         raise ExporterError(
-            "auth", "no Application Default Credentials found (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)"
+            "auth",
+            "no Application Default Credentials found"
+            " (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)",
         ) from exc
     return credentials
 
 
+def _credentials_from_file(path: str) -> Any:
+    """Load the key file with the loader of its declared type (the operator's own config names it)."""
+    import google.auth
+    from google.oauth2 import credentials as user_credentials
+    from google.oauth2 import service_account
+
+    with open(path, encoding="utf-8") as handle:
+        info = json.load(handle)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        return service_account.Credentials.from_service_account_info(info)
+    if kind == "authorized_user":
+        return user_credentials.Credentials.from_authorized_user_info(info)
+    # Workload identity federation and the other JSON kinds: the generic loader knows them all.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        credentials, _ = google.auth.load_credentials_from_file(path)
+    return credentials
+
+
 def _credential_problem(exc: Exception) -> str:
-    text = str(exc)
-    if "not found" in text or "No such file" in text:
+    if isinstance(exc, FileNotFoundError):
         return "file not found"
-    if "not a valid json" in text.lower() or "json" in text.lower():
-        return "not a valid credentials JSON file"
-    return "unsupported or invalid credentials file"
+    if isinstance(exc, OSError):
+        return f"cannot read it ({exc.strerror or type(exc).__name__})"
+    if isinstance(exc, json.JSONDecodeError):
+        return "not a JSON file"
+    return "not a valid credentials file of a supported type"
 
 
 def _plaintext(endpoint: str | None) -> bool:

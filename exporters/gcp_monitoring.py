@@ -46,7 +46,10 @@ _CountKey = tuple[str, str, str]  # tunnel, direction, status
 
 
 def time_series_filter(metric_type: str, region: str) -> str:
-    return f'metric.type = "{metric_type}" AND resource.type = "vpn_gateway" AND resource.labels.region = "{region}"'
+    return (
+        f'metric.type = "{metric_type}" AND resource.type = "vpn_gateway"'
+        f' AND resource.labels.region = "{region}"'
+    )
 
 
 class PacketCounter:
@@ -128,6 +131,7 @@ class PacketCounter:
         consumed[key] = newest
         count_key = (tunnel, metric.direction, status)
         totals[count_key] = totals.get(count_key, 0.0) + added
+
 
 def _first_page(pager: Any) -> Any:
     """The page the call already fetched; later pages are our own calls (own timeout and count)."""

@@ -9,30 +9,47 @@ mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
                                 endpoint=gcp.url, monitoring_endpoint=mon.url,
                                 credentials_file=gcp.write_credentials(tmp_path))
 
-FakeGcp API (all thread-safe enough for tests: mutate between polls, not during one):
-- `collections[path]`: list of resource dicts, `path` relative to `/compute/v1/projects/{project}/`,
-  e.g. `regions/{region}/vpnTunnels`, `global/externalVpnGateways`. Every collection serves
-  `GET path` (list, paginated by `page_size` or `maxResults`, `pageToken` = offset) and
-  `GET path/{name}` (get, 404 if missing). `aggregated/{kind}` groups `regions/*/{kind}`.
-  Add a collection (e.g. `global/networks` with `peerings[]`) and `networks.get` just works.
-- `actions[(item_path, action)]`: the `result` of a custom method, e.g.
-  `("regions/r/routers/cr-aws", "getRouterStatus")`, `("regions/r/vpnGateways/ha-gw", "getStatus")`.
-- `route(method, regex, handler)`: anything else; `handler(FakeRequest) -> (status, json_obj)`.
-- Default topology (`empty=False`): HA gateway `ha-gw` (2 interfaces), external gateway `aws-peer`
-  (FOUR_IPS_REDUNDANCY), tunnels `aws-tun-0..3` (`aws-tun-2` NO_INCOMING_PACKETS), routers `cr-aws`
-  (4 peers, the one over aws-tun-2 DOWN, bestRoutes to 10.20.0.0/16 and 10.30.0.0/16) and `cr-lab`
-  (one peer, no tunnel). Helpers: `resource()`, `set_tunnel_status()`, `set_peer_status()`,
-  `router_status()`, `set_redundancy()`, `link()`.
-- Faults: `fault(regex, status=, body=, headers=, delay=, times=)` on request paths (first match
-  wins; `times=None` forever); `clear_faults()`. Malformed JSON: `fault(regex, status=200, body="{")`.
-- `requests`: every request seen (`FakeRequest`); `calls(regex)` counts them.
-- `POST /token` is an OAuth token endpoint (`write_credentials()` writes a service-account key file
-  naming it; the clients self-sign JWTs, so it is rarely called); `GET /` answers like "not a metadata server" (point `GCE_METADATA_IP` here).
+FakeGcp API (mutate between polls, not during one):
+- `collections[path]`: lists of resource dicts in the REST JSON shape, keyed by the path after
+  `/compute/v1/projects/{project}/`, e.g. `regions/{region}/vpnTunnels`, `global/externalVpnGateways`.
+  Each serves `GET path` (list; paginated by `page_size` or the request's `maxResults`, the page
+  token is an offset) and `GET path/{name}` (get; 404 when missing). `aggregated/{kind}` groups the
+  `regions/*/{kind}` collections (not paginated). So adding `global/networks` items with `peerings[]`
+  makes `networks.get` work, and the `routers` items already carry `bgp`, `bgpPeers`, `interfaces`.
+- `add(path, item)` appends an item (filling `selfLink`); `resource(path, name)` returns the live
+  dict to mutate; `regional(kind)` -> `regions/{region}/{kind}`; `link(path, name)` -> the URL the
+  real API puts in reference fields (`https://www.googleapis.com/compute/v1/projects/...`).
+- `actions[(item_path, action)]`: the `result` object of a custom method, e.g.
+  `(regional("routers") + "/cr-aws", "getRouterStatus")`, `(regional("vpnGateways") + "/ha-gw",
+  "getStatus")`. Helpers: `router_status(router)`, `set_peer_status(router, peer, status, state,
+  **fields)`, `set_tunnel_status(tunnel, status, detail)`, `set_redundancy(gateway, met)`.
+- `route(method, regex, handler)`: anything else, checked first; `handler(FakeRequest) -> (status,
+  json_obj)`.
+- Default topology (unless `empty=True`): HA gateway `ha-gw` (interfaces 203.0.113.10/.11), external
+  gateway `aws-peer` (FOUR_IPS_REDUNDANCY, 198.51.100.1-4), tunnels `aws-tun-0..3` (interface i//2,
+  peer interface i; `aws-tun-2` NO_INCOMING_PACKETS), router `cr-aws` (peer `aws-peer-i` over
+  `aws-tun-i`, 169.254.1i.1 <-> .2; the one over aws-tun-2 DOWN/Idle; bestRoutes 10.20.0.0/16 via
+  tunnels 0 and 1, 10.30.0.0/16 via tunnel 3, plus a TRANSIT route), router `cr-lab` (one UP peer,
+  no tunnel, 192.0.2.0/24), `ha-gw` getStatus CONNECTION_REDUNDANCY_MET.
+- Faults: `fault(regex, status=500, body=None, headers={}, delay=0, times=None)` answers requests
+  whose path matches `regex` with a Google-style JSON error (or `body` verbatim, e.g. `"{"` for
+  malformed JSON with `status=200`); `delay` waits first (interrupted by `stop()`); `status=0` with a
+  delay means "slow, then the normal answer"; `times=N` expires after N hits, so a transient error
+  is `times=1`. The first live matching fault wins; `clear_faults()` removes all.
+- `requests` records every request as `FakeRequest(method, path, query, headers, body)`;
+  `calls(regex)` counts them, `paths()` lists them.
+- `write_credentials(dir)` writes a service-account key file (the clients sign their own JWTs, so
+  no token request is made; `POST /token` answers one anyway). `GET /` answers as "not a metadata
+  server": point `GCE_METADATA_IP` here to make Application Default Credentials discovery hermetic.
 
-FakeMonitoring API: `add_packets(tunnel, direction, status, value, end=)` adds one DELTA point
-(status `dropped` goes to `dropped_{direction}_packets_count`), `add_point()` for any metric,
-`page_size`, `fault(code=, message=, retry_delay=, delay=, times=)`, `requests` (filter, interval,
-page_token of each ListTimeSeries call).
+FakeMonitoring API: `add_packets(tunnel, direction, status, value, end=None)` adds one 60 s DELTA
+point ending at `end` (default now) to `{direction}_packets_count{status}`, or with status `dropped`
+to `dropped_{direction}_packets_count`; `add_point(metric_type, value, labels=...)` for any metric.
+ListTimeSeries honours `metric.type` and `resource.labels.region` equality terms of the filter and
+returns points whose end lies in (start, end], newest first; `page_size` paginates by series.
+`fault(code, message, retry_delay=None, delay=0, times=None)`: abort with `code` (and a RetryInfo
+detail when `retry_delay` is set) after `delay`; `code=None` lets the call through (useful with
+`times=1` to fail the second call only). `requests` holds name, filter, start, end, page_token.
 """
 
 from __future__ import annotations
@@ -91,7 +108,11 @@ class FakeGcp:
     """A Compute Engine v1 REST API with a mutable topology (see the module docstring)."""
 
     def __init__(
-        self, project: str = "proj-1", region: str = "asia-northeast1", *, page_size: int | None = None,
+        self,
+        project: str = "proj-1",
+        region: str = "asia-northeast1",
+        *,
+        page_size: int | None = None,
         empty: bool = False,
     ) -> None:
         self.project = project
@@ -128,7 +149,9 @@ class FakeGcp:
         server.daemon_threads = True
         server.block_on_close = False  # a slow-response fault must not hold up stop()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -149,8 +172,7 @@ class FakeGcp:
     @property
     def url(self) -> str:
         assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     # -- topology helpers ------------------------------------------------------------------------
     def regional(self, kind: str) -> str:
@@ -192,7 +214,10 @@ class FakeGcp:
             connection["state"] = (
                 {"state": "CONNECTION_REDUNDANCY_MET"}
                 if met
-                else {"state": "CONNECTION_REDUNDANCY_NOT_MET", "unsatisfiedReason": "INCOMPLETE_TUNNELS_COVERAGE"}
+                else {
+                    "state": "CONNECTION_REDUNDANCY_NOT_MET",
+                    "unsatisfiedReason": "INCOMPLETE_TUNNELS_COVERAGE",
+                }
             )
 
     def load_default_topology(self) -> None:
@@ -207,7 +232,10 @@ class FakeGcp:
                 "network": self.link("global/networks", "hub"),
                 "region": self.link("regions", self.region),
                 "stackType": "IPV4_ONLY",
-                "vpnInterfaces": [{"id": 0, "ipAddress": "203.0.113.10"}, {"id": 1, "ipAddress": "203.0.113.11"}],
+                "vpnInterfaces": [
+                    {"id": 0, "ipAddress": "203.0.113.10"},
+                    {"id": 1, "ipAddress": "203.0.113.11"},
+                ],
             },
         )
         self.add(
@@ -272,14 +300,27 @@ class FakeGcp:
                 "kind": "compute#router",
                 "name": "cr-aws",
                 "network": self.link("global/networks", "hub"),
-                "bgp": {"asn": 64514, "advertiseMode": "CUSTOM", "advertisedIpRanges": [{"range": "10.0.0.0/16"}]},
+                "bgp": {
+                    "asn": 64514,
+                    "advertiseMode": "CUSTOM",
+                    "advertisedIpRanges": [{"range": "10.0.0.0/16"}],
+                },
                 "interfaces": [
-                    {"name": f"if-aws-{i}", "ipRange": f"169.254.1{i}.1/30", "linkedVpnTunnel": p["linkedVpnTunnel"]}
+                    {
+                        "name": f"if-aws-{i}",
+                        "ipRange": f"169.254.1{i}.1/30",
+                        "linkedVpnTunnel": p["linkedVpnTunnel"],
+                    }
                     for i, p in enumerate(peers)
                 ],
                 "bgpPeers": [
-                    {"name": p["name"], "interfaceName": f"if-aws-{i}", "ipAddress": p["ipAddress"],
-                     "peerIpAddress": p["peerIpAddress"], "peerAsn": 64512 + i // 2}
+                    {
+                        "name": p["name"],
+                        "interfaceName": f"if-aws-{i}",
+                        "ipAddress": p["ipAddress"],
+                        "peerIpAddress": p["peerIpAddress"],
+                        "peerAsn": 64512 + i // 2,
+                    }
                     for i, p in enumerate(peers)
                 ],
             },
@@ -299,8 +340,12 @@ class FakeGcp:
         self.actions[(f"{routers}/cr-aws", "getRouterStatus")] = {
             "network": self.link("global/networks", "hub"),
             "bgpPeerStatus": peers,
-            "bestRoutes": [best("10.20.0.0/16", 0), best("10.20.0.0/16", 1), best("10.30.0.0/16", 3),
-                           best("10.99.0.0/16", 3, "TRANSIT")],
+            "bestRoutes": [
+                best("10.20.0.0/16", 0),
+                best("10.20.0.0/16", 1),
+                best("10.30.0.0/16", 3),
+                best("10.99.0.0/16", 3, "TRANSIT"),
+            ],
             "bestRoutesForRouter": [best("10.20.0.0/16", 0)],
         }
         self.add(
@@ -310,15 +355,28 @@ class FakeGcp:
                 "name": "cr-lab",
                 "network": self.link("global/networks", "lab"),
                 "bgp": {"asn": 64600},
-                "bgpPeers": [{"name": "lab-peer", "ipAddress": "169.254.20.1", "peerIpAddress": "169.254.20.2",
-                              "peerAsn": 64601}],
+                "bgpPeers": [
+                    {
+                        "name": "lab-peer",
+                        "ipAddress": "169.254.20.1",
+                        "peerIpAddress": "169.254.20.2",
+                        "peerAsn": 64601,
+                    }
+                ],
             },
         )
         self.actions[(f"{routers}/cr-lab", "getRouterStatus")] = {
             "network": self.link("global/networks", "lab"),
             "bgpPeerStatus": [
-                {"name": "lab-peer", "ipAddress": "169.254.20.1", "peerIpAddress": "169.254.20.2",
-                 "status": "UP", "state": "Established", "numLearnedRoutes": 1, "uptimeSeconds": "60"}
+                {
+                    "name": "lab-peer",
+                    "ipAddress": "169.254.20.1",
+                    "peerIpAddress": "169.254.20.2",
+                    "status": "UP",
+                    "state": "Established",
+                    "numLearnedRoutes": 1,
+                    "uptimeSeconds": "60",
+                }
             ],
             "bestRoutes": [{"destRange": "192.0.2.0/24", "nextHopIp": "169.254.20.2", "routeType": "BGP"}],
         }
@@ -327,8 +385,11 @@ class FakeGcp:
                 {
                     "peerExternalGateway": self.link("global/externalVpnGateways", "aws-peer"),
                     "tunnels": [
-                        {"localGatewayInterface": i // 2, "peerGatewayInterface": i,
-                         "tunnelUrl": self.link(tunnels, f"aws-tun-{i}")}
+                        {
+                            "localGatewayInterface": i // 2,
+                            "peerGatewayInterface": i,
+                            "tunnelUrl": self.link(tunnels, f"aws-tun-{i}"),
+                        }
                         for i in range(4)
                     ],
                     "state": {"state": "CONNECTION_REDUNDANCY_MET"},
@@ -338,10 +399,16 @@ class FakeGcp:
 
     # -- faults, routes and records ----------------------------------------------------------------
     def fault(
-        self, path: str, *, status: int = 500, body: str | None = None, headers: dict[str, str] | None = None,
-        delay: float = 0.0, times: int | None = None,
+        self,
+        path: str,
+        *,
+        status: int = 500,
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        times: int | None = None,
     ) -> HttpFault:
-        """Answer requests whose path matches the regex `path` with this instead (a delay alone: status 0)."""
+        """Answer requests whose path matches the regex `path` with this error (status=0: delay only)."""
         fault = HttpFault(re.compile(path), status, body, dict(headers or {}), delay, times)
         with self._lock:
             self._faults.append(fault)
@@ -404,7 +471,9 @@ class FakeGcp:
             if self._stopping.wait(fault.delay):
                 return
         if fault is not None and fault.status:
-            body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
+            body = (
+                fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
+            )
             self._send(http, fault.status, body.encode(), fault.headers)
             return
         status, payload = self._dispatch(request)
@@ -504,8 +573,13 @@ def _private_key_pem() -> str:
 
 def _error(status: int, message: str) -> dict[str, Any]:
     reason = _ERROR_REASONS.get(status, "error")
-    return {"error": {"code": status, "message": message, "errors": [{"message": message, "domain": "global",
-                                                                         "reason": reason}]}}
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+        }
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -541,7 +615,9 @@ class GrpcFault:
 class FakeMonitoring:
     """`google.monitoring.v3.MetricService/ListTimeSeries` over an insecure local gRPC port."""
 
-    def __init__(self, project: str = "proj-1", region: str = "asia-northeast1", *, page_size: int | None = None) -> None:
+    def __init__(
+        self, project: str = "proj-1", region: str = "asia-northeast1", *, page_size: int | None = None
+    ) -> None:
         self.project = project
         self.region = region
         self.page_size = page_size
@@ -588,8 +664,14 @@ class FakeMonitoring:
         return f"http://127.0.0.1:{self._port}"
 
     def add_point(
-        self, metric_type: str, value: int, *, labels: dict[str, str], end: float | None = None,
-        seconds: float = 60.0, gateway_id: str = "1111",
+        self,
+        metric_type: str,
+        value: int,
+        *,
+        labels: dict[str, str],
+        end: float | None = None,
+        seconds: float = 60.0,
+        gateway_id: str = "1111",
     ) -> FakePoint:
         """One DELTA point ending at `end` (default now) on the series with these labels."""
         end = time.time() if end is None else end
@@ -597,26 +679,49 @@ class FakeMonitoring:
         point = FakePoint(end - seconds, end, value)
         with self._lock:
             for series in self.series:
-                if (series.metric_type, series.labels, series.resource_labels) == (metric_type, labels, resource):
+                if (series.metric_type, series.labels, series.resource_labels) == (
+                    metric_type,
+                    labels,
+                    resource,
+                ):
                     series.points.append(point)
                     return point
             self.series.append(FakeSeries(metric_type, dict(labels), resource, [point]))
         return point
 
     def add_packets(
-        self, tunnel: str, direction: str, status: str, value: int, *, end: float | None = None,
+        self,
+        tunnel: str,
+        direction: str,
+        status: str,
+        value: int,
+        *,
+        end: float | None = None,
         gateway: str = "ha-gw",
     ) -> FakePoint:
         """A point of `{direction}_packets_count{status}`, or of `dropped_{direction}_packets_count`."""
         if status == "dropped":
-            return self.add_point(f"{PACKETS}dropped_{direction}_packets_count", value, end=end,
-                                  labels={"tunnel_name": tunnel, "gateway_name": gateway})
-        return self.add_point(f"{PACKETS}{direction}_packets_count", value, end=end,
-                              labels={"tunnel_name": tunnel, "status": status})
+            return self.add_point(
+                f"{PACKETS}dropped_{direction}_packets_count",
+                value,
+                end=end,
+                labels={"tunnel_name": tunnel, "gateway_name": gateway},
+            )
+        return self.add_point(
+            f"{PACKETS}{direction}_packets_count",
+            value,
+            end=end,
+            labels={"tunnel_name": tunnel, "status": status},
+        )
 
     def fault(
-        self, code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE, message: str = "injected fault", *,
-        retry_delay: float | None = None, delay: float = 0.0, times: int | None = None,
+        self,
+        code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE,
+        message: str = "injected fault",
+        *,
+        retry_delay: float | None = None,
+        delay: float = 0.0,
+        times: int | None = None,
     ) -> GrpcFault:
         fault = GrpcFault(code, message, retry_delay, delay, times)
         with self._lock:
@@ -634,8 +739,13 @@ class FakeMonitoring:
         end = request.interval.end_time.ToNanoseconds() / 1e9
         with self._lock:
             self.requests.append(
-                {"name": request.name, "filter": request.filter, "start": start, "end": end,
-                 "page_token": request.page_token}
+                {
+                    "name": request.name,
+                    "filter": request.filter,
+                    "start": start,
+                    "end": end,
+                    "page_token": request.page_token,
+                }
             )
             fault = next((f for f in self._faults if f.times is None or f.times > 0), None)
             if fault is not None and fault.times is not None:
@@ -651,9 +761,10 @@ class FakeMonitoring:
             for series in self.series:
                 if wanted.get("metric.type", series.metric_type) != series.metric_type:
                     continue
-                if wanted.get("resource.labels.region", series.resource_labels["region"]) != series.resource_labels[
-                    "region"
-                ]:
+                if (
+                    wanted.get("resource.labels.region", series.resource_labels["region"])
+                    != series.resource_labels["region"]
+                ):
                     continue
                 points = sorted((p for p in series.points if start < p.end <= end), key=lambda p: -p.end)
                 if points:
@@ -686,14 +797,19 @@ def _filter_terms(text: str) -> dict[str, str]:
 
 def _abort(context: grpc.ServicerContext, fault: GrpcFault) -> None:
     assert fault.code is not None
-    if fault.retry_delay is None:
+    delay = fault.retry_delay
+    if delay is None:
         context.abort(fault.code, fault.message)
+        return
     from google.protobuf import any_pb2, duration_pb2
     from google.rpc import error_details_pb2, status_pb2
     from grpc_status import rpc_status
 
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(fault.retry_delay),
-                                                                             nanos=int(fault.retry_delay % 1 * 1e9))))
+    detail.Pack(
+        error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9))
+        )
+    )
     status = status_pb2.Status(code=fault.code.value[0], message=fault.message, details=[detail])
     context.abort_with_status(rpc_status.to_status(status))
