@@ -19,9 +19,22 @@ class DaemonProcess:
         self.log = config.with_suffix(".log")
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchdog", "run", "-c", str(config), "--listen", f"127.0.0.1:{port}",
-             "--log-format", log_format, *extra],
-            stdout=self._log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "watchdog",
+                "run",
+                "-c",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--log-format",
+                log_format,
+                *extra,
+            ],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
     def get(self, path: str) -> tuple[int, str]:
@@ -47,7 +60,9 @@ class DaemonProcess:
             if text in page:
                 return page
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared in /metrics:\n{page[-3000:]}\nlog:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"{text!r} never appeared in /metrics:\n{page[-3000:]}\nlog:\n{self.log.read_text()[-3000:]}"
+        )
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

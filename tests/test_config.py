@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from watchdog.cli import main
 from watchdog.config import load_config, parse_duration
@@ -90,5 +91,5 @@ def test_durations(text: str | int, seconds: float) -> None:
 
 def test_config_is_frozen() -> None:
     config = load_config(DATA / "good" / "minimal.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.listen = "x"  # type: ignore[misc]

@@ -37,7 +37,10 @@ def test_run_serves_metrics_reloads_and_stops(tmp_path: Path, port: int, dns_ser
     try:
         page = daemon.wait_for('vpn_watchdog_probe_success{probe="gone-dns"')
         page = daemon.wait_for('vpn_watchdog_probe_success{probe="db-dns"')
-        assert f'vpn_watchdog_probe_success{{probe="db-dns",target="ok.probe.test@{dns_server.address}",type="dns"}} 1.0' in page
+        assert (
+            f'vpn_watchdog_probe_success{{probe="db-dns",target="ok.probe.test@{dns_server.address}",type="dns"}} 1.0'
+            in page
+        )
         daemon.wait_for('vpn_watchdog_probe_failures_total{probe="gone-dns",reason="nxdomain"')
         status, body = daemon.get("/healthz")
         assert status == 200 and '"status": "ok"' in body

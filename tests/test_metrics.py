@@ -43,10 +43,18 @@ def gcp_snapshot(tunnels: int = 2) -> Snapshot:
         cloud="gcp",
         taken_at=1_700_000_000.0,
         tunnels=tuple(
-            Tunnel("ha-gw", n, f"203.0.113.{1 + i // 2}", f"198.51.100.{i + 1}", up=i != 1,
-                   status="ESTABLISHED" if i != 1 else "NO_INCOMING_PACKETS",
-                   detail="Tunnel is up and running." if i != 1 else "No incoming packets from peer.",
-                   router="cr-aws", gateway_interface=i // 2, peer_interface=i)
+            Tunnel(
+                "ha-gw",
+                n,
+                f"203.0.113.{1 + i // 2}",
+                f"198.51.100.{i + 1}",
+                up=i != 1,
+                status="ESTABLISHED" if i != 1 else "NO_INCOMING_PACKETS",
+                detail="Tunnel is up and running." if i != 1 else "No incoming packets from peer.",
+                router="cr-aws",
+                gateway_interface=i // 2,
+                peer_interface=i,
+            )
             for i, n in enumerate(names)
         ),
         bgp_sessions=(
@@ -65,13 +73,30 @@ def gcp_snapshot(tunnels: int = 2) -> Snapshot:
 def make_state() -> WatchdogState:
     state = WatchdogState()
     runner = ExporterRunner(
-        StaticExporter("gcp-hub", "gcp", []), interval=30, timeout=10,
-        expected_prefixes=("198.18.1.0/24", "198.18.9.0/24"), clock=lambda: 1_700_000_100.0,
+        StaticExporter("gcp-hub", "gcp", []),
+        interval=30,
+        timeout=10,
+        expected_prefixes=("198.18.1.0/24", "198.18.9.0/24"),
+        clock=lambda: 1_700_000_100.0,
     )
     runner.apply(gcp_snapshot(), 0.25)
     state.exporters[runner.name] = runner
-    probe = ProbeRunner(StaticProbe(ProbeResult("aws-db-ping", "icmp", "198.18.1.10", False, 2.0, "loss", "1/3 lost",
-                                                latencies=(0.004, 0.012), sent=3, received=2)))
+    probe = ProbeRunner(
+        StaticProbe(
+            ProbeResult(
+                "aws-db-ping",
+                "icmp",
+                "198.18.1.10",
+                False,
+                2.0,
+                "loss",
+                "1/3 lost",
+                latencies=(0.004, 0.012),
+                sent=3,
+                received=2,
+            )
+        )
+    )
     probe.record(probe.probe._result)  # type: ignore[attr-defined]
     state.probes[probe.name] = probe
     state.failovers[("gcp-hub", "198.18.1.0/24")] = 1
@@ -92,8 +117,10 @@ def test_golden_exposition() -> None:
 
 def test_values_a_user_reads() -> None:
     text = render(make_state())
-    assert ('vpn_watchdog_tunnel_up{cloud="gcp",connection="ha-gw",exporter="gcp-hub",local_ip="203.0.113.1",'
-            'peer_ip="198.51.100.2",tunnel="gcp-tun-1"} 0.0') in text
+    assert (
+        'vpn_watchdog_tunnel_up{cloud="gcp",connection="ha-gw",exporter="gcp-hub",local_ip="203.0.113.1",'
+        'peer_ip="198.51.100.2",tunnel="gcp-tun-1"} 0.0'
+    ) in text
     assert 'vpn_watchdog_expected_prefix_paths{cloud="gcp",exporter="gcp-hub",prefix="198.18.1.0/24"} 1.0' in text
     assert 'vpn_watchdog_expected_prefix_paths{cloud="gcp",exporter="gcp-hub",prefix="198.18.9.0/24"} 0.0' in text
     assert 'vpn_watchdog_ha_redundancy_met{cloud="gcp",exporter="gcp-hub",gateway="ha-gw"} 0.0' in text

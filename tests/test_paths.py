@@ -37,7 +37,9 @@ def test_containing_route_counts_and_missing_prefix_has_no_path() -> None:
 
 
 def test_gcp_route_needs_its_session_and_tunnel_up() -> None:
-    tunnels = tuple(Tunnel("ha-gw", f"t{i}", "203.0.113.1", f"198.51.100.{i}", up=True, status="ESTABLISHED") for i in range(2))
+    tunnels = tuple(
+        Tunnel("ha-gw", f"t{i}", "203.0.113.1", f"198.51.100.{i}", up=True, status="ESTABLISHED") for i in range(2)
+    )
     sessions = (
         BgpSession("cr", "p0", "169.254.10.2", "169.254.10.1", True, "Established", tunnel="t0"),
         BgpSession("cr", "p1", "169.254.10.6", "169.254.10.5", True, "Established", tunnel="t1"),

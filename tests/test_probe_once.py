@@ -29,8 +29,9 @@ def write_config(tmp_path: Path, dns: FakeDnsServer, *names: str) -> Path:
 
 
 def once(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "watchdog", "probe", "--once", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", "probe", "--once", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_all_healthy_exits_0(tmp_path: Path, dns_server: FakeDnsServer) -> None:
@@ -79,7 +80,11 @@ def test_cli_help_and_version() -> None:
     out = subprocess.run([sys.executable, "-m", "watchdog", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("vpn-watchdog ")
     for command in (["run"], ["probe"], ["audit"], ["ike", "analyze"], ["ike", "sniff"], ["config", "check"]):
-        help_out = subprocess.run([sys.executable, "-m", "watchdog", *command, "--help"], capture_output=True, text=True)
+        help_out = subprocess.run(
+            [sys.executable, "-m", "watchdog", *command, "--help"], capture_output=True, text=True
+        )
         assert help_out.returncode == 0 and "example" in help_out.stdout, command
-    usage = subprocess.run([sys.executable, "-m", "watchdog", "run", "--log-level", "loud"], capture_output=True, text=True)
+    usage = subprocess.run(
+        [sys.executable, "-m", "watchdog", "run", "--log-level", "loud"], capture_output=True, text=True
+    )
     assert usage.returncode == 2 and "invalid log level 'loud'" in usage.stderr

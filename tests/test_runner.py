@@ -43,7 +43,9 @@ class ScriptedExporter:
 
 
 def snapshot(up: bool = True) -> Snapshot:
-    return Snapshot("scripted", "gcp", 0.0, tunnels=(Tunnel("gw", "t0", "203.0.113.1", "198.51.100.1", up, "ESTABLISHED"),))
+    return Snapshot(
+        "scripted", "gcp", 0.0, tunnels=(Tunnel("gw", "t0", "203.0.113.1", "198.51.100.1", up, "ESTABLISHED"),)
+    )
 
 
 def test_failure_keeps_last_snapshot_and_counts_reason() -> None:

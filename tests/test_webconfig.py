@@ -22,9 +22,26 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "server.crt", directory / "server.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -46,7 +63,9 @@ def test_https_with_basic_auth(tmp_path: Path, port: int, certificate: tuple[Pat
     cert, key = certificate
     hashed = bcrypt.hashpw(b"s3cret-scrape", bcrypt.gensalt(rounds=4)).decode()
     web = tmp_path / "web.yml"
-    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prom: '{hashed}'\n")
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prom: '{hashed}'\n"
+    )
     config = tmp_path / "config.yaml"
     config.write_text(f"web_config_file: {web}\n")
     daemon = DaemonProcess(config, port)
@@ -70,7 +89,10 @@ def test_https_with_basic_auth(tmp_path: Path, port: int, certificate: tuple[Pat
     [
         ("basic_auth_users: {prom: plain}\n", "basic_auth_users.prom: not a bcrypt hash"),
         ("tls_server_config: {cert_file: a.crt}\n", "tls_server_config.key_file: required key is missing"),
-        ("tls_server_config: {cert_file: a.crt, key_file: b.key, ciphers: x}\n", "tls_server_config.ciphers: unknown key"),
+        (
+            "tls_server_config: {cert_file: a.crt, key_file: b.key, ciphers: x}\n",
+            "tls_server_config.ciphers: unknown key",
+        ),
         ("tls_server_config: {cert_file: /nope.crt, key_file: /nope.key}\n", "cannot load certificate or key"),
         ("users: {}\n", "users: unknown key"),
     ],

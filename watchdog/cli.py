@@ -69,7 +69,8 @@ def _seconds(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="watchdog",
-        description="vpn-watchdog: watch AWS <-> GCP (<-> on-prem) IPsec VPNs, BGP, prefixes, DNS and IKE fragmentation.",
+        description="vpn-watchdog: watch AWS <-> GCP (<-> on-prem) IPsec VPNs, BGP, prefixes, DNS and "
+        "IKE fragmentation.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every configured probe once and poll every configured exporter once (concurrently), "
         "print one table of tunnels, BGP sessions, expected prefixes and probe results. "
         "Exit 0 all healthy, 1 anything failing, 2 bad config.",
-        epilog="examples:\n  watchdog probe --once -c config.yaml\n  watchdog probe --once --only aws-db-dns --format json",
+        epilog="examples:\n  watchdog probe --once -c config.yaml\n"
+        "  watchdog probe --once --only aws-db-dns --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
@@ -134,8 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("pcaps", nargs="+", metavar="PCAP")
     fmt_arg(analyze)
-    analyze.add_argument("--mtu", type=_positive_int, default=1500, metavar="BYTES",
-                         help="report messages whose IP datagram exceeds this (default 1500)")
+    analyze.add_argument(
+        "--mtu",
+        type=_positive_int,
+        default=1500,
+        metavar="BYTES",
+        help="report messages whose IP datagram exceeds this (default 1500)",
+    )
     sniff = ike_sub.add_parser(
         "sniff",
         help="capture IKE live (needs CAP_NET_RAW) and report fragmentation",

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -57,7 +57,7 @@ class Daemon:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._install_signals()
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
         self._start_server()
         self._apply(self.config)
@@ -82,7 +82,7 @@ class Daemon:
         if self.alerts is not None:
             try:
                 await asyncio.wait_for(self.alerts.close(), SHUTDOWN_GRACE_SECONDS / 2)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 log.warning("alert engine did not stop in time")
         if self.state.ike is not None:
             self.state.ike.stop()
@@ -163,25 +163,26 @@ class Daemon:
         old_probes = self.state.probes
         probes: dict[str, ProbeRunner] = {}
         for probe_config in config.probes:
-            runner = ProbeRunner(build_probe(probe_config), on_result=self._on_probe_result)
+            probe_runner = ProbeRunner(build_probe(probe_config), on_result=self._on_probe_result)
             previous = old_probes.get(probe_config.name)
-            if previous is not None and previous.probe.target == runner.probe.target:
-                runner.failures, runner.latency, runner.last = previous.failures, previous.latency, previous.last
-            probes[probe_config.name] = runner
+            if previous is not None and previous.probe.target == probe_runner.probe.target:
+                probe_runner.failures, probe_runner.latency = previous.failures, previous.latency
+                probe_runner.last = previous.last
+            probes[probe_config.name] = probe_runner
         self.state.probes = probes
 
         self._apply_sniffer(config)
         self._apply_alerting(config)
 
-        now = datetime.now(timezone.utc)
-        for runner in runners.values():
+        now = datetime.now(UTC)
+        for exporter_runner in runners.values():
             self.scheduler.add_job(
-                runner.poll_once,
-                IntervalTrigger(seconds=runner.interval),
-                id=f"exporter:{runner.name}",
+                exporter_runner.poll_once,
+                IntervalTrigger(seconds=exporter_runner.interval),
+                id=f"exporter:{exporter_runner.name}",
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(runner.interval)),
+                misfire_grace_time=max(1, int(exporter_runner.interval)),
                 next_run_time=now,
             )
         for i, probe_runner in enumerate(probes.values()):

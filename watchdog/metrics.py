@@ -42,13 +42,22 @@ METRICS: dict[str, tuple[str, str]] = {
     "probe_latency_seconds": ("histogram", "Round trips of DNS queries and ICMP echoes."),
     "probe_icmp_loss_ratio": ("gauge", "Lost / sent echoes in the last ICMP probe run."),
     "ike_messages_total": ("counter", "IKE messages seen by the sniffer, each counted once."),
-    "ike_fragmented_messages_total": ("counter", "IKE messages that arrived IP-fragmented (ip) or RFC 7383-fragmented (ikev2)."),
+    "ike_fragmented_messages_total": (
+        "counter",
+        "IKE messages that arrived IP-fragmented (ip) or RFC 7383-fragmented (ikev2).",
+    ),
     "ike_rekeys_total": ("counter", "Rekeys inferred from the wire by SA kind (ike, child)."),
     "ike_largest_message_bytes": ("gauge", "IKE length field of the largest message per exchange."),
-    "ike_unanswered_fragmented_requests_total": ("counter", "IP-fragmented CREATE_CHILD_SA requests that never got a response."),
+    "ike_unanswered_fragmented_requests_total": (
+        "counter",
+        "IP-fragmented CREATE_CHILD_SA requests that never got a response.",
+    ),
     "ike_malformed_packets_total": ("counter", "Captured packets the IKE parser skipped as malformed."),
     "sniffer_up": ("gauge", "1 while the IKE sniffer is capturing on the interface."),
-    "sniffer_kernel_drops_total": ("counter", "Packets the kernel dropped before the sniffer read them (detector blind)."),
+    "sniffer_kernel_drops_total": (
+        "counter",
+        "Packets the kernel dropped before the sniffer read them (detector blind).",
+    ),
     "failovers_total": ("counter", "Times a prefix lost a usable path while at least one other remained."),
     "tunnel_pair_info": ("gauge", "1 per tunnel seen from both clouds (AWS end joined with GCP end)."),
     "exporter_up": ("gauge", "1 when the exporter's last poll succeeded."),
@@ -131,7 +140,18 @@ class WatchdogCollector(Collector):
                 ha.add_metric([ex, cloud, g.name], 1.0 if g.redundancy_met else 0.0)
             for p in snap.packet_counts:
                 packets.add_metric([ex, cloud, p.tunnel, p.direction, p.status], p.count)
-        yield from (tunnel_up, tunnel_info, tunnel_change, bgp_up, bgp_uptime, bgp_received, learned, expected, ha, packets)
+        yield from (
+            tunnel_up,
+            tunnel_info,
+            tunnel_change,
+            bgp_up,
+            bgp_uptime,
+            bgp_received,
+            learned,
+            expected,
+            ha,
+            packets,
+        )
 
     def _exporter_health(self) -> Iterator[Metric]:
         up = _gauge("exporter_up", ["exporter", "cloud"])
@@ -156,7 +176,9 @@ class WatchdogCollector(Collector):
         success = _gauge("probe_success", labels)
         duration = _gauge("probe_duration_seconds", labels)
         failures = _counter("probe_failures_total", [*labels, "reason"])
-        latency = HistogramMetricFamily(_name("probe_latency_seconds"), METRICS["probe_latency_seconds"][1], labels=labels)
+        latency = HistogramMetricFamily(
+            _name("probe_latency_seconds"), METRICS["probe_latency_seconds"][1], labels=labels
+        )
         loss = _gauge("probe_icmp_loss_ratio", ["probe", "target"])
         for name in sorted(self.state.probes):
             runner = self.state.probes[name]
@@ -210,7 +232,9 @@ class WatchdogCollector(Collector):
         failovers = _counter("failovers_total", ["exporter", "cloud", "prefix"])
         for (exporter, prefix), n in sorted(state.failovers.items()):
             failovers.add_metric([exporter, clouds.get(exporter, ""), prefix], n)
-        pairs = _gauge("tunnel_pair_info", ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"])
+        pairs = _gauge(
+            "tunnel_pair_info", ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"]
+        )
         for pair in state.tunnel_pairs:
             pairs.add_metric(list(pair), 1.0)
         sent = _counter("alerts_sent_total", ["outcome"])

@@ -51,8 +51,13 @@ async def collect(config: Config, only: list[str] | None = None) -> dict[str, An
             build_errors[ec.name] = str(exc)
             continue
         runners.append(
-            ExporterRunner(exporter, interval=config.exporter_interval(ec), timeout=config.exporter_timeout(ec),
-                           expected_prefixes=prefixes, executor=executor)
+            ExporterRunner(
+                exporter,
+                interval=config.exporter_interval(ec),
+                timeout=config.exporter_timeout(ec),
+                expected_prefixes=prefixes,
+                executor=executor,
+            )
         )
     probe_runners = [ProbeRunner(build_probe(pc)) for pc in probe_configs]
     try:
@@ -80,34 +85,85 @@ def _report(
     for ec in exporter_configs:
         runner = by_name.get(ec.name)
         if runner is None:
-            exporters.append({"name": ec.name, "cloud": ec.type, "up": False, "error": build_errors.get(ec.name, ""),
-                              "duration_seconds": 0.0})
+            exporters.append(
+                {
+                    "name": ec.name,
+                    "cloud": ec.type,
+                    "up": False,
+                    "error": build_errors.get(ec.name, ""),
+                    "duration_seconds": 0.0,
+                }
+            )
             continue
         h = runner.health
-        exporters.append({"name": ec.name, "cloud": runner.cloud, "up": h.up, "error": h.last_error,
-                          "duration_seconds": round(h.last_poll_duration or 0.0, 3)})
+        exporters.append(
+            {
+                "name": ec.name,
+                "cloud": runner.cloud,
+                "up": h.up,
+                "error": h.last_error,
+                "duration_seconds": round(h.last_poll_duration or 0.0, 3),
+            }
+        )
         snap = runner.snapshot
         if snap is not None:
             for t in sorted(snap.tunnels, key=lambda t: (t.connection, t.name)):
-                tunnels.append({"exporter": ec.name, "cloud": runner.cloud, "connection": t.connection, "tunnel": t.name,
-                                "local_ip": t.local_ip, "peer_ip": t.peer_ip, "up": t.up, "status": t.status,
-                                "detail": t.detail})
+                tunnels.append(
+                    {
+                        "exporter": ec.name,
+                        "cloud": runner.cloud,
+                        "connection": t.connection,
+                        "tunnel": t.name,
+                        "local_ip": t.local_ip,
+                        "peer_ip": t.peer_ip,
+                        "up": t.up,
+                        "status": t.status,
+                        "detail": t.detail,
+                    }
+                )
             for s in sorted(snap.bgp_sessions, key=lambda s: (s.router, s.peer)):
-                sessions.append({"exporter": ec.name, "cloud": runner.cloud, "router": s.router, "peer": s.peer,
-                                 "local_ip": s.local_ip, "peer_ip": s.peer_ip, "up": s.up, "state": s.state,
-                                 "uptime_seconds": s.uptime_seconds, "received_prefixes": s.received_prefixes})
+                sessions.append(
+                    {
+                        "exporter": ec.name,
+                        "cloud": runner.cloud,
+                        "router": s.router,
+                        "peer": s.peer,
+                        "local_ip": s.local_ip,
+                        "peer_ip": s.peer_ip,
+                        "up": s.up,
+                        "state": s.state,
+                        "uptime_seconds": s.uptime_seconds,
+                        "received_prefixes": s.received_prefixes,
+                    }
+                )
         for entry in expected.get(ec.name, []):
             for prefix in entry.prefixes:
                 paths = sorted(runner.paths.get(prefix, frozenset())) if snap is not None else None
-                prefixes.append({"exporter": ec.name, "prefix": prefix, "min_paths": entry.min_paths,
-                                 "paths": None if paths is None else len(paths), "via": paths or [],
-                                 "ok": paths is not None and len(paths) >= entry.min_paths})
+                prefixes.append(
+                    {
+                        "exporter": ec.name,
+                        "prefix": prefix,
+                        "min_paths": entry.min_paths,
+                        "paths": None if paths is None else len(paths),
+                        "via": paths or [],
+                        "ok": paths is not None and len(paths) >= entry.min_paths,
+                    }
+                )
     probes = []
     for pr in probe_runners:
         r = pr.last
         assert r is not None
-        probes.append({"name": r.probe, "type": r.type, "target": r.target, "success": r.success, "reason": r.reason,
-                       "detail": r.detail, "duration_seconds": round(r.duration_seconds, 4)})
+        probes.append(
+            {
+                "name": r.probe,
+                "type": r.type,
+                "target": r.target,
+                "success": r.success,
+                "reason": r.reason,
+                "detail": r.detail,
+                "duration_seconds": round(r.duration_seconds, 4),
+            }
+        )
     healthy = (
         all(e["up"] for e in exporters)
         and all(t["up"] for t in tunnels)
@@ -115,8 +171,14 @@ def _report(
         and all(p["ok"] for p in prefixes)
         and all(p["success"] for p in probes)
     )
-    return {"healthy": healthy, "exporters": exporters, "tunnels": tunnels, "bgp_sessions": sessions,
-            "expected_prefixes": prefixes, "probes": probes}
+    return {
+        "healthy": healthy,
+        "exporters": exporters,
+        "tunnels": tunnels,
+        "bgp_sessions": sessions,
+        "expected_prefixes": prefixes,
+        "probes": probes,
+    }
 
 
 def _mark(ok: bool) -> str:
@@ -125,6 +187,7 @@ def _mark(ok: bool) -> str:
 
 def render_text(report: dict[str, Any], out: TextIO) -> None:
     """One readable table per section; FAIL lines say what is broken and where."""
+
     def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         out.write(f"\n{title}\n")
         if not rows:
@@ -136,32 +199,94 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
 
     failing = sum(
         1
-        for section, key in (("exporters", "up"), ("tunnels", "up"), ("bgp_sessions", "up"),
-                             ("expected_prefixes", "ok"), ("probes", "success"))
+        for section, key in (
+            ("exporters", "up"),
+            ("tunnels", "up"),
+            ("bgp_sessions", "up"),
+            ("expected_prefixes", "ok"),
+            ("probes", "success"),
+        )
         for item in report[section]
         if not item[key]
     )
     out.write("HEALTHY: everything answered and is up\n" if report["healthy"] else f"UNHEALTHY: {failing} problem(s)\n")
-    table("EXPORTERS", ["", "NAME", "CLOUD", "TIME", "ERROR"],
-          [[_mark(e["up"]), e["name"], e["cloud"], f"{e['duration_seconds']:.2f}s", e["error"]] for e in report["exporters"]])
-    table("TUNNELS", ["", "EXPORTER", "CONNECTION", "TUNNEL", "LOCAL", "PEER", "STATUS", "DETAIL"],
-          [[_mark(t["up"]), t["exporter"], t["connection"], t["tunnel"], t["local_ip"], t["peer_ip"], t["status"], t["detail"]]
-           for t in report["tunnels"]])
-    table("BGP SESSIONS", ["", "EXPORTER", "ROUTER", "PEER", "PEER IP", "STATE", "UPTIME", "PREFIXES"],
-          [[_mark(s["up"]), s["exporter"], s["router"], s["peer"], s["peer_ip"], s["state"],
-            "" if s["uptime_seconds"] is None else f"{s['uptime_seconds']:.0f}s",
-            "" if s["received_prefixes"] is None else str(s["received_prefixes"])] for s in report["bgp_sessions"]])
-    table("EXPECTED PREFIXES", ["", "EXPORTER", "PREFIX", "PATHS", "VIA"],
-          [[_mark(p["ok"]), p["exporter"], p["prefix"],
-            "unknown (exporter down)" if p["paths"] is None else f"{p['paths']}/{p['min_paths']} needed",
-            ", ".join(p["via"])] for p in report["expected_prefixes"]])
-    table("PROBES", ["", "NAME", "TYPE", "TARGET", "TIME", "REASON", "DETAIL"],
-          [[_mark(p["success"]), p["name"], p["type"], p["target"], f"{p['duration_seconds'] * 1000:.1f}ms",
-            p["reason"], p["detail"]] for p in report["probes"]])
+    table(
+        "EXPORTERS",
+        ["", "NAME", "CLOUD", "TIME", "ERROR"],
+        [
+            [_mark(e["up"]), e["name"], e["cloud"], f"{e['duration_seconds']:.2f}s", e["error"]]
+            for e in report["exporters"]
+        ],
+    )
+    table(
+        "TUNNELS",
+        ["", "EXPORTER", "CONNECTION", "TUNNEL", "LOCAL", "PEER", "STATUS", "DETAIL"],
+        [
+            [
+                _mark(t["up"]),
+                t["exporter"],
+                t["connection"],
+                t["tunnel"],
+                t["local_ip"],
+                t["peer_ip"],
+                t["status"],
+                t["detail"],
+            ]
+            for t in report["tunnels"]
+        ],
+    )
+    table(
+        "BGP SESSIONS",
+        ["", "EXPORTER", "ROUTER", "PEER", "PEER IP", "STATE", "UPTIME", "PREFIXES"],
+        [
+            [
+                _mark(s["up"]),
+                s["exporter"],
+                s["router"],
+                s["peer"],
+                s["peer_ip"],
+                s["state"],
+                "" if s["uptime_seconds"] is None else f"{s['uptime_seconds']:.0f}s",
+                "" if s["received_prefixes"] is None else str(s["received_prefixes"]),
+            ]
+            for s in report["bgp_sessions"]
+        ],
+    )
+    table(
+        "EXPECTED PREFIXES",
+        ["", "EXPORTER", "PREFIX", "PATHS", "VIA"],
+        [
+            [
+                _mark(p["ok"]),
+                p["exporter"],
+                p["prefix"],
+                "unknown (exporter down)" if p["paths"] is None else f"{p['paths']}/{p['min_paths']} needed",
+                ", ".join(p["via"]),
+            ]
+            for p in report["expected_prefixes"]
+        ],
+    )
+    table(
+        "PROBES",
+        ["", "NAME", "TYPE", "TARGET", "TIME", "REASON", "DETAIL"],
+        [
+            [
+                _mark(p["success"]),
+                p["name"],
+                p["type"],
+                p["target"],
+                f"{p['duration_seconds'] * 1000:.1f}ms",
+                p["reason"],
+                p["detail"],
+            ]
+            for p in report["probes"]
+        ],
+    )
 
 
-def probe_once(config_path: str | None, *, fmt: str = "text", only: list[str] | None = None,
-               out: TextIO | None = None) -> int:
+def probe_once(
+    config_path: str | None, *, fmt: str = "text", only: list[str] | None = None, out: TextIO | None = None
+) -> int:
     """Exit 0 when everything is healthy, 1 when anything fails (2 comes from ConfigError in the CLI)."""
     out = out or sys.stdout
     config = load_config(config_path)

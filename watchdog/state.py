@@ -100,11 +100,9 @@ class ExporterRunner:
         future = loop.run_in_executor(self.executor, self.exporter.poll)
         try:
             snapshot = await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.add_done_callback(lambda _f: self._release())
-            self._record_failure(
-                ExporterError("timeout", f"poll did not finish within {self.timeout:g}s"), started
-            )
+            self._record_failure(ExporterError("timeout", f"poll did not finish within {self.timeout:g}s"), started)
             return future.done()
         except ExporterError as exc:
             self._record_failure(exc, started)
@@ -210,7 +208,7 @@ class ProbeRunner:
         started = time.monotonic()
         try:
             result = await asyncio.wait_for(self.probe.run(), self.probe.timeout + 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result = self._failed("timeout", "probe did not finish in time", started)
         except Exception as exc:  # a probe bug must not stop its schedule
             log.exception("probe %s crashed", self.name)

@@ -24,8 +24,11 @@ from watchdog.errors import ConfigError
 
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
 _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-_CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-                "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL}
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+}
 
 
 @dataclass
@@ -113,8 +116,9 @@ def _ssl_context(path: str, tls: object, base: Path) -> ssl.SSLContext:
         context.load_cert_chain(resolve("cert_file"), resolve("key_file"))
         if tls.get("client_ca_file"):
             context.load_verify_locations(resolve("client_ca_file"))
-            context.verify_mode = _CLIENT_AUTH.get(str(tls.get("client_auth_type", "RequireAndVerifyClientCert")),
-                                                   ssl.CERT_REQUIRED)
+            context.verify_mode = _CLIENT_AUTH.get(
+                str(tls.get("client_auth_type", "RequireAndVerifyClientCert")), ssl.CERT_REQUIRED
+            )
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"{path}: tls_server_config: cannot load certificate or key: {exc}") from None
     return context

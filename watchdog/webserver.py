@@ -63,8 +63,11 @@ class MetricsServer:
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
                 elif path == "/healthz":
                     body = server.health()
-                    self._send(200 if body.get("status") == "ok" else 503, "application/json",
-                               json.dumps(body, sort_keys=True).encode())
+                    self._send(
+                        200 if body.get("status") == "ok" else 503,
+                        "application/json",
+                        json.dumps(body, sort_keys=True).encode(),
+                    )
                 elif path == "/":
                     self._send(200, "text/html; charset=utf-8", _INDEX)
                 else:
