@@ -7,6 +7,7 @@ vtysh]`) with `-c '<show command> json'`, each bounded by the poll timeout, and 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -94,7 +95,7 @@ def sessions_from(summary: dict[str, Any], neighbors: dict[str, Any]) -> tuple[B
         sessions.append(BgpSession(
             router=router,
             peer=peer_ip,
-            local_ip=str(detail.get("hostLocal", "")),
+            local_ip=_address(detail.get("hostLocal")),
             peer_ip=peer_ip,
             up=up,
             state=state,
@@ -102,6 +103,14 @@ def sessions_from(summary: dict[str, Any], neighbors: dict[str, Any]) -> tuple[B
             received_prefixes=int(received) if isinstance(received, int) else (0 if not up else None),
         ))
     return tuple(sessions)
+
+
+def _address(value: Any) -> str:
+    """FRR says "Unknown" for the local address of a session that is not up."""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        return ""
 
 
 def routes_from(routes: dict[str, Any], *, router: str) -> tuple[LearnedRoute, ...]:

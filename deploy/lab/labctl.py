@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import topology as topo  # noqa: E402  (sibling module; this file runs as a script)
 
 REPO = Path(__file__).resolve().parents[2]
-NS = {"gcp": "vw-gcp", "aws": "vw-aws", "inet": "vw-inet"}
+DEFAULT_PREFIX = "vw-"
 CHARON = "/usr/sbin/charon-systemd"
 FRR_BIN = Path("/usr/lib/frr")
 DEFAULT_PROM_PORT = 19090
@@ -159,9 +159,14 @@ def stop_pids(pids: Sequence[int]) -> None:
 class Lab:
     """One lab instance rooted at a state directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, prefix: str | None = None) -> None:
         self.layout = topo.Layout(root)
         self.root = root
+        # The prefix names the namespaces and the tap link, so two labs (a demo and a test run)
+        # can coexist; later verbs find it in the state file.
+        self.prefix = prefix or str(self.load_state().get("prefix") or DEFAULT_PREFIX)
+        self.ns = {key: f"{self.prefix}{key}" for key in ("gcp", "aws", "inet")}
+        self.tap = f"{self.prefix}aws-tap"
 
     # paths and records
     def daemons(self) -> list[Daemon]:
@@ -224,7 +229,7 @@ class Lab:
 
     def existing_namespaces(self) -> list[str]:
         listed = run(["ip", "netns", "list"], check=False).stdout.split()
-        return [ns for ns in NS.values() if ns in listed]
+        return [ns for ns in self.ns.values() if ns in listed]
 
     # --- down --------------------------------------------------------------------------------------
 
@@ -237,13 +242,14 @@ class Lab:
             listed = run(["ip", "netns", "pids", ns], check=False).stdout.split()
             pids += [int(p) for p in listed if p.isdigit() and alive(int(p))]
         stop_pids(sorted(set(pids)))
-        if run(["ip", "link", "show", topo.TAP_IFACE], check=False).returncode == 0:
-            run(["ip", "link", "del", topo.TAP_IFACE], check=False)
+        if run(["ip", "link", "show", self.tap], check=False).returncode == 0:
+            run(["ip", "link", "del", self.tap], check=False)
         for ns in self.existing_namespaces():
             run(["ip", "netns", "del", ns])
         for d in self.daemons():
             d.pidfile.unlink(missing_ok=True)
-        self.save_state(up=False) if self.root.exists() else None
+        if self.root.exists():
+            self.save_state(up=False)
         return time.monotonic() - start
 
     # --- up ----------------------------------------------------------------------------------------
@@ -251,14 +257,17 @@ class Lab:
     def up(self, *, bgp_timers: tuple[int, int], prom_port: int, am_port: int,
            watchdog_addr: str) -> dict[str, float]:
         t0 = time.monotonic()
+        previous = self.load_state().get("prefix")
+        if previous and previous != self.prefix:
+            Lab(self.root, str(previous)).down()
         self.down()
         for port in (prom_port, am_port):
             if port_open(port):
                 raise LabError(f"127.0.0.1:{port} is already in use; pick another with --prom-port/--am-port")
         self._prepare_dirs()
         self._write_configs(bgp_timers, prom_port, am_port, watchdog_addr)
-        self.save_state(up=True, bgp_timers=list(bgp_timers), prom_port=prom_port, am_port=am_port,
-                        watchdog_addr=watchdog_addr, cuts=[], mtu=1500, proposals="small")
+        self.save_state(up=True, prefix=self.prefix, bgp_timers=list(bgp_timers), prom_port=prom_port,
+                        am_port=am_port, watchdog_addr=watchdog_addr, cuts=[], mtu=1500, proposals="small")
         self._start_alertmanager(am_port)
         self._build_network()
         for side in topo.SIDES:
@@ -312,20 +321,20 @@ class Lab:
             topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob))
         (L.prom_dir / "alertmanager.yml").write_text(topo.alertmanager_yml())
         L.watchdog_yaml.write_text(topo.watchdog_yaml(
-            L, watchdog_addr=watchdog_addr, am_port=am_port, netns=NS,
+            L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns, tap=self.tap,
             probe_netns_key=_config_supports_probe_netns()))
 
     def _build_network(self) -> None:
-        for ns in NS.values():
+        for ns in self.ns.values():
             run(["ip", "netns", "add", ns])
             # No IPv6 chatter on the underlay (keeps captures and the IKE tap to IPv4).
             nsrun(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                   "net.ipv6.conf.default.disable_ipv6=1")
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        inet = NS["inet"]
+        inet = self.ns["inet"]
         nsrun(inet, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for side in topo.SIDES:
-            ns = NS[side.key]
+            ns = self.ns[side.key]
             run(["ip", "-n", inet, "link", "add", side.router_iface, "type", "veth",
                  "peer", "name", side.wan_iface, "netns", ns])
             run(["ip", "-n", inet, "addr", "add", f"{side.router_ip}/24", "dev", side.router_iface])
@@ -342,12 +351,12 @@ class Lab:
 
     def _build_tap(self) -> None:
         """Mirror the aws underlay (router side) to a root-namespace link the IKE sniffer can open."""
-        inet = NS["inet"]
+        inet = self.ns["inet"]
         try:
-            run(["ip", "link", "add", topo.TAP_IFACE, "type", "veth", "peer", "name", "inet-tap",
+            run(["ip", "link", "add", self.tap, "type", "veth", "peer", "name", "inet-tap",
                  "netns", inet])
-            run(["sysctl", "-qw", f"net.ipv6.conf.{topo.TAP_IFACE}.disable_ipv6=1"])
-            run(["ip", "link", "set", topo.TAP_IFACE, "arp", "off", "up"])
+            run(["sysctl", "-qw", f"net.ipv6.conf.{self.tap}.disable_ipv6=1"])
+            run(["ip", "link", "set", self.tap, "arp", "off", "up"])
             run(["ip", "-n", inet, "link", "set", "inet-tap", "arp", "off", "up"])
             run(["tc", "-n", inet, "qdisc", "add", "dev", topo.AWS.router_iface, "clsact"])
             for direction in ("ingress", "egress"):
@@ -360,11 +369,11 @@ class Lab:
     def _start_charon(self, side: topo.Side) -> None:
         d = self.layout.side_dir(side)
         with open(d / "charon.stdout", "wb") as log:
-            proc = subprocess.Popen(["ip", "netns", "exec", NS[side.key], CHARON], env=self.swan_env(side),
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns[side.key], CHARON],
+                                    env=self.swan_env(side), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         (d / "charon.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs: this is charon
-        ns = NS[side.key]
+        ns = self.ns[side.key]
 
         def ready() -> bool:
             if proc.poll() is not None:
@@ -386,13 +395,14 @@ class Lab:
         for path in (d, *d.iterdir()):
             os.chown(path, uid, gid)
         for daemon in ("zebra", "bgpd"):
-            nsrun(NS[side.key], str(FRR_BIN / daemon), "-d", "-P", "0", "-f", str(d / f"{daemon}.conf"),
+            nsrun(self.ns[side.key], str(FRR_BIN / daemon), "-d", "-P", "0", "-f", str(d / f"{daemon}.conf"),
                   "-i", str(d / f"{daemon}.pid"), "-z", str(d / "zserv.api"), "--vty_socket", str(d))
             wait_for(f"{daemon} ({side.key}) vty socket", (d / f"{daemon}.vty").exists, 10)
 
     def _start_dnsmasq(self) -> None:
         d = self.root / "aws" / "dns"
-        nsrun(NS["aws"], "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+        nsrun(self.ns["aws"], "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+              "--bind-interfaces",
               f"--listen-address={topo.DNS_ADDRESS}", f"--host-record={topo.DNS_NAME},{topo.DNS_ADDRESS}",
               f"--pid-file={d}/dnsmasq.pid", "--log-queries", f"--log-facility={d}/dnsmasq.log",
               "--user=root")
@@ -432,7 +442,7 @@ class Lab:
     # --- faults ------------------------------------------------------------------------------------
 
     def require_up(self) -> None:
-        if len(self.existing_namespaces()) != len(NS):
+        if len(self.existing_namespaces()) != len(self.ns):
             raise LabError("the lab is not up (run: labctl.py up)")
 
     def cut(self, number: int) -> None:
@@ -440,8 +450,8 @@ class Lab:
         spec = topo.tunnel(number)
         self.require_up()
         table = f"vw_cut_{spec.name}"
-        nsrun(NS["inet"], "nft", "delete", "table", "ip", table, check=False)
-        nsrun(NS["inet"], "nft", "-f", "-", stdin=(
+        nsrun(self.ns["inet"], "nft", "delete", "table", "ip", table, check=False)
+        nsrun(self.ns["inet"], "nft", "-f", "-", stdin=(
             f"table ip {table} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n"
             f"    ip saddr {spec.aws_outside} drop\n    ip daddr {spec.aws_outside} drop\n  }}\n}}\n"))
         cuts = {int(str(n)) for n in _as_list(self.load_state().get("cuts"))} | {number}
@@ -450,7 +460,7 @@ class Lab:
     def restore(self, number: int) -> None:
         spec = topo.tunnel(number)
         self.require_up()
-        nsrun(NS["inet"], "nft", "delete", "table", "ip", f"vw_cut_{spec.name}", check=False)
+        nsrun(self.ns["inet"], "nft", "delete", "table", "ip", f"vw_cut_{spec.name}", check=False)
         cuts = {int(str(n)) for n in _as_list(self.load_state().get("cuts"))} - {number}
         self.save_state(cuts=sorted(cuts))
 
@@ -464,8 +474,8 @@ class Lab:
         if not 576 <= mtu <= 1500:
             raise LabError(f"mtu {mtu}: choose 576-1500 bytes")
         self.require_up()
-        run(["ip", "-n", NS["aws"], "link", "set", topo.AWS.wan_iface, "mtu", str(mtu)])
-        run(["ip", "-n", NS["inet"], "link", "set", topo.AWS.router_iface, "mtu", str(mtu)])
+        run(["ip", "-n", self.ns["aws"], "link", "set", topo.AWS.wan_iface, "mtu", str(mtu)])
+        run(["ip", "-n", self.ns["inet"], "link", "set", topo.AWS.router_iface, "mtu", str(mtu)])
         self.save_state(mtu=mtu)
 
     def set_proposals(self, size: str) -> float:
@@ -494,7 +504,7 @@ class Lab:
         for d in self.daemons():
             pid = d.owned_pid()
             processes[d.name] = {"pid": pid if pid is not None else d.pid(), "alive": pid is not None}
-        up = len(namespaces) == len(NS)
+        up = len(namespaces) == len(self.ns)
         return {
             "dir": str(self.root),
             "up": up and all(p["alive"] for p in processes.values()),
@@ -547,6 +557,12 @@ def _timers(value: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,5}-", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: use 1-6 lowercase letters/digits and a dash, e.g. vw-")
+    return value
+
+
 def _tunnel_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= len(topo.TUNNELS):
         raise argparse.ArgumentTypeError(f"{value!r}: tunnels are numbered 1-{len(topo.TUNNELS)}")
@@ -561,6 +577,8 @@ def parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="(re)build the lab and wait for 4/4 CHILD SAs and BGP sessions")
     u.add_argument("--bgp-timers", type=_timers, default=(1, 3),
                    help="KEEPALIVE/HOLD seconds (default 1/3; 60/180 is FRR's default)")
+    u.add_argument("--prefix", type=_prefix, default=os.environ.get("WATCHDOG_LAB_PREFIX") or DEFAULT_PREFIX,
+                   help="namespace name prefix (default vw-, or $WATCHDOG_LAB_PREFIX)")
     u.add_argument("--prom-port", type=int, default=DEFAULT_PROM_PORT)
     u.add_argument("--am-port", type=int, default=DEFAULT_AM_PORT)
     u.add_argument("--watchdog-addr", default=DEFAULT_WATCHDOG_ADDR,
@@ -586,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("labctl: needs root (network namespaces)", file=sys.stderr)
         return 2
-    lab = Lab((args.dir or default_dir()).resolve())
+    lab = Lab((args.dir or default_dir()).resolve(), args.prefix if args.verb == "up" else None)
     side = {"gcp": topo.GCP, "aws": topo.AWS}
     try:
         if args.verb == "up":

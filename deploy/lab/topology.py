@@ -25,7 +25,6 @@ GCP_VPC = ("198.18.0.0/24", "198.18.2.0/24")
 AWS_VPC = ("198.18.1.0/24", "198.18.3.0/24")
 DNS_NAME = "db.aws.internal"
 DNS_ADDRESS = "198.18.1.10"  # the aws "VPC" host address dnsmasq listens on
-TAP_IFACE = "vw-aws-tap"  # root-namespace mirror of the aws underlay, for the IKE sniffer
 
 # Small, GCP-compatible proposals (what the write-up narrows AWS to) and a large default-like set
 # that makes IKE messages big enough to be IP-fragmented at a small underlay MTU.
@@ -285,10 +284,12 @@ def watchdog_yaml(
     watchdog_addr: str,
     am_port: int,
     netns: dict[str, str],
+    tap: str,
     probe_netns_key: bool,
 ) -> str:
     """The daemon's config for this lab. The daemon runs in the root namespace: VICI and vty sockets
-    are unix paths reachable from there; probes need `netns:` support to run inside `vw-gcp`."""
+    are unix paths reachable from there; probes need `netns:` support to run inside the gcp
+    namespace, and the IKE sniffer reads `tap`, a mirror of the aws underlay."""
     exporters = []
     for side in SIDES:
         exporters.append(f"""  - name: {side.key}-strongswan
@@ -335,7 +336,7 @@ expected_prefixes:
 {expected}
 {probes_text}
 ike:
-  interfaces: [{TAP_IFACE}]
+  interfaces: [{tap}]  # root-namespace mirror of the aws underlay
   peers: [{", ".join(AWS_OUTSIDE)}]
   mtu: 1400
 alertmanager:
