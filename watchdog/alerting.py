@@ -1,29 +1,215 @@
-"""The alerting engine the daemon drives: turns state changes into Alertmanager alerts.
+"""The alerting engine the daemon drives: observations in, counters and Alertmanager pushes out.
 
-Placeholder contract (the full engine replaces this module's body, keeping the interface):
-`observe()` is called on the event loop after every exporter poll and probe run; `tick()` every
-second; `close()` once at shutdown; `reconfigure(config)` on reload.
+`observe()` (after every exporter poll and probe run) and `tick()` (every second) build an
+`Observation` from `WatchdogState`, run the pure `health.step`, and apply its events: failover
+counts into `state.failovers`, joined tunnels into `state.tunnel_pairs`, firing/resolved alerts into
+the set the `AlertmanagerClient` pushes (outcomes counted in `state.alerts_sent`). It never blocks
+the event loop (HTTP runs in worker threads) and never decides what is wrong (that is `health`).
 """
 
 from __future__ import annotations
 
-from watchdog.config import Config
-from watchdog.state import WatchdogState
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+
+from watchdog.alertmanager import RESOLVED_RETENTION, AlertmanagerClient
+from watchdog.config import Config, parse_host_port
+from watchdog.health import Alert, AlertKey, ExporterView, HealthState, Observation, ProbeView, step
+from watchdog.join import join_tunnels
+from watchdog.model import Snapshot
+from watchdog.state import ExporterRunner, WatchdogState
+
+log = logging.getLogger(__name__)
+
+
+def generator_url(listen: str) -> str:
+    """Where a person finds the numbers behind an alert: the daemon's own /metrics."""
+    host, port = parse_host_port(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/metrics"
 
 
 class AlertEngine:
-    def __init__(self, config: Config, state: WatchdogState) -> None:
-        self.config = config
+    def __init__(
+        self, config: Config, state: WatchdogState, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.state = state
+        self.clock = clock
+        self.health = HealthState()
+        self.client: AlertmanagerClient | None = None
+        self.generation = 0
+        self._signature: tuple[object, ...] = ()
+        self._resolved: dict[AlertKey, Alert] = {}
+        self._first_seen: dict[str, float] = {}
+        self._learned_cache: dict[str, tuple[Snapshot, ExporterView]] = {}
+        self.config = config
+        self._configure_client(config)
+
+    # ---- daemon interface -------------------------------------------------------------------
 
     def reconfigure(self, config: Config) -> None:
+        old = self.config.alertmanager
         self.config = config
+        new = config.alertmanager
+        if new != old or self.client is None:
+            self._retire_client()
+            self._configure_client(config)
+        self.generation += 1  # config labels may have changed: push the set again
 
     def observe(self) -> None:
-        return None
+        """Run one health step now (sync, on the event loop)."""
+        try:
+            self._step()
+        except Exception:  # a bug here must not break polling
+            log.exception("alert evaluation failed")
 
     async def tick(self) -> None:
-        return None
+        self.observe()
+        if self.client is not None:
+            alerts = self.alerts()
+            signature = tuple((a.labels, a.summary, a.description, a.starts_at, a.ends_at) for a in alerts)
+            if signature != self._signature:  # new, resolved or re-described alerts: push now
+                self._signature = signature
+                self.generation += 1
+            self.client.pump(alerts, self.generation)
 
     async def close(self) -> None:
-        return None
+        if self.client is not None:
+            await self.client.close()
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    def alerts(self) -> list[Alert]:
+        """The set to push: firing alerts plus recently resolved ones."""
+        now = self.clock()
+        self._resolved = {
+            k: a
+            for k, a in self._resolved.items()
+            if a.ends_at is not None and now - a.ends_at < RESOLVED_RETENTION
+        }
+        labels = self.config.labels
+        firing = self.health.firing(labels)
+        firing_keys = {a.labels for a in firing}
+        resolved = [a for a in self._resolved.values() if a.labels not in firing_keys]
+        return firing + sorted(resolved, key=lambda a: a.labels)
+
+    def observation(self, now: float) -> Observation:
+        config = self.config
+        expected: dict[str, dict[str, int]] = {}
+        for entry in config.expected_prefixes:
+            for prefix in entry.prefixes:
+                expected.setdefault(entry.exporter, {})[prefix] = entry.min_paths
+        views = tuple(
+            self._view(runner, expected.get(name, {}), now)
+            for name, runner in sorted(self.state.exporters.items())
+        )
+        probes = tuple(
+            ProbeView(r.last.probe, r.last.type, r.last.target, r.last.success, r.last.reason, r.last.detail)
+            for _, r in sorted(self.state.probes.items())
+            if r.last is not None
+        )
+        snapshots = [v.snapshot for v in views if v.snapshot is not None]
+        hold = config.alertmanager.for_ if config.alertmanager else 10.0
+        return Observation(views, probes, join_tunnels(snapshots), self.state.ike_snapshot(), hold)
+
+    def _view(self, runner: ExporterRunner, expected: Mapping[str, int], now: float) -> ExporterView:
+        first = self._first_seen.setdefault(runner.name, now)
+        last = runner.health.last_success
+        stale = now - (last if last is not None else first) > runner.stale_after
+        snapshot = runner.snapshot
+        cached = self._learned_cache.get(runner.name)
+        if cached is not None and cached[0] is snapshot and dict(cached[1].expected) == dict(expected):
+            base = cached[1]
+        else:
+            base = ExporterView.build(runner.name, runner.cloud, snapshot, expected)
+            if snapshot is not None:
+                self._learned_cache[runner.name] = (snapshot, base)
+        return ExporterView(
+            name=runner.name,
+            cloud=runner.cloud,
+            up=runner.health.up,
+            stale=stale,
+            snapshot=snapshot,
+            expected=base.expected,
+            paths=base.paths,
+            learned=base.learned,
+            last_success=last,
+            last_error=runner.health.last_error,
+        )
+
+    def _step(self) -> None:
+        now = self.clock()
+        obs = self.observation(now)
+        self.state.tunnel_pairs = tuple(p.info_labels() for p in obs.pairs)
+        self.health, events = step(self.health, obs, now)
+        for event in events:
+            if event.kind == "failover":
+                self.state.failovers[(event.exporter, event.prefix)] += 1
+                log.warning(
+                    "failover on %s: %s now on %s",
+                    event.exporter,
+                    event.prefix,
+                    ", ".join(sorted(event.paths)),
+                )
+            elif event.kind == "path_lost":
+                log.warning(
+                    "%s: %s lost path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths))
+                )
+            elif event.kind == "path_restored":
+                log.info(
+                    "%s: %s regained path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths))
+                )
+            elif event.alert is not None:
+                self._alert_event(event.kind, event.alert)
+        names = {r.name for r in self.state.exporters.values()}
+        self._learned_cache = {k: v for k, v in self._learned_cache.items() if k in names}
+
+    def _alert_event(self, kind: str, alert: Alert) -> None:
+        full = Alert(
+            tuple(sorted({**self.config.labels, **dict(alert.labels)}.items())),
+            alert.summary,
+            alert.description,
+            alert.starts_at,
+            alert.ends_at,
+        )
+        key: AlertKey = (alert.name, full.labels)
+        if kind == "firing":
+            self._resolved.pop(key, None)
+            log.warning("alert firing: %s %s: %s", alert.name, _ident(alert), alert.summary)
+        else:
+            self._resolved[key] = full
+            log.info("alert resolved: %s %s", alert.name, _ident(alert))
+
+    # ---- Alertmanager -----------------------------------------------------------------------
+
+    def _configure_client(self, config: Config) -> None:
+        am = config.alertmanager
+        if am is None:
+            self.client = None
+            return
+        self.client = AlertmanagerClient(
+            am.urls,
+            resend_interval=am.resend_interval,
+            timeout=am.timeout,
+            generator_url=generator_url(config.listen),
+            on_outcome=self._count,
+            clock=self.clock,
+        )
+
+    def _retire_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.shutdown()
+
+    def _count(self, url: str, outcome: str) -> None:
+        self.state.alerts_sent[outcome] += 1
+
+
+def _ident(alert: Alert) -> str:
+    skip = {"alertname", "severity"}
+    return "{" + ", ".join(f"{k}={v}" for k, v in alert.labels if k not in skip) + "}"

@@ -1,0 +1,640 @@
+"""Failover detection and alert conditions: a pure state machine `step(state, observation, now)`.
+
+Each step derives the conditions that hold now (tunnel down, prefix unreachable, probe failing, ...)
+from one `Observation`, merges them with the tracked ones in `HealthState` and returns the new state
+plus `Event`s (path lost/restored, failover, alert firing/resolved). The alerting engine applies the
+events (counters, Alertmanager pushes); this module must not do I/O, read the clock or log.
+
+Damping (`Observation.hold` = `alertmanager.for`): a condition fires once it has held for `hold`,
+where gaps shorter than `hold` do not restart the count, and a firing alert resolves only after the
+condition has been absent for `hold`. So a tunnel bouncing every few seconds raises ONE alert that
+stays firing, and a single short blip raises none. `VpnWatchdogExporterStale` and
+`VpnIkeFragmentation` are facts, not states to debounce: they fire and resolve at once.
+
+An exporter that is down or stale is frozen: conditions built from its objects neither start, fire
+nor resolve until it polls again, so an API outage raises only `VpnWatchdogExporterStale`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from watchdog.join import TunnelPair
+from watchdog.model import BgpSession, IkeSnapshot, Snapshot, Tunnel
+from watchdog.paths import PathIndex, covers
+
+ALERT_NAMES = (
+    "VpnTunnelDown",
+    "VpnTunnelAsymmetric",
+    "VpnBgpSessionDown",
+    "VpnRedundancyDegraded",
+    "VpnPathFailover",
+    "VpnPrefixUnreachable",
+    "VpnExpectedPrefixMissing",
+    "VpnProbeFailing",
+    "VpnIkeFragmentation",
+    "VpnWatchdogExporterStale",
+)
+
+# page: traffic to a prefix we promised is gone; warning: lost redundancy or a broken part that
+# something else still covers; info: traffic moved and still flows.
+SEVERITY = {
+    "VpnPrefixUnreachable": "page",
+    "VpnExpectedPrefixMissing": "page",
+    "VpnTunnelDown": "warning",
+    "VpnTunnelAsymmetric": "warning",
+    "VpnBgpSessionDown": "warning",
+    "VpnRedundancyDegraded": "warning",
+    "VpnProbeFailing": "warning",
+    "VpnIkeFragmentation": "warning",
+    "VpnWatchdogExporterStale": "warning",
+    "VpnPathFailover": "info",
+}
+
+# How long a fragmentation sighting keeps VpnIkeFragmentation firing (rekeys are hours apart).
+DEFAULT_FRAGMENT_WINDOW = 900.0
+
+Labels = tuple[tuple[str, str], ...]
+AlertKey = tuple[str, Labels]
+
+
+def _labels(**values: str) -> Labels:
+    return tuple(sorted(values.items()))
+
+
+# ---- observation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExporterView:
+    """One exporter as the daemon sees it now: health plus its last good snapshot and paths."""
+
+    name: str
+    cloud: str
+    up: bool
+    stale: bool
+    snapshot: Snapshot | None
+    expected: Mapping[str, int] = field(default_factory=dict)  # prefix -> min_paths
+    paths: Mapping[str, frozenset[str]] = field(default_factory=dict)  # expected prefix -> usable paths
+    learned: Mapping[str, frozenset[str]] = field(default_factory=dict)  # learned prefix -> usable paths
+    last_success: float | None = None
+    last_error: str = ""
+
+    @property
+    def frozen(self) -> bool:
+        return self.stale or not self.up
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        cloud: str,
+        snapshot: Snapshot | None,
+        expected: Mapping[str, int] | None = None,
+        *,
+        up: bool = True,
+        stale: bool = False,
+        last_success: float | None = None,
+        last_error: str = "",
+    ) -> ExporterView:
+        """Compute usable paths (expected and learned prefixes) from the snapshot."""
+        expected = dict(expected or {})
+        paths: dict[str, frozenset[str]] = {}
+        learned: dict[str, frozenset[str]] = {}
+        if snapshot is not None:
+            index = PathIndex(snapshot)
+            paths = {prefix: index.paths_to(prefix) for prefix in expected}
+            learned = {
+                prefix: index.paths_to(prefix) for prefix in sorted({r.prefix for r in snapshot.routes})
+            }
+        return cls(name, cloud, up, stale, snapshot, expected, paths, learned, last_success, last_error)
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    name: str
+    type: str
+    target: str
+    success: bool
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    exporters: tuple[ExporterView, ...] = ()
+    probes: tuple[ProbeView, ...] = ()
+    pairs: tuple[TunnelPair, ...] = ()
+    ike: IkeSnapshot | None = None
+    hold: float = 10.0
+    fragment_window: float = DEFAULT_FRAGMENT_WINDOW
+
+
+# ---- state and events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something wrong now. `ident` names the object (stable); `labels` may add volatile labels."""
+
+    name: str
+    ident: Labels
+    labels: Labels
+    summary: str
+    description: str
+    owners: frozenset[str] = frozenset()
+    immediate: bool = False
+
+    @property
+    def key(self) -> AlertKey:
+        return (self.name, self.ident)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    condition: Condition
+    pending_since: float
+    last_active: float
+    active: bool = True
+    fired_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as Alertmanager's v2 API wants it (times in Unix seconds)."""
+
+    labels: Labels
+    summary: str
+    description: str
+    starts_at: float
+    ends_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return dict(self.labels)["alertname"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """kind: path_lost | path_restored | failover | firing | resolved."""
+
+    kind: str
+    exporter: str = ""
+    prefix: str = ""
+    paths: frozenset[str] = frozenset()
+    alert: Alert | None = None
+
+
+def _frozen_map(data: Mapping) -> Mapping:  # type: ignore[type-arg]
+    return MappingProxyType(dict(data))
+
+
+@dataclass(frozen=True)
+class HealthState:
+    tracked: Mapping[AlertKey, Tracked] = field(default_factory=lambda: _frozen_map({}))
+    # (exporter, prefix) -> usable paths at the last live observation
+    paths: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=lambda: _frozen_map({}))
+    # (exporter, prefix) -> paths that carried the prefix and whose tunnel/session still exists
+    baseline: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=lambda: _frozen_map({}))
+    # fragmentation counter key -> last value, and key -> time of the last increase
+    counters: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
+    fragments_seen: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
+
+    def firing(self, extra_labels: Mapping[str, str] | None = None) -> list[Alert]:
+        """Alerts firing now, sorted by name and labels."""
+        alerts = [
+            to_alert(t.condition, t.fired_at, None, extra_labels)
+            for t in self.tracked.values()
+            if t.fired_at is not None
+        ]
+        return sorted(alerts, key=lambda a: a.labels)
+
+
+def to_alert(
+    condition: Condition, starts_at: float, ends_at: float | None, extra: Mapping[str, str] | None = None
+) -> Alert:
+    """Config labels first; ours win on a clash so routing and inhibition keep working."""
+    labels = dict(extra or {})
+    labels.update(condition.labels)
+    labels["alertname"] = condition.name
+    labels["severity"] = SEVERITY[condition.name]
+    return Alert(tuple(sorted(labels.items())), condition.summary, condition.description, starts_at, ends_at)
+
+
+# ---- the step -----------------------------------------------------------------------------------
+
+
+def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState, list[Event]]:
+    """Advance the health state by one observation taken at `now`."""
+    events: list[Event] = []
+    paths, baseline = _track_paths(state, obs, events)
+    counters, fragments_seen = _track_fragments(state, obs, now)
+    conditions: dict[AlertKey, Condition] = {}
+    for condition in _conditions(obs, baseline, fragments_seen, now):
+        conditions.setdefault(condition.key, condition)
+    frozen = {e.name for e in obs.exporters if e.frozen}
+    tracked = _merge(state.tracked, conditions, frozen, obs.hold, now, events)
+    new = HealthState(
+        tracked=_frozen_map(tracked),
+        paths=_frozen_map(paths),
+        baseline=_frozen_map(baseline),
+        counters=_frozen_map(counters),
+        fragments_seen=_frozen_map(fragments_seen),
+    )
+    return new, events
+
+
+def _merge(
+    previous: Mapping[AlertKey, Tracked],
+    conditions: Mapping[AlertKey, Condition],
+    frozen: set[str],
+    hold: float,
+    now: float,
+    events: list[Event],
+) -> dict[AlertKey, Tracked]:
+    tracked: dict[AlertKey, Tracked] = {}
+    for key in sorted(set(previous) | set(conditions)):
+        prev = previous.get(key)
+        cond = conditions.get(key)
+        owners = (cond.owners if cond else frozenset()) | (prev.condition.owners if prev else frozenset())
+        if owners & frozen:
+            if prev is not None:
+                tracked[key] = prev  # last known state: nothing starts, fires or resolves
+            continue
+        if cond is not None:
+            if prev is None:
+                item = Tracked(cond, pending_since=now, last_active=now)
+            else:
+                kept = cond if prev.fired_at is None else replace(cond, labels=prev.condition.labels)
+                item = replace(prev, condition=kept, active=True, last_active=now)
+            if item.fired_at is None and (cond.immediate or now - item.pending_since >= hold):
+                item = replace(item, fired_at=now)
+                events.append(Event("firing", alert=to_alert(item.condition, now, None)))
+            tracked[key] = item
+            continue
+        assert prev is not None
+        item = replace(prev, active=False) if prev.active else prev
+        gone = prev.condition.immediate or now - prev.last_active >= hold
+        if item.fired_at is not None and gone:
+            events.append(Event("resolved", alert=to_alert(item.condition, item.fired_at, now)))
+        elif not gone:
+            tracked[key] = item
+    return tracked
+
+
+# ---- paths and failovers ------------------------------------------------------------------------
+
+
+def _existing_paths(snapshot: Snapshot) -> set[str]:
+    """Path ids that still name an object in the snapshot (a deleted tunnel is no lost path)."""
+    ids = {f"{t.connection}/{t.name}" for t in snapshot.tunnels}
+    ids |= {s.peer for s in snapshot.bgp_sessions}
+    ids |= {r.next_hop for r in snapshot.routes}
+    return ids
+
+
+def _track_paths(
+    state: HealthState, obs: Observation, events: list[Event]
+) -> tuple[dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], frozenset[str]]]:
+    paths = dict(state.paths)
+    baseline = dict(state.baseline)
+    for view in obs.exporters:
+        if view.frozen or view.snapshot is None:
+            continue  # keep last known paths; an outage is not a failover
+        existing = _existing_paths(view.snapshot)
+        current = dict(view.learned)
+        current.update(view.paths)
+        for key in [k for k in paths if k[0] == view.name and k[1] not in current]:
+            del paths[key]
+            baseline.pop(key, None)
+        for prefix, now_paths in sorted(current.items()):
+            key = (view.name, prefix)
+            before = paths.get(key)
+            paths[key] = now_paths
+            baseline[key] = frozenset((baseline.get(key, frozenset()) | now_paths) & existing)
+            if before is None:
+                continue
+            lost, gained = before - now_paths, now_paths - before
+            if lost:
+                events.append(Event("path_lost", view.name, prefix, frozenset(lost)))
+                if now_paths:
+                    events.append(Event("failover", view.name, prefix, frozenset(now_paths)))
+            if gained:
+                events.append(Event("path_restored", view.name, prefix, frozenset(gained)))
+    return paths, baseline
+
+
+def _track_fragments(
+    state: HealthState, obs: Observation, now: float
+) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
+    """Remember when each fragmentation counter last went up (counters start at 0 with the daemon)."""
+    counters = dict(state.counters)
+    seen = {k: t for k, t in state.fragments_seen.items() if now - t < obs.fragment_window}
+    values: dict[tuple[str, ...], float] = {}
+    key: tuple[str, ...]
+    if obs.ike is not None:
+        for (interface, peer, _exchange, _kind), n in obs.ike.fragmented.items():
+            key = ("ike", interface, peer)
+            values[key] = values.get(key, 0.0) + n
+    for view in obs.exporters:
+        if view.cloud != "gcp" or view.snapshot is None or view.frozen:
+            continue
+        for count in view.snapshot.packet_counts:
+            if count.status == "fragment_received":
+                key = ("gcp", view.name, count.tunnel)
+                values[key] = values.get(key, 0.0) + count.count
+    for key, value in values.items():
+        if value > counters.get(key, 0.0):
+            seen[key] = now
+        counters[key] = value
+    return counters, seen
+
+
+# ---- conditions ---------------------------------------------------------------------------------
+
+
+def _conditions(
+    obs: Observation,
+    baseline: Mapping[tuple[str, str], frozenset[str]],
+    fragments_seen: Mapping[tuple[str, ...], float],
+    now: float,
+) -> Iterable[Condition]:
+    views = {v.name: v for v in obs.exporters}
+    yield from _stale(obs.exporters, now)
+    yield from _tunnels(views, obs.pairs)
+    yield from _sessions(obs.exporters)
+    yield from _prefixes(obs.exporters, baseline)
+    yield from _probes(obs.probes)
+    yield from _fragments(views, obs.ike, fragments_seen, now)
+
+
+def _stale(views: Iterable[ExporterView], now: float) -> Iterable[Condition]:
+    for view in views:
+        if not view.stale:
+            continue
+        since = (
+            f"no successful poll since {_utc(view.last_success)}"
+            if view.last_success is not None
+            else "no successful poll since the watchdog started"
+        )
+        error = f" (last error: {view.last_error})" if view.last_error else ""
+        yield Condition(
+            "VpnWatchdogExporterStale",
+            _labels(exporter=view.name),
+            _labels(exporter=view.name),
+            f"exporter {view.name} ({view.cloud}) is stale",
+            f"{since}{error}. Its tunnels, BGP sessions and prefixes keep their last known state;"
+            " no VPN alerts are raised or resolved from it until it polls again.",
+            immediate=True,
+        )
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _tunnel_text(exporter: str, tunnel: Tunnel) -> str:
+    detail = f", {tunnel.detail}" if tunnel.detail else ""
+    where = f"{tunnel.connection}/{tunnel.name} {tunnel.local_ip} -> {tunnel.peer_ip}"
+    return f"{exporter}: {where} is {tunnel.status}{detail}"
+
+
+def _still_up(views: Iterable[ExporterView]) -> str:
+    parts = []
+    for view in views:
+        if view.snapshot is None:
+            continue
+        up = [t for t in view.snapshot.tunnels if t.up]
+        names = ", ".join(f"{t.connection}/{t.name}" for t in up) or "none"
+        parts.append(f"{view.name} has {len(up)} of {len(view.snapshot.tunnels)} tunnels up ({names})")
+    return "; ".join(parts)
+
+
+def _find_tunnel(view: ExporterView | None, name: str) -> Tunnel | None:
+    if view is None or view.snapshot is None:
+        return None
+    return next((t for t in view.snapshot.tunnels if t.name == name), None)
+
+
+def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -> Iterable[Condition]:
+    paired: set[tuple[str, str]] = set()
+    peers_of_gcp = {
+        t.peer_ip for v in views.values() if v.cloud == "gcp" and v.snapshot for t in v.snapshot.tunnels
+    }
+    gcp_known = any(v.cloud == "gcp" and v.snapshot is not None for v in views.values())
+    for pair in pairs:
+        aws_view, gcp_view = views.get(pair.aws_exporter), views.get(pair.gcp_exporter)
+        aws_t, gcp_t = _find_tunnel(aws_view, pair.aws_tunnel), _find_tunnel(gcp_view, pair.gcp_tunnel)
+        if aws_t is None or gcp_t is None or aws_view is None or gcp_view is None:
+            continue
+        paired |= {(pair.aws_exporter, pair.aws_tunnel), (pair.gcp_exporter, pair.gcp_tunnel)}
+        down = [(v, t) for v, t in ((aws_view, aws_t), (gcp_view, gcp_t)) if not t.up]
+        if not down:
+            continue
+        ident = _labels(
+            aws_exporter=pair.aws_exporter,
+            aws_connection=pair.aws_connection,
+            aws_tunnel=pair.aws_tunnel,
+            gcp_exporter=pair.gcp_exporter,
+            gcp_tunnel=pair.gcp_tunnel,
+        )
+        reporters = "+".join(v.name for v, _ in down)
+        labels = tuple(sorted((*ident, ("exporter", reporters), ("tunnel", pair.gcp_tunnel))))
+        owners = frozenset(v.name for v, _ in down)
+        what = "; ".join(_tunnel_text(v.name, t) for v, t in down)
+        still = _still_up([aws_view, gcp_view])
+        if len(down) == 2:
+            yield Condition(
+                "VpnTunnelDown",
+                ident,
+                labels,
+                f"tunnel {pair.aws_tunnel} <-> {pair.gcp_tunnel} is down as seen from both clouds",
+                f"{what}. Still carrying traffic: {still}.",
+                owners,
+            )
+        else:
+            up_view, up_t = (gcp_view, gcp_t) if aws_t is down[0][1] else (aws_view, aws_t)
+            yield Condition(
+                "VpnTunnelAsymmetric",
+                ident,
+                labels,
+                f"tunnel {pair.aws_tunnel} <-> {pair.gcp_tunnel}: {reporters} sees it down,"
+                f" {up_view.name} sees it {up_t.status}",
+                f"{what}; but {_tunnel_text(up_view.name, up_t)}. The two ends disagree"
+                " (half-open SA, stale API view or one-sided rekey failure)."
+                f" Still carrying traffic: {still}.",
+                owners,
+            )
+    for view in views.values():
+        if view.snapshot is None:
+            continue
+        for tunnel in view.snapshot.tunnels:
+            if tunnel.up or (view.name, tunnel.name) in paired:
+                continue
+            if view.cloud == "aws" and gcp_known and tunnel.local_ip not in peers_of_gcp:
+                continue  # no GCP tunnel uses this AWS end: the idle second tunnel of a cheap setup
+            ident = _labels(exporter=view.name, connection=tunnel.connection, tunnel=tunnel.name)
+            yield Condition(
+                "VpnTunnelDown",
+                ident,
+                ident,
+                f"tunnel {tunnel.connection}/{tunnel.name} is down ({view.name})",
+                f"{_tunnel_text(view.name, tunnel)}. Still carrying traffic: {_still_up([view])}.",
+                frozenset({view.name}),
+            )
+
+
+def _sessions(views: Iterable[ExporterView]) -> Iterable[Condition]:
+    for view in views:
+        if view.snapshot is None:
+            continue
+        tunnels = {t.name: t for t in view.snapshot.tunnels}
+        sessions = view.snapshot.bgp_sessions
+        up = [s for s in sessions if s.up]
+        for session in sessions:
+            if session.up or _tunnel_explains(session, tunnels):
+                continue
+            others = ", ".join(f"{s.peer} ({s.peer_ip})" for s in up) or "none"
+            ident = _labels(exporter=view.name, router=session.router, peer=session.peer)
+            yield Condition(
+                "VpnBgpSessionDown",
+                ident,
+                ident,
+                f"BGP session {session.router}/{session.peer} is {session.state} ({view.name})",
+                f"{view.name}: BGP {session.local_ip} -> {session.peer_ip} on router {session.router} is"
+                f" {session.state} while its tunnel is up; routes over it are withdrawn."
+                f" {len(up)} of {len(sessions)} sessions still Established: {others}.",
+                frozenset({view.name}),
+            )
+
+
+def _tunnel_explains(session: BgpSession, tunnels: Mapping[str, Tunnel]) -> bool:
+    """A session down because its tunnel is down is covered by the tunnel alert."""
+    tunnel = tunnels.get(session.tunnel) if session.tunnel else None
+    return tunnel is not None and not tunnel.up
+
+
+def _plural(n: int) -> str:
+    return "path" if n == 1 else "paths"
+
+
+def _prefixes(
+    views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], frozenset[str]]
+) -> Iterable[Condition]:
+    for view in views:
+        if view.snapshot is None:
+            continue
+        for prefix, min_paths in sorted(view.expected.items()):
+            paths = view.paths.get(prefix, frozenset())
+            known = baseline.get((view.name, prefix), frozenset()) | paths
+            lost = sorted(known - paths)
+            ident = _labels(exporter=view.name, prefix=prefix)
+            owners = frozenset({view.name})
+            carried = ", ".join(sorted(paths))
+            lost_text = f"; lost: {', '.join(lost)}" if lost else ""
+            routes = sorted({r.prefix for r in view.snapshot.routes if covers(r.prefix, prefix)})
+            if not routes and not known:
+                learned = sorted({r.prefix for r in view.snapshot.routes})
+                yield Condition(
+                    "VpnExpectedPrefixMissing",
+                    ident,
+                    ident,
+                    f"{prefix} is not learned at all on {view.name}",
+                    f"No learned route equals or contains {prefix} on {view.name}"
+                    f" (learned: {', '.join(learned) or 'none'}). The far side does not advertise it"
+                    " (missing custom advertised range?) or every session carrying it is gone.",
+                    owners,
+                )
+            elif not paths:
+                learned_as = f"learned as {', '.join(routes)}" if routes else "its routes were withdrawn"
+                yield Condition(
+                    "VpnPrefixUnreachable",
+                    ident,
+                    ident,
+                    f"{prefix} has no usable path on {view.name}",
+                    f"{prefix} ({learned_as}) has 0 usable paths on {view.name}"
+                    f"{lost_text}. Nothing carries traffic to it. {_still_up([view])}.",
+                    owners,
+                )
+            else:
+                if len(paths) < min_paths:
+                    yield Condition(
+                        "VpnRedundancyDegraded",
+                        ident,
+                        ident,
+                        f"{prefix} has {len(paths)} of min {min_paths} usable paths on {view.name}",
+                        f"{prefix} now on {len(paths)} {_plural(len(paths))} (min_paths {min_paths}):"
+                        f" still carried by {carried}{lost_text}.",
+                        owners,
+                    )
+                if lost:
+                    yield Condition(
+                        "VpnPathFailover",
+                        ident,
+                        ident,
+                        f"{prefix} failed over: {len(paths)} of {len(known)} paths usable on {view.name}",
+                        f"{prefix} now on {len(paths)} of {len(known)} paths: still carried by {carried}"
+                        f"{lost_text}.",
+                        owners,
+                    )
+
+
+def _probes(probes: Iterable[ProbeView]) -> Iterable[Condition]:
+    for probe in probes:
+        if probe.success:
+            continue
+        detail = f" ({probe.detail})" if probe.detail else ""
+        ident = _labels(probe=probe.name)
+        yield Condition(
+            "VpnProbeFailing",
+            ident,
+            _labels(probe=probe.name, type=probe.type, target=probe.target),
+            f"{probe.type} probe {probe.name} to {probe.target} is failing: {probe.reason or 'failed'}",
+            f"probe {probe.name} ({probe.type} {probe.target}) failed: {probe.reason or 'failed'}{detail}.",
+        )
+
+
+def _fragments(
+    views: Mapping[str, ExporterView],
+    ike: IkeSnapshot | None,
+    seen: Mapping[tuple[str, ...], float],
+    now: float,
+) -> Iterable[Condition]:
+    for key, at in sorted(seen.items()):
+        ago = _utc(at)
+        if key[0] == "ike":
+            _, interface, peer = key
+            by_exchange = sorted(
+                f"{exchange} {kind} x{n}"
+                for (i, p, exchange, kind), n in (ike.fragmented.items() if ike else ())
+                if i == interface and p == peer
+            )
+            ident = _labels(interface=interface, peer=peer)
+            yield Condition(
+                "VpnIkeFragmentation",
+                ident,
+                ident,
+                f"fragmented IKE with {peer} on {interface}",
+                f"IKE messages to/from {peer} on {interface} arrived fragmented (last at {ago}):"
+                f" {', '.join(by_exchange) or 'fragmented'}. Cloud VPN drops IP fragments, so rekeys"
+                " can fail; narrow the proposals (watchdog audit --fix-ipsec).",
+                immediate=True,
+            )
+        else:
+            _, exporter, tunnel = key
+            view = views.get(exporter)
+            owners = frozenset({exporter}) if view is not None else frozenset()
+            ident = _labels(exporter=exporter, tunnel=tunnel)
+            yield Condition(
+                "VpnIkeFragmentation",
+                ident,
+                ident,
+                f"GCP tunnel {tunnel} received fragmented packets ({exporter})",
+                f"Cloud Monitoring counts fragment_received packets on {tunnel} (last increase at {ago});"
+                " Cloud VPN does not reassemble them: lower the MTU/MSS or narrow IKE proposals.",
+                owners,
+                immediate=True,
+            )
