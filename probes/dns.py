@@ -113,9 +113,7 @@ class DnsProbe:
             log.warning("probe %s: unexpected error: %r", self.name, exc)
             return self._result(start, attempt, False, "error", _short(exc))
 
-    def _result(
-        self, start: float, attempt: _Attempt, success: bool, reason: str, detail: str
-    ) -> ProbeResult:
+    def _result(self, start: float, attempt: _Attempt, success: bool, reason: str, detail: str) -> ProbeResult:
         return ProbeResult(
             probe=self.name,
             type=self.type,
@@ -154,9 +152,7 @@ class DnsProbe:
         try:
             resolver = dns.resolver.Resolver(filename=self._resolv_conf, configure=True)
         except (OSError, dns.exception.DNSException) as exc:
-            raise _Failure(
-                "network_error", f"system resolver: cannot read {self._resolv_conf}: {_short(exc)}"
-            ) from exc
+            raise _Failure("network_error", f"system resolver: cannot read {self._resolv_conf}: {_short(exc)}") from exc
         servers = [(str(ns), 53) for ns in resolver.nameservers if _is_ip(str(ns))]
         if not servers:
             raise _Failure("network_error", f"system resolver: no nameserver in {self._resolv_conf}")

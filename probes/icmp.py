@@ -210,9 +210,7 @@ class IcmpProbe:
         why = f" ({first_error})" if first_error else ""
         if received == 0:
             return self._result(start, False, "timeout", f"{lost}/{self.config.count} lost{why}", (), sent, 0)
-        rtt = (
-            f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
-        )
+        rtt = f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
         if lost:
             detail = f"{lost}/{self.config.count} lost{why}, {rtt}"
         else:

@@ -118,15 +118,9 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
         try:
             sock = socket.socket(family, socket.SOCK_RAW, proto)
             chosen = "raw"
-            why = (
-                "configured"
-                if mode == "raw"
-                else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range}"
-            )
+            why = "configured" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range}"
         except PermissionError as exc:
-            refused = (
-                "" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range} and "
-            )
+            refused = "" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range} and "
             raise IcmpSocketError(
                 "permission",
                 f"cannot open an ICMP socket: {refused}raw sockets need CAP_NET_RAW ({exc.strerror})",
@@ -242,9 +236,7 @@ def read_error_queue(sock: socket.socket, ipv6: bool) -> list[Reply]:
                 text = os.strerror(err) if err else "local error"
             _, _, _, identifier, sequence = _HEADER.unpack_from(data)
             where = f" from {offender}" if offender else ""
-            replies.append(
-                Reply(sequence=sequence, identifier=identifier, source=offender, error=text + where)
-            )
+            replies.append(Reply(sequence=sequence, identifier=identifier, source=offender, error=text + where))
 
 
 def _offender(raw_address: bytes, ipv6: bool) -> str:

@@ -114,9 +114,7 @@ def test_alias_is_followed_to_the_address(server: FakeDnsServer) -> None:
 
 
 def test_cname_expectation_ignores_case_and_trailing_dot(server: FakeDnsServer) -> None:
-    probe = build_probe(
-        config("alias.probe.test", server.address, record_type="CNAME", expect=["OK.probe.test"])
-    )
+    probe = build_probe(config("alias.probe.test", server.address, record_type="CNAME", expect=["OK.probe.test"]))
     result = run(probe)
     assert result.success and result.detail == "answers ok.probe.test"
 

@@ -139,9 +139,7 @@ def nft(ns: str, chain: str) -> None:
     body = chain.split("{", 1)[1].rsplit("}", 1)[0]
     lines = "\n  ".join(part.strip() for part in body.split(";") if part.strip())
     ruleset = f"table ip {name} {{\n chain {name} {{\n  {lines}\n }}\n}}\n"
-    subprocess.run(
-        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, check=True, timeout=10
-    )
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, check=True, timeout=10)
 
 
 def only(results: list[list[ProbeResult]]) -> list[ProbeResult]:
@@ -210,10 +208,7 @@ def test_modes_follow_ping_group_range(lone_ns: str) -> None:
     set_ping_groups(lone_ns, ALL_GROUPS)
     results, log = in_netns(lone_ns, cfg("127.0.0.1"), cfg("::1"), cfg("127.0.0.1", mode="unprivileged"))
     assert [(r.success, r.received) for r in only(results)] == [(True, 3)] * 3
-    assert (
-        log.count(f"using unprivileged ICMP sockets (gid 0 is inside net.ipv4.ping_group_range {ALL_GROUPS})")
-        == 2
-    )
+    assert log.count(f"using unprivileged ICMP sockets (gid 0 is inside net.ipv4.ping_group_range {ALL_GROUPS})") == 2
 
 
 @pytest.mark.netns
@@ -236,9 +231,7 @@ def test_unprivileged_user_needs_ping_group_range(lone_ns: str) -> None:
 def test_remote_host_pinned_to_source_and_interface(pair: tuple[str, str]) -> None:
     probe_ns, _ = pair
     pinned = {"source": PROBE_IP, "interface": "vA"}
-    results, _ = in_netns(
-        probe_ns, cfg(PEER_IP, mode="raw", **pinned), cfg(PEER_IP, mode="unprivileged", **pinned)
-    )
+    results, _ = in_netns(probe_ns, cfg(PEER_IP, mode="raw", **pinned), cfg(PEER_IP, mode="unprivileged", **pinned))
     assert [(r.success, r.sent, r.received) for r in only(results)] == [(True, 3, 3)] * 2
     # Pinned to the wrong interface, the peer is not reachable from there.
     (wrong,), _ = in_netns(probe_ns, cfg(PEER_IP, interface="lo"))
@@ -271,9 +264,7 @@ def test_every_other_request_dropped_is_partial_loss(pair: tuple[str, str]) -> N
         peer_ns,
         "chain cut { type filter hook input priority 0; icmp type echo-request numgen inc mod 2 == 1 drop }",
     )
-    results, _ = in_netns(
-        probe_ns, cfg(PEER_IP, count=4, mode="raw"), cfg(PEER_IP, count=4, mode="unprivileged")
-    )
+    results, _ = in_netns(probe_ns, cfg(PEER_IP, count=4, mode="raw"), cfg(PEER_IP, count=4, mode="unprivileged"))
     for result in only(results):
         assert (result.success, result.reason) == (True, "")
         assert (result.sent, result.received, len(result.latencies)) == (4, 2, 2)

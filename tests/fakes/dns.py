@@ -106,9 +106,7 @@ class FakeDnsServer:
             self._add_a(reply, question.name, [ADDRESS])
         elif label == "alias":
             target = dns.name.from_text("ok." + ZONE)
-            reply.answer.append(
-                dns.rrset.from_text_list(question.name, 60, "IN", "CNAME", [target.to_text()])
-            )
+            reply.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "CNAME", [target.to_text()]))
             if question.rdtype == dns.rdatatype.A:
                 self._add_a(reply, target, [ADDRESS])
         elif label == "wrong":
