@@ -99,10 +99,10 @@ class Analyzer:
         self.last_ts: float | None = None
         self._skf: OrderedDict[tuple[bytes, bytes, int, int], tuple[int, set[int]]] = OrderedDict()
         self._known_sas: OrderedDict[tuple[bytes, bytes], str] = OrderedDict()
-        self._classified: OrderedDict[tuple[bytes, bytes, int], bool] = OrderedDict()
+        self._classified: OrderedDict[tuple[bytes, bytes, int, int], bool] = OrderedDict()
         self._unconfirmed: dict[str, deque[tuple[float, str]]] = {}
-        # (spi_i, spi_r, msgid) -> [first ts, label, kind, datagrams, header]
-        self._pending: OrderedDict[tuple[bytes, bytes, int], list[Any]] = OrderedDict()
+        # (spi_i, spi_r, msgid, I flag of the requester) -> [first ts, label, kind, datagrams, header]
+        self._pending: OrderedDict[tuple[bytes, bytes, int, int], list[Any]] = OrderedDict()
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, ts: float, linktype: int, data: bytes) -> None:
@@ -120,6 +120,8 @@ class Analyzer:
         self._note_time(ts)
         kind = r[0]  # type: ignore[index]
         if kind == wire.WHOLE:
+            self.tracker.expire(ts)
+            self._expire_requests(ts)
             self._message(ts, r[1], False)  # type: ignore[index]
         elif kind == wire.NEXT:
             self.tracker.piece(ts, r[1], r[2], r[3], r[4])  # type: ignore[index]
@@ -127,6 +129,7 @@ class Analyzer:
         elif kind == wire.FIRST:
             hdr = r[4]  # type: ignore[index]
             self.tracker.first(ts, r[1], r[2], hdr)  # type: ignore[index]
+            self._expire_requests(ts)
             if hdr is not None:
                 self._message(ts, hdr, True)
         else:
@@ -137,12 +140,16 @@ class Analyzer:
         self.tracker.expire(now)
         self._expire_requests(now)
 
-    def finish(self) -> None:
-        """End of capture: overdue requests are unanswered, the rest pending; open sets incomplete."""
-        end = self.last_ts if self.last_ts is not None else 0.0
+    def finish(self, end: float | None = None) -> None:
+        """End of capture at time `end` (default: the last IKE-related packet).
+
+        Overdue requests become unanswered, the others "pending at end"; open fragment sets incomplete.
+        """
+        if end is None or (self.last_ts is not None and self.last_ts > end):
+            end = self.last_ts if self.last_ts is not None else 0.0
         self._expire_requests(end)
         self.tracker.flush("capture_end")
-        for (spi_i, spi_r, msgid), (ts, label, kind, count, h) in self._pending.items():
+        for ts, label, kind, count, h in self._pending.values():
             self._event(
                 ts,
                 "fragmented_request_pending_at_end",
@@ -243,7 +250,8 @@ class Analyzer:
                     ps.rekeys["ike"] += 1
                     self._event(ts, "rekey", label, h, sa="ike", inferred_from=method)
         if h.exchange == 36 and not h.flags & wire.FLAG_RESPONSE and h.inner in (41, 33):
-            rkey = (h.spi_i, h.spi_r, h.msgid)
+            # Each side numbers its own requests: the I flag tells whose message ID this is.
+            rkey = (h.spi_i, h.spi_r, h.msgid, h.flags & wire.FLAG_INITIATOR)
             if rkey in self._classified:
                 return  # a retransmission or a later fragment of the same request
             self._classified[rkey] = True
@@ -261,11 +269,11 @@ class Analyzer:
     def _track_request(self, ts: float, h: wire.IkeHeader, label: str, ip_frag: bool, skf: bool) -> None:
         if h.exchange != 36:
             return
-        self._expire_requests(ts)
-        key = (h.spi_i, h.spi_r, h.msgid)
         if h.flags & wire.FLAG_RESPONSE:
-            self._pending.pop(key, None)
+            # A response carries the I flag of its sender, the opposite of the request's.
+            self._pending.pop((h.spi_i, h.spi_r, h.msgid, (h.flags & wire.FLAG_INITIATOR) ^ wire.FLAG_INITIATOR), None)
             return
+        key = (h.spi_i, h.spi_r, h.msgid, h.flags & wire.FLAG_INITIATOR)
         if not (ip_frag or skf):
             return
         p = self._pending.get(key)

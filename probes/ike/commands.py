@@ -23,10 +23,14 @@ def analyze_files(paths: list[str], mtu: int, *, max_events: int = 1000) -> tupl
     analyzer = Analyzer(mtu, max_events=max_events)
     stats = ReadStats()
     feed = analyzer.feed
+    end: float | None = None
     for path in paths:
+        ts = None
         for ts, linktype, frame in read_packets(path, stats):
             feed(ts, linktype, frame)
-    analyzer.finish()
+        if ts is not None and (end is None or ts > end):
+            end = ts
+    analyzer.finish(end)
     return analyzer, stats
 
 

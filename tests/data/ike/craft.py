@@ -16,6 +16,11 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapWriter
 
+def eth() -> Ether:
+    """Ethernet header with fixed MACs (a bare Ether() makes scapy resolve MACs: ARP/ND on the wire)."""
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 SPI_I = bytes.fromhex("1111111111111111")
 SPI_R = bytes.fromhex("2222222222222222")
 I_FLAG = 0x08
@@ -59,30 +64,31 @@ def udp4(src: str, dst: str, payload: bytes, *, sport: int = 500, dport: int = 5
     if natt:
         sport, dport = (4500 if sport == 500 else sport), (4500 if dport == 500 else dport)
         payload = b"\x00\x00\x00\x00" + payload
-    return Ether() / IP(src=src, dst=dst, id=ip_id) / UDP(sport=sport, dport=dport) / Raw(payload)
+    return eth() / IP(src=src, dst=dst, id=ip_id) / UDP(sport=sport, dport=dport) / Raw(payload)
 
 
 def udp6(src: str, dst: str, payload: bytes, *, sport: int = 500, dport: int = 500) -> Packet:
-    return Ether() / IPv6(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload)
+    return eth() / IPv6(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload)
 
 
 def frag4(pkt: Packet, size: int = 512) -> list[Packet]:
     """IPv4 fragments of pkt (Ethernet kept), offset order."""
     ip = pkt[IP]
     ip = IP(bytes(ip))  # freeze lengths/checksums
-    return [Ether() / f for f in fragment(ip, fragsize=size)]
+    return [eth() / f for f in fragment(ip, fragsize=size)]
 
 
 def frag6(pkt: Packet, ident: int = 77, size: int = 600) -> list[Packet]:
     ip6 = pkt[IPv6]
     base = IPv6(bytes(ip6))
     base = IPv6(src=base.src, dst=base.dst) / IPv6ExtHdrFragment(id=ident) / base.payload
-    return [Ether() / f for f in fragment6(base, size)]
+    return [eth() / f for f in fragment6(base, size)]
 
 
-def write(path: str, packets: Iterable[Packet | tuple[float, Packet]], start: float = 1_700_000_000.0) -> str:
+def write(path: str, packets: Iterable[Packet | tuple[float, Packet]], start: float = 1_700_000_000.0,
+          linktype: int = 1) -> str:
     """Write packets (optionally with explicit timestamps) to a pcap, 10 ms apart by default."""
-    w = PcapWriter(path, linktype=1, sync=False)
+    w = PcapWriter(path, linktype=linktype, sync=False)
     t = start
     for item in packets:
         if isinstance(item, tuple):
