@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import dns.exception
+import dns.name
 import yaml
 from pydantic import (
     BaseModel,
@@ -160,6 +162,27 @@ class DnsProbeConfig(_ProbeBase):
     record_type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: tuple[str, ...] = ()
 
+    @field_validator("query")
+    @classmethod
+    def _query_is_name(cls, value: str) -> str:
+        try:
+            dns.name.from_text(value)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"invalid query name {value!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _expect_matches_type(self) -> DnsProbeConfig:
+        version = {"A": 4, "AAAA": 6}.get(self.record_type)
+        for value in self.expect if version else ():
+            try:
+                ok = ipaddress.ip_address(value).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"expect: {value!r} is not an IPv{version} address (record_type {self.record_type})")
+        return self
+
     @field_validator("server")
     @classmethod
     def _server_is_address(cls, value: str | None) -> str | None:
@@ -193,6 +216,13 @@ class IcmpProbeConfig(_ProbeBase):
     source: IpAddress | None = None
     interface: str | None = None
     mode: Literal["auto", "unprivileged", "raw"] = "auto"
+
+    @model_validator(mode="after")
+    def _source_matches_target(self) -> IcmpProbeConfig:
+        if self.source is not None:
+            if ipaddress.ip_address(self.source).version != ipaddress.ip_address(self.target).version:
+                raise ValueError(f"source {self.source} and target {self.target} are not the same IP version")
+        return self
 
 
 ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig], Field(discriminator="type")]

@@ -163,7 +163,12 @@ class Daemon:
         old_probes = self.state.probes
         probes: dict[str, ProbeRunner] = {}
         for probe_config in config.probes:
-            probe_runner = ProbeRunner(build_probe(probe_config), on_result=self._on_probe_result)
+            try:
+                probe = build_probe(probe_config)
+            except WatchdogError as exc:
+                log.error("probe %s cannot start: %s", probe_config.name, exc)
+                continue
+            probe_runner = ProbeRunner(probe, on_result=self._on_probe_result)
             previous = old_probes.get(probe_config.name)
             if previous is not None and previous.probe.target == probe_runner.probe.target:
                 probe_runner.failures, probe_runner.latency = previous.failures, previous.latency
