@@ -20,7 +20,6 @@ from probes.dns import DnsProbe
 from tests.conftest import free_port, require_root
 from tests.fakes.dns import ADDRESS, BIG_COUNT, WRONG_ADDRESS, FakeDnsServer
 from watchdog.config import DnsProbeConfig
-from watchdog.errors import ProbeError
 from watchdog.model import ProbeResult
 
 
@@ -131,14 +130,19 @@ def test_other_record_types_compare_by_text(server: FakeDnsServer) -> None:
     [
         ({"query": "a..b.test"}, "invalid query name 'a..b.test'"),
         ({"query": "x" * 64 + ".test"}, "invalid query name"),
-        ({"expect": ["db.example"]}, "expect value 'db.example' is not an IPv4 address"),
+        ({"expect": ["db.example"]}, "expect: 'db.example' is not an IPv4 address"),
         ({"record_type": "AAAA", "expect": ["198.18.1.10"]}, "is not an IPv6 address"),
     ],
 )
-def test_impossible_probe_is_rejected_at_construction(extra: dict[str, Any], message: str) -> None:
-    raw: dict[str, Any] = {"query": "ok.probe.test"} | extra
-    with pytest.raises(ProbeError, match=message.replace(".", r"\.")):
-        build_probe(config(raw.pop("query"), "127.0.0.1", **raw))
+def test_impossible_probe_is_rejected_at_config_load(extra: dict[str, Any], message: str) -> None:
+    import json
+
+    from watchdog.config import parse_config
+    from watchdog.errors import ConfigError
+
+    probe = {"name": "p", "type": "dns", "query": "ok.probe.test", "server": "127.0.0.1"} | extra
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_config(json.dumps({"probes": [probe]}))
 
 
 # --- the system resolver (/etc/resolv.conf syntax, port 53 only) -------------------------------------
