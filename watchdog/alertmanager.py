@@ -119,6 +119,8 @@ class AlertmanagerClient:
         """Start a push to each due URL; call on the event loop. `generation` changes with the set."""
         now = self.clock()
         started: list[Future[None]] = []
+        if not alerts:
+            return started  # nothing firing or recently resolved: nothing to say
         body: list[dict[str, Any]] | None = None
         for target in self.targets:
             if not self.due(target, generation, now):
