@@ -390,7 +390,9 @@ def _tunnels_of_ike(conn_name: str, ike: Message, configured: dict[tuple[str, st
         up = ike_state == "ESTABLISHED" and child_state == "INSTALLED"
         if up:
             status = "ESTABLISHED"
-            esp = _algorithms(child or {}, ("encr-alg", "encr-keysize", "integ-alg", "dh-group"))
+            # No DH group here: a CHILD SA shows one only after its first rekey (PFS), and the
+            # detail label must not change with every rekey.
+            esp = _algorithms(child or {}, ("encr-alg", "encr-keysize", "integ-alg"))
             detail = f"ike {ike_algs}; esp {esp}"
         else:
             status = ike_state if ike_state != "ESTABLISHED" else f"CHILD_{child_state}"

@@ -600,6 +600,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `labctl.py status | head` is not an error
     args = parser().parse_args(argv)
     if os.geteuid() != 0:
         print("labctl: needs root (network namespaces)", file=sys.stderr)
