@@ -13,7 +13,7 @@ from scapy.layers.l2 import CookedLinux, Dot1Q
 from scapy.packet import Packet, Raw
 
 from probes.ike.commands import analyze_main
-from tests.data.ike.craft import R_FLAG, eth, SPI_I, SPI_R, frag4, frag6, ike, ike_skf, sk, udp4, udp6, write
+from tests.data.ike.craft import R_FLAG, SPI_I, SPI_R, eth, frag4, frag6, ike, ike_skf, sk, udp4, udp6, write
 
 A = "203.0.113.1"
 B = "198.51.100.1"
@@ -57,9 +57,9 @@ def test_shuffled_fragments_with_first_in_the_middle(tmp_path: Path) -> None:
 def test_overlapping_and_duplicate_fragments_are_counted_not_double_counted(tmp_path: Path) -> None:
     p = frag4(ccsa_request(), 600)
     raw_ip = bytes(p[2][IP])
-    overlap = IP(raw_ip)
-    overlap.frag -= 10  # starts 80 bytes inside the previous piece
-    overlap = eth() / IP(bytes(overlap))
+    shifted = IP(raw_ip)
+    shifted.frag -= 10  # starts 80 bytes inside the previous piece
+    overlap = eth() / IP(bytes(shifted))
     code, doc = analyze(tmp_path, [p[0], p[1], overlap, p[1], p[2], p[3], p[4], p[5]])
     assert doc["messages"] == 1
     assert doc["fragment_tracker"]["overlaps"] >= 1

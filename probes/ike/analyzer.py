@@ -330,7 +330,7 @@ class Analyzer:
             self.events_dropped += 1
             return
         ev: dict[str, Any] = {
-            "time": ts + self.wall_offset,
+            "time": round(ts + self.wall_offset, 6),
             "type": kind,
             "peer": label,
             "src": ip_text(h.src),

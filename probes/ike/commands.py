@@ -23,14 +23,15 @@ def analyze_files(paths: list[str], mtu: int, *, max_events: int = 1000) -> tupl
     analyzer = Analyzer(mtu, max_events=max_events)
     stats = ReadStats()
     feed = analyzer.feed
-    end: float | None = None
     for path in paths:
         ts = None
         for ts, linktype, frame in read_packets(path, stats):
+            if stats.first_ts is None:
+                stats.first_ts = ts
             feed(ts, linktype, frame)
-        if ts is not None and (end is None or ts > end):
-            end = ts
-    analyzer.finish(end)
+        if ts is not None and (stats.last_ts is None or ts > stats.last_ts):
+            stats.last_ts = ts
+    analyzer.finish(stats.last_ts)
     return analyzer, stats
 
 

@@ -38,6 +38,8 @@ class ReadStats:
     truncated_records: int = 0
     corrupt_files: int = 0
     skipped_blocks: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
 
 
 class _Buffer:

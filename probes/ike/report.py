@@ -79,8 +79,8 @@ def to_json(a: Analyzer, read: ReadStats | None = None, files: list[str] | None 
             "truncated_records": read.truncated_records,
             "corrupt_files": read.corrupt_files,
             "skipped_blocks": read.skipped_blocks,
-            "first_packet": a.first_ts,
-            "last_packet": a.last_ts,
+            "first_packet": read.first_ts,
+            "last_packet": read.last_ts,
         }
     return out
 

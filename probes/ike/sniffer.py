@@ -98,9 +98,7 @@ class IkeSniffer:
         self._lock = threading.Lock()
         label = peer_matcher(self.peers) if self.peers else pair_label
         offset = time.time() - clock()
-        self._analyzers = {
-            i: Analyzer(mtu, label, max_events=200, wall_offset=offset) for i in self.interfaces
-        }
+        self._analyzers = {i: Analyzer(mtu, label, max_events=200, wall_offset=offset) for i in self.interfaces}
         self._captures: dict[str, _Capture] = {}
         self._up = dict.fromkeys(self.interfaces, False)
         self._errors: dict[str, str] = {}
@@ -193,7 +191,7 @@ class IkeSniffer:
 
         # Opening the socket compiles and attaches the filter now: a bad filter or a missing libpcap
         # fails here, not silently inside the capture thread.
-        sock = conf.L2listen(iface=iface, filter=self.filter)
+        sock: Any = conf.L2listen(iface=iface, filter=self.filter)
         try:
             try:
                 sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)

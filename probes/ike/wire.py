@@ -105,8 +105,29 @@ class IkeHeader:
         "ip_id",
     )
 
+    family: int
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    marker: int
+    spi_i: bytes
+    spi_r: bytes
+    next_payload: int
+    version: int
+    exchange: int
+    flags: int
+    msgid: int
+    length: int
+    inner: int | None
+    frag_num: int
+    frag_total: int
+    ip_header_len: int
+    udp_len: int
+    ip_id: int
+
     def __init__(self) -> None:
-        self.inner: int | None = None
+        self.inner = None
         self.frag_num = 0
         self.frag_total = 0
         self.ip_id = 0

@@ -16,6 +16,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapWriter
 
+
 def eth() -> Ether:
     """Ethernet header with fixed MACs (a bare Ether() makes scapy resolve MACs: ARP/ND on the wire)."""
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -42,7 +43,8 @@ def ike(
     """One IKE message of `size` bytes (header included) unless body is given."""
     if body is None:
         body = sk(41, size - 28)
-    return struct.pack("!8s8sBBBBII", spi_i, spi_r, first_payload, version, exchange, flags, msgid, 28 + len(body)) + body
+    header = struct.pack("!8s8sBBBBII", spi_i, spi_r, first_payload, version, exchange, flags, msgid, 28 + len(body))
+    return header + body
 
 
 def sk(inner: int, size: int) -> bytes:

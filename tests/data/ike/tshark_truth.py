@@ -42,7 +42,7 @@ def truth(path: str) -> dict[str, Any]:
     ip_fragmented: Counter[str] = Counter()
     ikev2_fragmented: Counter[str] = Counter()
     largest = 0
-    for version, exch, np, fragnum, length, mf, foff, mf6, foff6, udplen, sport, dport in rows:
+    for version, exch, np, fragnum, length, mf, _foff, mf6, _foff6, udplen, sport, dport in rows:
         name = exchange_name(int(version, 16), int(exch))
         skf = np == "53"
         if not skf or fragnum == "1":
@@ -63,7 +63,7 @@ def truth(path: str) -> dict[str, Any]:
     )
     sets: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(lambda: {"pieces": {}, "udp": None,
                                                                             "ike": False})
-    for src, dst, ipid, mf, foff, iplen, hdrlen, udplen, ikelen in frags:
+    for src, dst, ipid, _mf, foff, iplen, hdrlen, udplen, ikelen in frags:
         s = sets[(src, dst, ipid)]
         off = int(foff) * 8
         s["pieces"][off] = off + int(iplen) - int(hdrlen)
