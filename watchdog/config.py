@@ -149,10 +149,16 @@ class ExpectedPrefixesConfig(_Strict):
     min_paths: int = Field(default=1, ge=1)
 
 
+NetnsName = Annotated[str, Field(min_length=1, pattern=r"^(/\S+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")]
+
+
 class _ProbeBase(_Strict):
     name: Name
     interval: Duration = 15.0
     timeout: Duration = 2.0
+    # Run the probe inside this network namespace (`ip netns` name or a path), e.g. from a host
+    # that reaches the VPN only through a namespace. Missing namespace = probe failure, no fallback.
+    netns: NetnsName | None = None
 
 
 class DnsProbeConfig(_ProbeBase):
@@ -233,6 +239,7 @@ class IkeConfig(_Strict):
     interfaces: tuple[str, ...] = Field(min_length=1)
     peers: tuple[IpAddress, ...] = Field(min_length=1)
     mtu: int = Field(default=1460, ge=576, le=65535)
+    netns: NetnsName | None = None  # capture on interfaces that live in this network namespace
 
 
 class AlertmanagerConfig(_Strict):

@@ -168,7 +168,7 @@ class Daemon:
             except WatchdogError as exc:
                 log.error("probe %s cannot start: %s", probe_config.name, exc)
                 continue
-            probe_runner = ProbeRunner(probe, on_result=self._on_probe_result)
+            probe_runner = ProbeRunner(probe, on_result=self._on_probe_result, netns=probe_config.netns)
             previous = old_probes.get(probe_config.name)
             if previous is not None and previous.probe.target == probe_runner.probe.target:
                 probe_runner.failures, probe_runner.latency = previous.failures, previous.latency

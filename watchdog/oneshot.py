@@ -59,7 +59,7 @@ async def collect(config: Config, only: list[str] | None = None) -> dict[str, An
                 executor=executor,
             )
         )
-    probe_runners = [ProbeRunner(build_probe(pc)) for pc in probe_configs]
+    probe_runners = [ProbeRunner(build_probe(pc), netns=pc.netns) for pc in probe_configs]
     try:
         await asyncio.gather(*(r.poll_once() for r in runners), *(p.run_once() for p in probe_runners))
     finally:

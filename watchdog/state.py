@@ -16,9 +16,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from watchdog.errors import ExporterError
+from watchdog.errors import ExporterError, ProbeError
 from watchdog.interfaces import Exporter, IkeSource, Probe
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
+from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,15 @@ class Histogram:
 class ProbeRunner:
     """Runs one probe with a hard timeout and keeps its last result and counters."""
 
-    def __init__(self, probe: Probe, on_result: Callable[[ProbeRunner], None] | None = None) -> None:
+    def __init__(
+        self,
+        probe: Probe,
+        on_result: Callable[[ProbeRunner], None] | None = None,
+        *,
+        netns: str | None = None,
+    ) -> None:
         self.probe = probe
+        self.netns = netns
         self.name = probe.name
         self.last: ProbeResult | None = None
         self.failures: Counter[str] = Counter()
@@ -207,7 +215,9 @@ class ProbeRunner:
     async def run_once(self) -> ProbeResult:
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(self.probe.run(), self.probe.timeout + 1.0)
+            result = await asyncio.wait_for(self._run(), self.probe.timeout + 1.0)
+        except ProbeError as exc:
+            result = self._failed("network_error", str(exc), started)
         except TimeoutError:
             result = self._failed("timeout", "probe did not finish in time", started)
         except Exception as exc:  # a probe bug must not stop its schedule
@@ -215,6 +225,12 @@ class ProbeRunner:
             result = self._failed("internal", f"{type(exc).__name__}: {exc}", started)
         self.record(result)
         return result
+
+    async def _run(self) -> ProbeResult:
+        if self.netns is None:
+            return await self.probe.run()
+        # Sockets must be created inside the namespace: run the whole probe on its loop thread.
+        return await shared_loop(self.netns).run(self.probe.run())
 
     def _failed(self, reason: str, detail: str, started: float) -> ProbeResult:
         p = self.probe
