@@ -166,16 +166,17 @@ class AwsExporter:
 
     def _note_attempt(self, response: Any = None, **_: Any) -> None:
         """Remembers the last failed attempt, so a deadline hit while backing off says why."""
+        # Only error documents are kept: a successful parsed response may carry pre-shared keys.
         if isinstance(response, tuple) and len(response) == 2 and isinstance(response[1], dict):
-            self._last_attempt = response[1]
+            if response[1].get("Error"):
+                self._last_attempt = {k: response[1].get(k) for k in ("Error", "ResponseMetadata")}
         return None
 
     def _call(self, operation: str, method: Callable[..., dict[str, Any]], **params: Any) -> dict[str, Any]:
         if time.monotonic() >= self._deadline:
             raise ExporterError(
                 "timeout",
-                f"poll of {self.name} ran past its {self._timeout:g}s timeout"
-                f" before {operation} ({self._where})",
+                f"poll of {self.name} ran past its {self._timeout:g}s timeout before {operation} ({self._where})",
             )
         self._calls += 1
         self._last_attempt = None
@@ -229,7 +230,7 @@ class AwsExporter:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ExporterError(
                 "malformed", f"unexpected response shape ({self._where}): {type(exc).__name__}"
-            ) from None
+            ) from exc
         finally:
             self._deadline = float("inf")
 
@@ -267,12 +268,9 @@ class AwsExporter:
         ids = sorted({str(c["CustomerGatewayId"]) for c in connections if c.get("CustomerGatewayId")})
         if not ids:
             return {}
-        response = self._call(
-            "DescribeCustomerGateways", self._ec2.describe_customer_gateways, CustomerGatewayIds=ids
-        )
+        response = self._call("DescribeCustomerGateways", self._ec2.describe_customer_gateways, CustomerGatewayIds=ids)
         return {
-            str(g["CustomerGatewayId"]): str(g.get("IpAddress") or "")
-            for g in response.get("CustomerGateways") or []
+            str(g["CustomerGatewayId"]): str(g.get("IpAddress") or "") for g in response.get("CustomerGateways") or []
         }
 
     def _tunnels(self, conn: dict[str, Any], peer_ip: str) -> list[Tunnel]:
@@ -339,6 +337,7 @@ class AwsExporter:
                 Filters=[
                     {"Name": "resource-type", "Values": ["vpn"]},
                     {"Name": "transit-gateway-id", "Values": gateways},
+                    {"Name": "resource-id", "Values": sorted(ours)},
                 ],
             )
             if a.get("ResourceId") in ours and a.get("State") not in _GONE_STATES
@@ -346,7 +345,7 @@ class AwsExporter:
         routes: list[LearnedRoute] = []
         for table in self._route_tables(gateways):
             routes.extend(self._propagated_routes(table, ours, attachments))
-        return routes
+        return sorted(routes, key=lambda r: (r.router, r.prefix, r.next_hop))
 
     def _route_tables(self, gateways: list[str]) -> list[str]:
         if self._config.transit_gateway_route_tables:
@@ -357,13 +356,9 @@ class AwsExporter:
             "TransitGatewayRouteTables",
             Filters=[{"Name": "transit-gateway-id", "Values": gateways}],
         )
-        return sorted(
-            str(t["TransitGatewayRouteTableId"]) for t in tables if t.get("State") not in _GONE_STATES
-        )
+        return sorted(str(t["TransitGatewayRouteTableId"]) for t in tables if t.get("State") not in _GONE_STATES)
 
-    def _propagated_routes(
-        self, table: str, ours: set[str], attachments: dict[str, str]
-    ) -> Iterable[LearnedRoute]:
+    def _propagated_routes(self, table: str, ours: set[str], attachments: dict[str, str]) -> Iterable[LearnedRoute]:
         found = self._pages(
             "SearchTransitGatewayRoutes",
             self._ec2.search_transit_gateway_routes,
@@ -377,11 +372,7 @@ class AwsExporter:
         )
         for route in found:
             prefix = route.get("DestinationCidrBlock")
-            if (
-                route.get("Type") != "propagated"
-                or route.get("State") in _UNUSABLE_ROUTE_STATES
-                or not prefix
-            ):
+            if route.get("Type") != "propagated" or route.get("State") in _UNUSABLE_ROUTE_STATES or not prefix:
                 continue
             for att in route.get("TransitGatewayAttachments") or []:
                 att_id = str(att.get("TransitGatewayAttachmentId") or "")

@@ -36,15 +36,31 @@ def aws(moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
     return moto_server
 
 
+_EXPORTERS: dict[tuple[AwsExporterConfig, float], AwsExporter] = {}
+
+
 def make_exporter(aws: MotoAws, timeout: float = 5.0, **overrides: Any) -> AwsExporter:
-    fields: dict[str, Any] = {
-        "name": "aws-tokyo",
-        "type": "aws",
-        "region": REGION,
-        "endpoint_url": aws.endpoint_url,
-    }
+    """An exporter for the fake; ones with default credentials are reused (building a client is slow).
+
+    Reuse is what the daemon does too: one exporter polls again and again.
+    """
+    fields: dict[str, Any] = {"name": "aws-tokyo", "type": "aws", "region": REGION, "endpoint_url": aws.endpoint_url}
     fields.update(overrides)
-    return AwsExporter(AwsExporterConfig(**fields), timeout=timeout)
+    config = AwsExporterConfig(**fields)
+    if config.profile is not None:
+        return AwsExporter(config, timeout=timeout)
+    key = (config, timeout)
+    if key not in _EXPORTERS:
+        _EXPORTERS[key] = AwsExporter(config, timeout=timeout)
+    return _EXPORTERS[key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_exporters() -> Iterator[None]:
+    yield
+    for exporter in _EXPORTERS.values():
+        exporter.close()
+    _EXPORTERS.clear()
 
 
 def poll_error(exporter: AwsExporter) -> ExporterError:
@@ -166,6 +182,31 @@ def test_deleted_and_deleting_connections_are_skipped(aws: MotoAws) -> None:
 def test_no_connections_gives_an_empty_snapshot(aws: MotoAws) -> None:
     snapshot = make_exporter(aws).poll()
     assert (snapshot.tunnels, snapshot.bgp_sessions, snapshot.routes, snapshot.api_calls) == ((), (), (), 1)
+
+
+def test_tunnel_without_telemetry_is_reported_down_as_unknown(aws: MotoAws) -> None:
+    tgw = aws.create_transit_gateway()
+    conn = aws.create_vpn_connection(aws.create_customer_gateway("198.51.100.3"), transit_gateway_id=tgw)
+    aws.backend().vpn_connections[conn.vpn_id].vgw_telemetry = []  # e.g. a connection still pending
+    aws.set_state(conn.vpn_id, "pending")
+
+    snapshot = make_exporter(aws).poll()
+
+    assert [(t.name, t.up, t.status, t.inside_cidr) for t in snapshot.tunnels] == [
+        (ip, False, "UNKNOWN", cidr) for ip, cidr in zip(conn.outside_ips, conn.inside_cidrs, strict=True)
+    ]
+    assert {s.state for s in snapshot.bgp_sessions} == {"Down"}
+
+
+def test_response_missing_required_fields_is_malformed(aws: MotoAws) -> None:
+    body = (
+        b'<DescribeVpnConnectionsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        b"<requestId>r-1</requestId><vpnConnectionSet><item><state>available</state></item>"
+        b"</vpnConnectionSet></DescribeVpnConnectionsResponse>"
+    )
+    aws.fail("DescribeVpnConnections", status=200, body=body)
+    error = poll_error(make_exporter(aws))
+    assert error.reason == "malformed"
 
 
 # -- learned prefixes ---------------------------------------------------------------------------
@@ -340,6 +381,23 @@ def test_a_single_throttle_is_retried_within_the_poll(aws: MotoAws) -> None:
     assert len(aws.calls("DescribeCustomerGateways")) == 2
 
 
+def test_deadline_hit_while_backing_off_from_throttling_is_throttled(aws: MotoAws) -> None:
+    # The answer comes inside the read timeout, then the SDK honours x-amz-retry-after (1.5 s) and the
+    # 2 s poll deadline passes before the retry: the user should see "throttled", not "timeout".
+    aws.fail(
+        "DescribeVpnConnections",
+        status=503,
+        code="RequestLimitExceeded",
+        delay=0.9,
+        headers={"x-amz-retry-after": "1500"},
+    )
+    error = poll_error(make_exporter(aws, timeout=2.0))
+    assert error.reason == "throttled"
+    assert error.retry_after == 1.5
+    assert "still throttled" in str(error)
+    assert len(aws.calls("DescribeVpnConnections")) == 1
+
+
 def test_throttled_later_in_the_poll_names_that_operation(aws: MotoAws) -> None:
     aws.build_lab(1)
     aws.fail("SearchTransitGatewayRoutes", status=429, code="TooManyRequests")
@@ -362,7 +420,8 @@ def test_credential_failures_are_auth(aws: MotoAws, code: str, status: int) -> N
 def test_missing_credentials_are_auth(aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    error = poll_error(make_exporter(aws))
+    config = AwsExporterConfig(name="aws-nocreds", type="aws", region=REGION, endpoint_url=aws.endpoint_url)
+    error = poll_error(AwsExporter(config, timeout=5.0))
     assert error.reason == "auth"
     assert "credentials" in str(error)
     assert aws.calls() == []
@@ -461,3 +520,28 @@ def test_registry_builds_the_exporter(aws: MotoAws) -> None:
     assert (exporter.name, exporter.cloud) == ("aws-x", "aws")
     exporter.poll()
     exporter.close()
+
+
+# -- the fake itself (others build on it) -------------------------------------------------------
+
+
+def test_fake_modify_vpn_tunnel_options_applies_and_records_in_order(aws: MotoAws) -> None:
+    aws.enable_modify_vpn_tunnel_options()
+    (conn,) = aws.build_lab(1).connections
+    client = aws.client()
+    for ip in reversed(conn.outside_ips):
+        client.modify_vpn_tunnel_options(
+            VpnConnectionId=conn.vpn_id,
+            VpnTunnelOutsideIpAddress=ip,
+            TunnelOptions={"IKEVersions": [{"Value": "ikev2"}], "Phase2DHGroupNumbers": [{"Value": 20}]},
+        )
+
+    assert [(c.vpn_connection_id, c.outside_ip) for c in aws.modify_calls] == [
+        (conn.vpn_id, ip) for ip in reversed(conn.outside_ips)
+    ]
+    assert aws.modify_calls[0].options["IKEVersions"] == [{"Value": "ikev2"}]
+    described = client.describe_vpn_connections(VpnConnectionIds=[conn.vpn_id])["VpnConnections"][0]
+    for tunnel in described["Options"]["TunnelOptions"]:
+        assert tunnel["IkeVersions"] == [{"Value": "ikev2"}]
+        assert tunnel["Phase2DHGroupNumbers"] == [{"Value": 20}]
+        assert tunnel["PreSharedKey"] == TEST_PSK  # the fake serves it, so leak tests mean something
