@@ -8,6 +8,14 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry
 
+# Network rule: no test may reach a cloud metadata service (169.254.169.254 from the host would leave
+# the machine). Credential discovery in boto3 and google-auth is pointed at a closed loopback port.
+# Subprocesses (the daemon under test) inherit these.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"
+os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
+os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+
 
 @pytest.fixture
 def registry() -> CollectorRegistry:
