@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporters.gcp_errors import PollBudget, translate
+from exporters.gcp_errors import PollBudget, scrub, translate
 from exporters.gcp_monitoring import PacketCounter
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
@@ -39,18 +39,14 @@ class GcpExporter:
 
     cloud = "gcp"
 
-    def __init__(
-        self, config: GcpExporterConfig, *, timeout: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, config: GcpExporterConfig, *, timeout: float, clock: Callable[[], float] = time.time) -> None:
         self.name = config.name
         self.config = config
         self.timeout = timeout
         self._clock = clock
         self._lock = threading.Lock()
         self._clients: _Clients | None = None
-        self._packets = (
-            PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
-        )
+        self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
 
     def poll(self) -> Snapshot:
         budget = PollBudget(self.timeout)
@@ -87,9 +83,7 @@ class GcpExporter:
             budget,
             f"vpnGateways.list {where}",
             lambda token, left: clients.gateways.list(
-                request=compute_v1.ListVpnGatewaysRequest(
-                    project=cfg.project, region=cfg.region, **_page(token)
-                ),
+                request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **_page(token)),
                 timeout=left,
                 retry=None,
             ),
@@ -98,9 +92,7 @@ class GcpExporter:
             budget,
             f"vpnTunnels.list {where}",
             lambda token, left: clients.tunnels.list(
-                request=compute_v1.ListVpnTunnelsRequest(
-                    project=cfg.project, region=cfg.region, **_page(token)
-                ),
+                request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **_page(token)),
                 timeout=left,
                 retry=None,
             ),
@@ -109,9 +101,7 @@ class GcpExporter:
         for gateway in gateways:
             for interface in gateway.vpn_interfaces:
                 interface_ips[(gateway.name, interface.id)] = interface.ip_address
-        tunnels = tuple(
-            sorted((_tunnel(t, interface_ips) for t in tunnels_raw), key=lambda t: (t.connection, t.name))
-        )
+        tunnels = tuple(sorted((_tunnel(t, interface_ips) for t in tunnels_raw), key=lambda t: (t.connection, t.name)))
 
         def gateway_status(name: str) -> Any:
             return budget.call(
@@ -129,9 +119,7 @@ class GcpExporter:
                 ),
             )
 
-        ha_gateways = tuple(
-            _ha_gateway(g.name, gateway_status(g.name)) for g in sorted(gateways, key=lambda g: g.name)
-        )
+        ha_gateways = tuple(_ha_gateway(g.name, gateway_status(g.name)) for g in sorted(gateways, key=lambda g: g.name))
 
         if cfg.routers:
             router_names = list(cfg.routers)
@@ -140,9 +128,7 @@ class GcpExporter:
                 budget,
                 f"routers.list {where}",
                 lambda token, left: clients.routers.list(
-                    request=compute_v1.ListRoutersRequest(
-                        project=cfg.project, region=cfg.region, **_page(token)
-                    ),
+                    request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **_page(token)),
                     timeout=left,
                     retry=None,
                 ),
@@ -207,9 +193,7 @@ def _tunnel(raw: Any, interface_ips: dict[tuple[str, int], str]) -> Tunnel:
         detail=raw.detailed_status,
         router=last_segment(raw.router),
         gateway_interface=interface,
-        peer_interface=raw.peer_external_gateway_interface
-        if "peer_external_gateway_interface" in raw
-        else None,
+        peer_interface=raw.peer_external_gateway_interface if "peer_external_gateway_interface" in raw else None,
     )
 
 
@@ -261,7 +245,7 @@ def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[L
 def _as_malformed(exc: Exception, where: str) -> ExporterError:
     if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
         return ExporterError(
-            "malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {exc}"
+            "malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {scrub(str(exc))}"
         )
     return translate(exc, f"GCP poll of {where}")
 
@@ -324,8 +308,7 @@ def load_credentials(config: GcpExporterConfig) -> Any:
             return AnonymousCredentials()
         raise ExporterError(
             "auth",
-            "no Application Default Credentials found"
-            " (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)",
+            "no Application Default Credentials found (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)",
         ) from exc
     return credentials
 

@@ -4,13 +4,15 @@
 hands each call the time left, retries transient failures a bounded number of times, and turns
 google.api_core / google.auth / requests / grpc / protobuf exceptions into the shared reason
 vocabulary (throttled, auth, timeout, network, server_error, not_found, malformed, api_error).
-It must not put credentials or response bodies beyond the server's error message into messages.
+Messages name the operation and resource; foreign text in them is shortened and withheld when it
+looks like it could carry a secret (shared secret, key, token).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,6 +32,8 @@ RETRYABLE = frozenset({"throttled", "server_error", "network"})
 # Compute answers quota exhaustion with 403 and one of these reasons; that is throttling, not auth.
 _RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 _CONNECT_FAILURE_HINTS = ("failed to connect", "connection refused", "name resolution", "dns resolution")
+_SECRETISH = re.compile(r"shared_?secret|secret|private_?key|access_?token|refresh_?token|bearer", re.I)
+_MAX_MESSAGE = 300
 
 
 class PollBudget:
@@ -109,7 +113,7 @@ def translate(exc: BaseException, operation: str, *, timeout: float | None = Non
 
 def _from_api_error(exc: gexc.GoogleAPICallError, operation: str) -> ExporterError:
     code = exc.code if exc.code is not None else (exc.grpc_status_code.name if exc.grpc_status_code else "?")
-    text = f"{operation}: {code} {exc.message}".rstrip()
+    text = f"{operation}: {code} {scrub(exc.message or '')}".rstrip()
     retry_after = _retry_after(exc)
     reason: str
     if isinstance(exc, gexc.TooManyRequests):  # includes gRPC ResourceExhausted
@@ -171,6 +175,14 @@ def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def scrub(text: str) -> str:
+    """A foreign message, on one line and shortened; withheld if it looks like it names a secret."""
+    text = " ".join(str(text).split())
+    if _SECRETISH.search(text):
+        return "(message withheld: it may contain a secret)"
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    return scrub(lines[0]) if lines else type(exc).__name__

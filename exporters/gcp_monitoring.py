@@ -46,10 +46,7 @@ _CountKey = tuple[str, str, str]  # tunnel, direction, status
 
 
 def time_series_filter(metric_type: str, region: str) -> str:
-    return (
-        f'metric.type = "{metric_type}" AND resource.type = "vpn_gateway"'
-        f' AND resource.labels.region = "{region}"'
-    )
+    return f'metric.type = "{metric_type}" AND resource.type = "vpn_gateway" AND resource.labels.region = "{region}"'
 
 
 class PacketCounter:

@@ -10,11 +10,15 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
 
 from exporters import build_exporter
 from exporters.gcp import GcpExporter
+from exporters.gcp_errors import parse_retry_after, translate
 from tests.fakes.gcp import FakeGcp, FakeMonitoring
-from watchdog.config import GcpExporterConfig
+from watchdog.config import GcpExporterConfig, parse_config
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Tunnel
 
@@ -211,9 +215,7 @@ def test_snapshot_carries_no_shared_secret(gcp: FakeGcp, make: Any) -> None:
 def test_requests_are_authenticated_with_the_credentials_file(gcp: FakeGcp, make: Any) -> None:
     make(monitoring=False).poll()
 
-    assert gcp.requests and all(
-        r.headers.get("authorization", "").startswith("Bearer ") for r in gcp.requests
-    )
+    assert gcp.requests and all(r.headers.get("authorization", "").startswith("Bearer ") for r in gcp.requests)
 
 
 # -- pagination and API call budget ---------------------------------------------------------------
@@ -254,9 +256,7 @@ def test_api_calls_grow_with_routers_and_gateways_not_tunnels(gcp: FakeGcp, make
 
     tunnels = gcp.collections[gcp.regional("vpnTunnels")]
     for i in range(4, 40):
-        tunnels.append(
-            {**tunnels[0], "name": f"aws-tun-{i}", "selfLink": gcp.link(gcp.regional("vpnTunnels"), str(i))}
-        )
+        tunnels.append({**tunnels[0], "name": f"aws-tun-{i}", "selfLink": gcp.link(gcp.regional("vpnTunnels"), str(i))})
     gcp.router_status("cr-aws")["bestRoutes"] *= 25
     more = exporter.poll()
     assert len(more.tunnels) == 40 and len(more.routes) == 76
@@ -300,9 +300,7 @@ def test_unknown_project_is_not_found(make: Any) -> None:
 # -- packet counts from Cloud Monitoring ---------------------------------------------------------
 
 
-def test_packet_counts_accumulate_across_polls_without_double_counting(
-    mon: FakeMonitoring, make: Any
-) -> None:
+def test_packet_counts_accumulate_across_polls_without_double_counting(mon: FakeMonitoring, make: Any) -> None:
     # A point that ended before the exporter started belongs to no counter.
     mon.add_packets("aws-tun-0", "sent", "successful", 99, end=time.time() - 30)
     exporter = make()
@@ -380,9 +378,7 @@ def test_monitoring_off_makes_no_monitoring_calls(mon: FakeMonitoring, make: Any
     assert snapshot.packet_counts == () and mon.requests == [] and snapshot.api_calls == 6
 
 
-def test_packet_counts_of_deleted_tunnels_are_not_reported(
-    gcp: FakeGcp, mon: FakeMonitoring, make: Any
-) -> None:
+def test_packet_counts_of_deleted_tunnels_are_not_reported(gcp: FakeGcp, mon: FakeMonitoring, make: Any) -> None:
     exporter = make()
     mon.add_packets("aws-tun-3", "sent", "successful", 5)
     assert len(exporter.poll().packet_counts) == 1
@@ -502,9 +498,7 @@ def test_slow_monitoring_response_times_out_near_the_poll_timeout(mon: FakeMonit
         (grpc.StatusCode.INVALID_ARGUMENT, "api_error"),
     ],
 )
-def test_monitoring_errors_map_to_reasons(
-    mon: FakeMonitoring, make: Any, code: grpc.StatusCode, reason: str
-) -> None:
+def test_monitoring_errors_map_to_reasons(mon: FakeMonitoring, make: Any, code: grpc.StatusCode, reason: str) -> None:
     mon.fault(code, "injected")
 
     error = poll_error(make(timeout=2.0))
@@ -534,8 +528,8 @@ def test_refused_connection_is_network(make: Any, which: str) -> None:
 def no_adc(gcp: FakeGcp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An environment without Application Default Credentials (the metadata check hits the fake)."""
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("GCE_METADATA_IP", gcp.url.removeprefix("http://"))
+    for key, value in gcp.hermetic_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
     if (
         Path("/sys/class/dmi/id/product_name").is_file()
         and "Google" in Path("/sys/class/dmi/id/product_name").read_text()
@@ -550,6 +544,7 @@ def test_plaintext_endpoint_without_credentials_is_anonymous(gcp: FakeGcp, make:
     assert len(snapshot.tunnels) == 4
     compute = [r for r in gcp.requests if r.path.startswith("/compute/")]
     assert compute and not any("authorization" in r.headers for r in compute)
+    assert gcp.calls("^/$") >= 1  # the metadata-server check asked the fake, nothing else
 
 
 @pytest.mark.usefixtures("no_adc")
@@ -587,10 +582,57 @@ def test_non_numeric_uptime_is_malformed(gcp: FakeGcp, make: Any) -> None:
     assert error.reason == "malformed" and "a while" in str(error)
 
 
-def test_registry_builds_the_gcp_exporter(gcp: FakeGcp, tmp_path: Path) -> None:
-    config = GcpExporterConfig(name="g", type="gcp", project="p", region="r", endpoint=gcp.url)
+def test_config_file_entry_builds_a_working_exporter(gcp: FakeGcp, mon: FakeMonitoring, tmp_path: Path) -> None:
+    entry = gcp.exporter_config("g", monitoring=mon, credentials_file=gcp.write_credentials(tmp_path))
+    config = parse_config(yaml.safe_dump({"exporters": [entry]}))
 
-    exporter = build_exporter(config, timeout=3.0)
+    exporter = build_exporter(config.exporters[0], timeout=3.0)
+    try:
+        assert isinstance(exporter, GcpExporter) and (exporter.name, exporter.cloud) == ("g", "gcp")
+        assert len(exporter.poll().tunnels) == 4
+    finally:
+        exporter.close()
 
-    assert isinstance(exporter, GcpExporter) and (exporter.name, exporter.cloud) == ("g", "gcp")
-    exporter.close()
+
+def test_server_message_that_may_carry_a_secret_is_withheld(gcp: FakeGcp, make: Any) -> None:
+    body = json.dumps({"error": {"code": 400, "message": "bad sharedSecret 'psk-do-not-leak'"}})
+    gcp.fault(TUNNELS_URL, status=400, body=body)
+
+    error = poll_error(make())
+
+    assert error.reason == "api_error" and "psk-do-not-leak" not in str(error)
+    assert "withheld" in str(error)
+
+
+# -- translation of exceptions that a local fake cannot easily provoke -------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (auth_exceptions.RefreshError("invalid_grant: Token has been expired or revoked."), "auth"),
+        (auth_exceptions.DefaultCredentialsError("Could not automatically determine credentials"), "auth"),
+        (auth_exceptions.TransportError("metadata server unreachable"), "network"),
+        (api_exceptions.DeadlineExceeded("Deadline Exceeded"), "timeout"),
+        (api_exceptions.GatewayTimeout("upstream timed out"), "server_error"),
+        (api_exceptions.Unauthenticated("expired token"), "auth"),
+        (api_exceptions.RetryError("gave up", cause=api_exceptions.ServiceUnavailable("down")), "server_error"),
+        (api_exceptions.ServiceUnavailable("failed to connect to all addresses"), "network"),
+        (ConnectionResetError("reset by peer"), "network"),
+        (RuntimeError("surprise"), "api_error"),
+    ],
+)
+def test_foreign_exceptions_translate_to_reasons(exc: Exception, reason: str) -> None:
+    error = translate(exc, "routers.getRouterStatus cr-aws region r")
+
+    assert error.reason == reason and str(error).startswith("routers.getRouterStatus cr-aws region r: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("0.5", 0.5), ("Thu, 26 Nov 2026 12:02:00 GMT", 120.0), ("soon", None), ("-3", 0.0)],
+)
+def test_retry_after_header_values(value: str, seconds: float | None) -> None:
+    now = 1795694400.0  # Thu, 26 Nov 2026 12:00:00 GMT
+
+    assert parse_retry_after(value, now=now) == seconds

@@ -38,6 +38,8 @@ FakeGcp API (mutate between polls, not during one):
   is `times=1`. The first live matching fault wins; `clear_faults()` removes all.
 - `requests` records every request as `FakeRequest(method, path, query, headers, body)`;
   `calls(regex)` counts them, `paths()` lists them.
+- `exporter_config(name, monitoring=, credentials_file=, **extra)` -> an `exporters[]` YAML dict;
+  `hermetic_env(dir)` -> env overrides that keep credential discovery on this machine.
 - `write_credentials(dir)` writes a service-account key file (the clients sign their own JWTs, so
   no token request is made; `POST /token` answers one anyway). `GET /` answers as "not a metadata
   server": point `GCE_METADATA_IP` here to make Application Default Credentials discovery hermetic.
@@ -50,6 +52,9 @@ returns points whose end lies in (start, end], newest first; `page_size` paginat
 `fault(code, message, retry_delay=None, delay=0, times=None)`: abort with `code` (and a RetryInfo
 detail when `retry_delay` is set) after `delay`; `code=None` lets the call through (useful with
 `times=1` to fail the second call only). `requests` holds name, filter, start, end, page_token.
+Gotcha: the exporter counts only points that END after it was created (counts are "since the
+exporter started"), so add points after building the exporter / starting the daemon, or give a
+point a future `end` (e.g. `end=time.time() + 2`): it shows up once a poll's window reaches it.
 """
 
 from __future__ import annotations
@@ -149,9 +154,7 @@ class FakeGcp:
         server.daemon_threads = True
         server.block_on_close = False  # a slow-response fault must not hold up stop()
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -453,6 +456,46 @@ class FakeGcp:
         )
         return str(path)
 
+    def exporter_config(
+        self,
+        name: str = "gcp-hub",
+        *,
+        monitoring: FakeMonitoring | None = None,
+        credentials_file: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """An `exporters[]` entry (YAML-ready dict) pointing at this fake (and `monitoring`, if given).
+
+        Without `monitoring` the entry sets `monitoring: false`. Without `credentials_file` the
+        exporter falls back to anonymous credentials only where ADC finds nothing: run it with
+        `hermetic_env()` in its environment.
+        """
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": "gcp",
+            "project": self.project,
+            "region": self.region,
+            "endpoint": self.url,
+        }
+        if monitoring is not None:
+            entry["monitoring_endpoint"] = monitoring.url
+        else:
+            entry["monitoring"] = False
+        if credentials_file is not None:
+            entry["credentials_file"] = credentials_file
+        entry.update(extra)
+        return entry
+
+    def hermetic_env(self, directory: Path) -> dict[str, str]:
+        """Environment overrides under which Application Default Credentials find nothing and ask
+        no one but this fake (for a daemon subprocess; in-process tests use monkeypatch with these).
+        Remove GOOGLE_APPLICATION_CREDENTIALS from the environment as well."""
+        return {
+            "CLOUDSDK_CONFIG": str(Path(directory) / "gcloud"),
+            "GCE_METADATA_IP": self.url.removeprefix("http://"),
+            "GCE_METADATA_HOST": self.url.removeprefix("http://"),
+        }
+
     # -- the server --------------------------------------------------------------------------------
     def _handle(self, http: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(http.path)
@@ -471,9 +514,7 @@ class FakeGcp:
             if self._stopping.wait(fault.delay):
                 return
         if fault is not None and fault.status:
-            body = (
-                fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
-            )
+            body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
             self._send(http, fault.status, body.encode(), fault.headers)
             return
         status, payload = self._dispatch(request)
@@ -807,9 +848,7 @@ def _abort(context: grpc.ServicerContext, fault: GrpcFault) -> None:
 
     detail = any_pb2.Any()
     detail.Pack(
-        error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9))
-        )
+        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9)))
     )
     status = status_pb2.Status(code=fault.code.value[0], message=fault.message, details=[detail])
     context.abort_with_status(rpc_status.to_status(status))
