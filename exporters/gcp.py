@@ -22,7 +22,7 @@ from exporters.gcp_errors import PollBudget, scrub, translate
 from exporters.gcp_monitoring import PacketCounter
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
-from watchdog.model import BgpSession, HaGateway, LearnedRoute, Snapshot, Tunnel
+from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Snapshot, Tunnel
 
 REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
 
@@ -35,7 +35,12 @@ def last_segment(url: str | None) -> str | None:
 
 
 class GcpExporter:
-    """Polls one project/region; build it once, call `poll()` from one worker thread at a time."""
+    """Polls one project/region; build it once, call `poll()` from one worker thread at a time.
+
+    SDK clients and credentials are set up on the first poll (discovery may do I/O), so a
+    credential problem is that poll's `auth` error, retried at the next poll. `clock` is the wall
+    clock for `taken_at` and the Monitoring query windows.
+    """
 
     cloud = "gcp"
 
@@ -143,7 +148,7 @@ class GcpExporter:
             sessions.extend(router_sessions)
             routes.extend(_routes(router, status.result.best_routes, router_sessions))
 
-        packet_counts: tuple[Any, ...] = ()
+        packet_counts: tuple[PacketCount, ...] = ()
         if self._packets is not None:
             packet_counts = self._packets.poll(clients.monitoring(), budget, (t.name for t in tunnels))
 
