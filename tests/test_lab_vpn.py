@@ -97,8 +97,11 @@ def test_generated_daemon_config_is_valid_and_complete(config: Config, lab_dir: 
     assert sorted(e.name for e in config.exporters) == ["aws-frr", "aws-strongswan", "gcp-frr", "gcp-strongswan"]
     assert {(e.exporter, e.prefixes, e.min_paths) for e in config.expected_prefixes} == {
         ("gcp-frr", tuple(sorted(AWS_PREFIXES)), 4), ("aws-frr", tuple(sorted(GCP_PREFIXES)), 4)}
-    assert config.ike is not None and config.ike.interfaces == (f"{PREFIX}aws-tap",)
-    assert len(config.ike.peers) == 4
+    assert config.ike is not None
+    assert (config.ike.netns, config.ike.interfaces, len(config.ike.peers)) == (f"{PREFIX}aws", ("aws-wan",), 4)
+    assert sorted(p.name for p in config.probes) == ["aws-db-dns", "tun1-ping", "tun2-ping", "tun3-ping",
+                                                      "tun4-ping"]
+    assert {p.netns for p in config.probes} == {f"{PREFIX}gcp"}
     assert config.alertmanager is not None
 
 
@@ -157,7 +160,7 @@ def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path,
 
 
 def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab_dir: Path) -> None:
-    """The daemon's IKE sniffer runs in the root namespace and reads this link."""
+    """tcpdump or `watchdog ike sniff -i <prefix>aws-tap` can watch IKE from the host."""
     tap = f"{PREFIX}aws-tap"
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as sniffer:
         sniffer.bind((tap, 0))

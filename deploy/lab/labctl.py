@@ -321,8 +321,7 @@ class Lab:
             topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob))
         (L.prom_dir / "alertmanager.yml").write_text(topo.alertmanager_yml())
         L.watchdog_yaml.write_text(topo.watchdog_yaml(
-            L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns, tap=self.tap,
-            probe_netns_key=_config_supports_probe_netns()))
+            L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns))
 
     def _build_network(self) -> None:
         for ns in self.ns.values():
@@ -350,7 +349,8 @@ class Lab:
         self._build_tap()
 
     def _build_tap(self) -> None:
-        """Mirror the aws underlay (router side) to a root-namespace link the IKE sniffer can open."""
+        """Mirror the aws underlay (router side) to a root-namespace link, `<prefix>aws-tap`, so
+        tcpdump or `watchdog ike sniff -i` can watch IKE from the host without entering a namespace."""
         inet = self.ns["inet"]
         try:
             run(["ip", "link", "add", self.tap, "type", "veth", "peer", "name", "inet-tap",
@@ -364,7 +364,7 @@ class Lab:
                      "protocol", "all", "u32", "match", "u32", "0", "0",
                      "action", "mirred", "egress", "mirror", "dev", "inet-tap"])
         except LabError as exc:
-            print(f"labctl: warning: no IKE tap ({exc}); the sniffer will see nothing", file=sys.stderr)
+            print(f"labctl: warning: no root-namespace IKE tap ({exc})", file=sys.stderr)
 
     def _start_charon(self, side: topo.Side) -> None:
         d = self.layout.side_dir(side)
@@ -535,15 +535,6 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _config_supports_probe_netns() -> bool:
-    """Probes must run inside vw-gcp; write them only once the config model has a `netns` key."""
-    try:
-        text = (REPO / "watchdog" / "config.py").read_text()
-    except OSError:
-        return False
-    return re.search(r"^\s+netns\s*:", text, re.M) is not None
 
 
 def default_dir() -> Path:

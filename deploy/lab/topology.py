@@ -284,12 +284,10 @@ def watchdog_yaml(
     watchdog_addr: str,
     am_port: int,
     netns: dict[str, str],
-    tap: str,
-    probe_netns_key: bool,
 ) -> str:
     """The daemon's config for this lab. The daemon runs in the root namespace: VICI and vty sockets
-    are unix paths reachable from there; probes need `netns:` support to run inside the gcp
-    namespace, and the IKE sniffer reads `tap`, a mirror of the aws underlay."""
+    are unix paths reachable from there; probes run inside the gcp namespace and the IKE sniffer
+    inside the aws one (`netns:`)."""
     exporters = []
     for side in SIDES:
         exporters.append(f"""  - name: {side.key}-strongswan
@@ -305,27 +303,20 @@ def watchdog_yaml(
     min_paths: {len(TUNNELS)}"""
         for side in SIDES
     )
-    if probe_netns_key:
-        probes = [f"""  - name: aws-db-dns
+    probes = [f"""  - name: aws-db-dns
     type: dns
     query: {DNS_NAME}
     server: {DNS_ADDRESS}
     expect: [{DNS_ADDRESS}]
     interval: 5s
     netns: {netns["gcp"]}"""]
-        probes += [f"""  - name: {spec.name}-ping
+    probes += [f"""  - name: {spec.name}-ping
     type: icmp
     target: {spec.aws_inside}
     count: 3
     interval: 5s
     timeout: 2s
     netns: {netns["gcp"]}""" for spec in TUNNELS]
-        probes_text = "probes:\n" + "\n".join(probes)
-    else:
-        probes_text = (
-            "# DNS and per-tunnel ICMP probes must run inside the gcp namespace; they are written here\n"
-            "# once the config supports a per-probe `netns:` key.\nprobes: []"
-        )
     return f"""# Written by deploy/lab/labctl.py for the lab in {layout.root}; rewritten at every `up`.
 listen: "{watchdog_addr}"
 interval: 5s
@@ -334,9 +325,11 @@ exporters:
 {chr(10).join(exporters)}
 expected_prefixes:
 {expected}
-{probes_text}
+probes:
+{chr(10).join(probes)}
 ike:
-  interfaces: [{tap}]  # root-namespace mirror of the aws underlay
+  interfaces: [{AWS.wan_iface}]
+  netns: {netns["aws"]}
   peers: [{", ".join(AWS_OUTSIDE)}]
   mtu: 1400
 alertmanager:
