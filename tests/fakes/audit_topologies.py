@@ -72,7 +72,7 @@ def _router(n_tunnels: int) -> CloudRouter:
         peers.append(RouterPeer(f"peer-{i}", f"if-tunnel-{i}", gcp_ip, aws_ip))
     return CloudRouter(
         name="cr-hub",
-        network="hub-vpc",
+        network=HUB,
         advertise_mode="CUSTOM",
         advertised_groups=("ALL_SUBNETS",),
         advertised_ranges=(*SPOKE_SUBNETS, DNS_RANGE),
@@ -98,7 +98,7 @@ def _gcp(n_tunnels: int, redundancy: str, ext_ips: tuple[str, ...], met: str) ->
         name="gcp-hub",
         project=PROJECT,
         region=REGION,
-        ha_gateways=(HaGateway("ha-gw", "hub-vpc", HA_IPS, (("aws-peer", met),)),),
+        ha_gateways=(HaGateway("ha-gw", HUB, HA_IPS, (("aws-peer", met),)),),
         external_gateways=(ExternalGateway("aws-peer", redundancy, tuple(enumerate(ext_ips))),),
         tunnels=tunnels,
         routers=(_router(n_tunnels),),

@@ -124,7 +124,8 @@ def build(inventory: Inventory) -> Topology:
                 landing.connections.sort(key=lambda ac: (_interface_index(gateway, ac[1]), ac[1].id))
             landings.extend(gateway_landings)
     if inventory.gcp:
-        gcp_facing = [(a, c) for a, c in connections if c.id in claimed]
+        # In landing order: HA interface 0's connection first, then its tunnels in API order.
+        gcp_facing = [ac for landing in landings for ac in landing.connections]
     else:
         gcp_facing = connections
     return Topology(landings, gcp_facing)
