@@ -76,19 +76,23 @@ def sniff_main(
             for iface, err in sniffer.errors().items():
                 print(f"ike sniff: cannot capture on {iface}: {err}", file=sys.stderr)
             return 2
+        up = [i for i, ok in snap.sniffer_up.items() if ok]
+        span = "until Ctrl-C" if duration is None else f"for {duration:g} s"
+        print(f"ike sniff: capturing on {', '.join(up)} {span}", file=sys.stderr, flush=True)
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
         except KeyboardInterrupt:
             pass
+        up_at_end = sniffer.snapshot().sniffer_up
     finally:
         sniffer.stop()
     snap = sniffer.snapshot()
     docs: dict[str, Any] = sniffer.reports()
     lines = []
     for iface in interfaces:
-        state = "capturing" if snap.sniffer_up.get(iface) else f"DOWN ({sniffer.errors().get(iface, 'unknown')})"
+        state = "capturing" if up_at_end.get(iface) else f"DOWN ({sniffer.errors().get(iface, 'unknown')})"
         lines.append(f"== interface {iface}: {state}; kernel drops {snap.kernel_drops.get(iface, 0)}")
         if iface in docs:
             lines.append(to_text(docs[iface]))

@@ -186,6 +186,7 @@ class IkeSniffer:
         log.info("ike sniffer on %s: capturing (%s)%s", iface, self.filter, " again" if was_down else "")
 
     def _open_capture(self, iface: str) -> _Capture:
+        import scapy.layers.l2  # noqa: F401  (registers link types; without it scapy warns per socket)
         from scapy.config import conf
         from scapy.sendrecv import AsyncSniffer
 
