@@ -159,25 +159,56 @@ def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path,
     assert all(seconds is not None for seconds in back.values()), back
 
 
-def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab_dir: Path) -> None:
-    """tcpdump or `watchdog ike sniff -i <prefix>aws-tap` can watch IKE from the host."""
-    tap = f"{PREFIX}aws-tap"
+def capture(tap: str, action: Callable[[], None], stop: Callable[[set[tuple[str, int, bool]]], bool],
+            seconds: float = 8) -> set[tuple[str, int, bool]]:
+    """(destination, UDP port or 0 for a non-first fragment, IP-fragmented?) of IPv4 UDP frames
+    seen on `tap` while `action` runs and until `stop(seen)` or `seconds` pass."""
+    seen: set[tuple[str, int, bool]] = set()
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as sniffer:
         sniffer.bind((tap, 0))
         sniffer.settimeout(0.5)
-        assert labctl(lab_dir, "rekey", "2", "--ike").returncode == 0
-        deadline, seen = time.monotonic() + 8, set()
-        while time.monotonic() < deadline and ("198.51.100.2", 4500) not in seen:
+        action()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stop(seen):
             try:
                 frame = sniffer.recv(65535)
             except TimeoutError:
                 continue
-            if len(frame) >= 38 and frame[12:14] == b"\x08\x00" and frame[23] == 17:
-                header_len = (frame[14] & 0x0F) * 4
-                dst = socket.inet_ntoa(frame[30:34])
-                (dport,) = struct.unpack("!H", frame[14 + header_len + 2 : 14 + header_len + 4])
-                seen.add((dst, dport))
-    assert ("198.51.100.2", 4500) in seen, seen
+            if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+                continue
+            header_len = (frame[14] & 0x0F) * 4
+            (flags_offset,) = struct.unpack("!H", frame[20:22])
+            fragmented = bool(flags_offset & 0x3FFF)  # MF set or a non-zero offset
+            first = flags_offset & 0x1FFF == 0
+            port = struct.unpack("!H", frame[14 + header_len + 2 : 14 + header_len + 4])[0] if first else 0
+            seen.add((socket.inet_ntoa(frame[30:34]), port, fragmented))
+    return seen
+
+
+def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab_dir: Path) -> None:
+    """tcpdump or `watchdog ike sniff -i <prefix>aws-tap` can watch IKE from the host."""
+    seen = capture(f"{PREFIX}aws-tap", lambda: _ok(labctl(lab_dir, "rekey", "2", "--ike")),
+                   lambda seen: ("198.51.100.2", 4500, False) in seen)
+    assert ("198.51.100.2", 4500, False) in seen, seen
+
+
+def test_small_mtu_and_big_proposals_fragment_ike_and_tunnels_still_come_up(lab_dir: Path,
+                                                                            exporters: dict[str, Exporter]) -> None:
+    """The field notes' failure: AWS's large default proposal set, IP-fragmented at a small MTU."""
+    _ok(labctl(lab_dir, "mtu", "576"))
+    try:
+        seen = capture(f"{PREFIX}aws-tap", lambda: _ok(labctl(lab_dir, "proposals", "big")),
+                       lambda seen: any(fragmented for _, _, fragmented in seen))
+        assert any(fragmented for _, _, fragmented in seen), seen
+        assert all(t.up for t in exporters["aws-strongswan"].poll().tunnels)
+    finally:
+        _ok(labctl(lab_dir, "mtu", "1500"))
+        _ok(labctl(lab_dir, "proposals", "small"))
+    assert all(t.up for t in exporters["gcp-strongswan"].poll().tunnels)
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args}: {result.stderr}"
 
 
 def test_status_reports_every_process_running(lab_dir: Path) -> None:

@@ -268,7 +268,7 @@ class Lab:
         self._write_configs(bgp_timers, prom_port, am_port, watchdog_addr)
         self.save_state(up=True, prefix=self.prefix, bgp_timers=list(bgp_timers), prom_port=prom_port,
                         am_port=am_port, watchdog_addr=watchdog_addr, cuts=[], mtu=1500, proposals="small")
-        self._start_alertmanager(am_port)
+        alertmanager = self._start_alertmanager(am_port)
         self._build_network()
         for side in topo.SIDES:
             self._start_charon(side)
@@ -279,7 +279,8 @@ class Lab:
         for side in topo.SIDES:
             self._start_frr(side)
         self._start_dnsmasq()
-        self._start_prometheus(prom_port, am_port)
+        self._wait_serving("alertmanager", alertmanager, f"http://127.0.0.1:{am_port}/-/ready")
+        prometheus = self._start_prometheus(prom_port)
         n = len(topo.TUNNELS)
         wait_for(f"{n}/{n} CHILD SAs on both sides",
                  lambda: all(self.installed_children(s) >= n for s in topo.SIDES), 30, 0.05)
@@ -287,7 +288,7 @@ class Lab:
         wait_for(f"{n}/{n} BGP sessions with prefixes on both sides",
                  lambda: all(self.bgp_ready(s) >= n for s in topo.SIDES), 60, 0.1)
         t_bgp = time.monotonic()
-        wait_for("Prometheus ready", lambda: _http_ok(f"http://127.0.0.1:{prom_port}/-/ready"), 20, 0.1)
+        self._wait_serving("prometheus", prometheus, f"http://127.0.0.1:{prom_port}/-/ready")
         return {"total": time.monotonic() - t0, "child_sas": t_sas - t_charon, "bgp": t_bgp - t_charon}
 
     def _prepare_dirs(self) -> None:
@@ -415,29 +416,30 @@ class Lab:
         (d / f"{name}.pid").write_text(f"{proc.pid}\n")
         return proc
 
-    def _start_alertmanager(self, am_port: int) -> None:
+    def _start_alertmanager(self, am_port: int) -> subprocess.Popen[bytes]:
         # Started first: Prometheus drops its first alert batch when Alertmanager is not up yet.
         d = self.layout.prom_dir
-        self._am = self._spawn("alertmanager", [
+        return self._spawn("alertmanager", [
             "prometheus-alertmanager", f"--config.file={d}/alertmanager.yml", f"--storage.path={d}/am-data",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="])
 
-    def _start_prometheus(self, prom_port: int, am_port: int) -> None:
+    def _start_prometheus(self, prom_port: int) -> subprocess.Popen[bytes]:
         d = self.layout.prom_dir
-
-        def am_ready() -> bool:
-            if self._am.poll() is not None:
-                raise LabError(f"alertmanager exited; see {d}/alertmanager.log")
-            return port_open(am_port)
-
-        wait_for("Alertmanager", am_ready, 20)
-        proc = self._spawn("prometheus", [
+        return self._spawn("prometheus", [
             "prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=5s",
             "--web.enable-lifecycle"])
-        time.sleep(0.05)
-        if proc.poll() is not None:
-            raise LabError(f"prometheus exited; see {d}/prometheus.log")
+
+    def _wait_serving(self, name: str, proc: subprocess.Popen[bytes], url: str) -> None:
+        """Wait for an HTTP 200; a process that exits (e.g. a broken rule file) fails at once."""
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                tail = (self.layout.prom_dir / f"{name}.log").read_text(errors="replace").splitlines()[-3:]
+                raise LabError(f"{name} exited {proc.returncode}: {' | '.join(tail)}")
+            return _http_ok(url)
+
+        wait_for(name, ready, 20, 0.1)
 
     # --- faults ------------------------------------------------------------------------------------
 
