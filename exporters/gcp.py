@@ -306,16 +306,31 @@ def load_credentials(config: GcpExporterConfig) -> Any:
             raise ExporterError(
                 "auth", f"cannot load credentials_file {config.credentials_file}: {_credential_problem(exc)}"
             ) from exc
+    plaintext = _plaintext(config.endpoint) and _plaintext(config.monitoring_endpoint or config.endpoint)
+    if plaintext and not _local_adc_available():
+        # A plaintext endpoint is a local fake or proxy: never go looking for a cloud metadata server
+        # (that lookup would send traffic off this machine and can take seconds).
+        return AnonymousCredentials()
     try:
         credentials, _ = google.auth.default()
     except auth_exc.DefaultCredentialsError as exc:
-        if _plaintext(config.endpoint) and _plaintext(config.monitoring_endpoint or config.endpoint):
+        if plaintext:
             return AnonymousCredentials()
         raise ExporterError(
             "auth",
             "no Application Default Credentials found (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)",
         ) from exc
     return credentials
+
+
+def _local_adc_available() -> bool:
+    """ADC that need no network to find: the env var or gcloud's well-known file."""
+    import os
+
+    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        return True
+    config_dir = os.environ.get("CLOUDSDK_CONFIG") or os.path.expanduser("~/.config/gcloud")
+    return os.path.exists(os.path.join(config_dir, "application_default_credentials.json"))
 
 
 def _credentials_from_file(path: str) -> Any:
