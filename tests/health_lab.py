@@ -36,8 +36,9 @@ def aws_snapshot(down: Collection[int] = (), *, routes: bool = True, at: float =
         for n in range(1, 5)
     )
     sessions = tuple(
-        BgpSession("tgw-rtb-1", t.name, "169.254.10.1", "169.254.10.2", t.up, "Established" if t.up else "Down",
-                   tunnel=t.name)
+        BgpSession(
+            "tgw-rtb-1", t.name, "169.254.10.1", "169.254.10.2", t.up, "Established" if t.up else "Down", tunnel=t.name
+        )
         for t in tunnels
     )
     learned = (

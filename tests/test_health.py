@@ -149,9 +149,7 @@ HEALTHY = Phase(5)
         ),
     ],
 )
-def test_scenarios(
-    phases: list[Phase], firing: dict[str, int], failovers: dict[tuple[str, str], int]
-) -> None:
+def test_scenarios(phases: list[Phase], firing: dict[str, int], failovers: dict[tuple[str, str], int]) -> None:
     run = play(phases)
     assert dict(run.names()) == firing
     assert dict(run.failovers()) == failovers
@@ -260,8 +258,15 @@ def test_ike_and_gcp_fragmentation_fire_at_once_on_increase() -> None:
     ike0 = IkeSnapshot(fragmented={("eth0", "203.0.113.10", "CREATE_CHILD_SA", "ip"): 0})
     ike1 = IkeSnapshot(fragmented={("eth0", "203.0.113.10", "CREATE_CHILD_SA", "ip"): 2})
     gcp = gcp_snapshot()
-    frag = Snapshot(GCP, "gcp", 0, gcp.tunnels, gcp.bgp_sessions, gcp.routes,
-                    packet_counts=(PacketCount("tun1", "received", "fragment_received", 7),))
+    frag = Snapshot(
+        GCP,
+        "gcp",
+        0,
+        gcp.tunnels,
+        gcp.bgp_sessions,
+        gcp.routes,
+        packet_counts=(PacketCount("tun1", "received", "fragment_received", 7),),
+    )
     state, events = step(HealthState(), Observation(ike=ike0), START)
     assert events == []
     views = (ExporterView.build(GCP, "gcp", frag),)

@@ -36,9 +36,15 @@ def generator_url(listen: str) -> str:
 
 class AlertEngine:
     def __init__(
-        self, config: Config, state: WatchdogState, *, clock: Callable[[], float] = time.time
+        self,
+        config: Config,
+        state: WatchdogState,
+        *,
+        clock: Callable[[], float] = time.time,
+        listen: str | None = None,
     ) -> None:
         self.state = state
+        self.listen = listen  # `run --listen` overrides config.listen for generatorURL
         self.clock = clock
         self.health = HealthState()
         self.client: AlertmanagerClient | None = None
@@ -88,9 +94,7 @@ class AlertEngine:
         """The set to push: firing alerts plus recently resolved ones."""
         now = self.clock()
         self._resolved = {
-            k: a
-            for k, a in self._resolved.items()
-            if a.ends_at is not None and now - a.ends_at < RESOLVED_RETENTION
+            k: a for k, a in self._resolved.items() if a.ends_at is not None and now - a.ends_at < RESOLVED_RETENTION
         }
         labels = self.config.labels
         firing = self.health.firing(labels)
@@ -105,8 +109,7 @@ class AlertEngine:
             for prefix in entry.prefixes:
                 expected.setdefault(entry.exporter, {})[prefix] = entry.min_paths
         views = tuple(
-            self._view(runner, expected.get(name, {}), now)
-            for name, runner in sorted(self.state.exporters.items())
+            self._view(runner, expected.get(name, {}), now) for name, runner in sorted(self.state.exporters.items())
         )
         probes = tuple(
             ProbeView(r.last.probe, r.last.type, r.last.target, r.last.success, r.last.reason, r.last.detail)
@@ -157,13 +160,9 @@ class AlertEngine:
                     ", ".join(sorted(event.paths)),
                 )
             elif event.kind == "path_lost":
-                log.warning(
-                    "%s: %s lost path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths))
-                )
+                log.warning("%s: %s lost path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths)))
             elif event.kind == "path_restored":
-                log.info(
-                    "%s: %s regained path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths))
-                )
+                log.info("%s: %s regained path(s) %s", event.exporter, event.prefix, ", ".join(sorted(event.paths)))
             elif event.alert is not None:
                 self._alert_event(event.kind, event.alert)
         names = {r.name for r in self.state.exporters.values()}
@@ -196,7 +195,7 @@ class AlertEngine:
             am.urls,
             resend_interval=am.resend_interval,
             timeout=am.timeout,
-            generator_url=generator_url(config.listen),
+            generator_url=generator_url(self.listen or config.listen),
             on_outcome=self._count,
             clock=self.clock,
         )
