@@ -9,8 +9,10 @@ or routes.
 What it must not do: keep, log, return or put in an error message a `PreSharedKey` or the
 `CustomerGatewayConfiguration` XML (both are dropped right after parsing, and botocore's own debug
 log of response bodies is redacted); let a boto3 type or exception leave this module; run past its
-timeout (botocore's timeouts and retries are sized from it and the deadline is checked before every
-HTTP attempt).
+timeout: botocore's connect/read timeouts and standard-mode attempts are sized from it, and the
+deadline is checked before every call and every HTTP attempt (retries included). An attempt already
+in flight when the deadline passes may still finish, so the worst case is the timeout plus one read
+timeout (timeout / attempts); a server's Retry-After can stretch botocore's backoff the same way.
 """
 
 from __future__ import annotations
@@ -254,6 +256,14 @@ class AwsExporter:
                 sessions.extend(self._bgp_session(router, t) for t in conn_tunnels)
 
         routes = self._learned_routes(connections)
+        log.debug(
+            "%s: %d connections, %d tunnels, %d routes in %d API calls",
+            self.name,
+            len(connections),
+            len(tunnels),
+            len(routes),
+            self._calls,
+        )
         return Snapshot(
             exporter=self.name,
             cloud=self.cloud,
