@@ -78,7 +78,11 @@ def verify(directory: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{directory}:", "SYSTEMD_LOG_COLOR": "0"}
     return subprocess.run(
         [systemd_analyze(), "verify", "--man=no", str(directory / UNIT.name)],
-        capture_output=True, text=True, env=env, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
     )
 
 
@@ -111,7 +115,10 @@ def test_exposure_score_stays_low(tmp_path: Path) -> None:
     directory = unit_dir(tmp_path)
     result = subprocess.run(
         [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(directory / UNIT.name)],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{directory}:", "SYSTEMD_COLORS": "0"},
     )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
@@ -146,7 +153,11 @@ def test_sandbox_keys() -> None:
     }
     assert {key: one(key) for key in expected} == expected
     assert set(one("RestrictAddressFamilies").split()) == {
-        "AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK", "AF_PACKET",
+        "AF_INET",
+        "AF_INET6",
+        "AF_UNIX",
+        "AF_NETLINK",
+        "AF_PACKET",
     }
 
 

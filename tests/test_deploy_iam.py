@@ -1,0 +1,278 @@
+"""deploy/iam: the shipped policies grant exactly the API calls the code makes, derived, not listed.
+
+The daemon's exporters, its periodic audit and `watchdog audit --fix-ipsec --apply` run against the
+transport-level fakes (moto's server for EC2, the Compute REST / Cloud DNS / Cloud Monitoring gRPC
+fakes for GCP); every request those servers receive is mapped to the IAM action or GCP permission it
+needs. A policy that lacks one fails (the daemon would get AccessDenied); a policy with an extra one
+fails too (least privilege). A static scan of every boto3 EC2 method the code names backs this up
+for code paths the scenario did not reach.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporters import build_exporter
+from tests.fakes.aws import MotoAws
+from tests.fakes.gcp import FakeGcp, FakeMonitoring, FakeRequest
+from watchdog.audit.command import audit_main, periodic_audit
+from watchdog.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+IAM = ROOT / "deploy" / "iam"
+REGION = "ap-northeast-1"
+READ_PREFIXES = ("Describe", "Get", "Search", "List")
+
+# Compute custom methods -> the permission Google documents for them.
+_CUSTOM_METHODS = {
+    ("vpnGateways", "getStatus"): "compute.vpnGateways.get",
+    ("routers", "getRouterStatus"): "compute.routers.get",
+}
+_COMPUTE = re.compile(
+    r"^/compute/v1/projects/[^/]+/(?:(?P<aggregated>aggregated)/|regions/[^/]+/|global/)"
+    r"(?P<collection>[A-Za-z]+)(?:/(?P<name>[^/]+)(?:/(?P<method>[A-Za-z]+))?)?$"
+)
+_DNS = re.compile(r"^/dns/v1/projects/[^/]+/(?P<collection>[A-Za-z]+)(?:/(?P<name>[^/]+))?$")
+
+
+def gcp_permission(request: FakeRequest) -> str | None:
+    """The IAM permission one Compute / Cloud DNS REST request needs (None: OAuth token exchange)."""
+    if request.method == "POST" and request.path == "/token":
+        return None
+    assert request.method == "GET", f"the watchdog must only read GCP, but sent {request.method} {request.path}"
+    if match := _COMPUTE.match(request.path):
+        collection, name, method = match["collection"], match["name"], match["method"]
+        if method:
+            assert (collection, method) in _CUSTOM_METHODS, f"unknown custom method {collection}.{method}"
+            return _CUSTOM_METHODS[(collection, method)]
+        verb = "list" if match["aggregated"] or name is None else "get"
+        return f"compute.{collection}.{verb}"
+    if match := _DNS.match(request.path):
+        return f"dns.{match['collection']}.{'get' if match['name'] else 'list'}"
+    raise AssertionError(f"no permission mapping for {request.method} {request.path}")
+
+
+@dataclass
+class Observed:
+    daemon_aws: set[str] = field(default_factory=set)
+    daemon_gcp: set[str] = field(default_factory=set)
+    fix_aws: set[str] = field(default_factory=set)
+    fix_gcp: set[str] = field(default_factory=set)
+    fix_exit: int | None = None
+    ec2_methods: dict[str, str] = field(default_factory=dict)  # boto3 method -> API operation
+
+
+def write_config(path: Path, aws: MotoAws, gcp: FakeGcp, mon: FakeMonitoring, credentials: str) -> Path:
+    """The 4-tunnel setup, pointed at the fakes."""
+    aws_entry: dict[str, Any] = {"name": "aws-tokyo", "type": "aws", "region": REGION, "endpoint_url": aws.endpoint_url}
+    gcp_entry: dict[str, Any] = {
+        "name": "gcp-hub",
+        "type": "gcp",
+        "project": gcp.project,
+        "region": gcp.region,
+        "endpoint": gcp.url,
+        "monitoring_endpoint": mon.url,
+        "credentials_file": credentials,
+    }
+    path.write_text(yaml.safe_dump({"exporters": [aws_entry, gcp_entry], "audit": {"interval": "1h"}}))
+    return path
+
+
+def build_world(aws: MotoAws, gcp: FakeGcp) -> None:
+    """Moto: a TGW and 2 VPN connections whose outside IPs are the GCP fake's external gateway interfaces."""
+    tgw = aws.create_transit_gateway()
+    table = aws.default_route_table(tgw)
+    client = aws.client()
+    for i in range(2):
+        cgw = aws.create_customer_gateway(f"203.0.113.{10 + i}")  # the HA VPN gateway's interfaces
+        info = aws.create_vpn_connection(
+            cgw,
+            transit_gateway_id=tgw,
+            outside_ips=(f"198.51.100.{2 * i + 1}", f"198.51.100.{2 * i + 2}"),
+            inside_cidrs=(f"169.254.{10 + 2 * i}.0/30", f"169.254.{11 + 2 * i}.0/30"),
+        )
+        client.associate_transit_gateway_route_table(
+            TransitGatewayRouteTableId=table, TransitGatewayAttachmentId=info.attachment_id
+        )
+        client.enable_transit_gateway_route_table_propagation(
+            TransitGatewayRouteTableId=table, TransitGatewayAttachmentId=info.attachment_id
+        )
+        aws.add_propagated_route(table, f"10.{20 + i}.0.0/16", info.vpn_id)
+    aws.enable_modify_vpn_tunnel_options()
+    networks = "global/networks"
+    gcp.add(
+        networks,
+        {
+            "name": "hub",
+            "selfLink": gcp.link(networks, "hub"),
+            "peerings": [
+                {
+                    "name": "to-spoke",
+                    "network": gcp.link(networks, "spoke"),
+                    "state": "ACTIVE",
+                    "exportCustomRoutes": True,
+                }
+            ],
+        },
+    )
+    gcp.add(
+        networks,
+        {
+            "name": "spoke",
+            "selfLink": gcp.link(networks, "spoke"),
+            "peerings": [
+                {"name": "to-hub", "network": gcp.link(networks, "hub"), "state": "ACTIVE", "importCustomRoutes": True}
+            ],
+        },
+    )
+    gcp.add(networks, {"name": "lab", "selfLink": gcp.link(networks, "lab")})
+    gcp.route("GET", r"^/dns/v1/projects/[^/]+/managedZones$", lambda request: (200, {"managedZones": []}))
+
+
+class Recorder:
+    """What the fakes received since the last `take()`, as AWS actions and GCP permissions."""
+
+    def __init__(self, aws: MotoAws, gcp: FakeGcp, mon: FakeMonitoring) -> None:
+        self.aws, self.gcp, self.mon = aws, gcp, mon
+        self._marks = (0, 0, 0)
+        aws.clear_requests()
+        self.take()
+
+    def take(self) -> tuple[set[str], set[str]]:
+        a, g, m = self._marks
+        actions = {f"ec2:{r.action}" for r in self.aws.requests[a:]}
+        permissions = {p for r in self.gcp.requests[g:] if (p := gcp_permission(r))}
+        if self.mon.requests[m:]:
+            permissions.add("monitoring.timeSeries.list")
+        self._marks = (len(self.aws.requests), len(self.gcp.requests), len(self.mon.requests))
+        return actions, permissions
+
+
+def run_daemon_calls(config: Config) -> None:
+    """One poll of every exporter and one periodic audit: every call the daemon makes."""
+    for entry in config.exporters:
+        exporter = build_exporter(entry, timeout=10.0)
+        try:
+            exporter.poll()
+        finally:
+            exporter.close()  # type: ignore[attr-defined]
+    periodic_audit(config)
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    tmp = tmp_path_factory.mktemp("iam")
+    result = Observed()
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        with MotoAws(region=REGION) as aws, FakeGcp() as gcp, FakeMonitoring() as mon:
+            aws.use_test_credentials(monkeypatch)
+            build_world(aws, gcp)
+            result.ec2_methods = dict(aws.client().meta.method_to_api_mapping)
+            credentials = gcp.write_credentials(tmp)
+            recorder = Recorder(aws, gcp, mon)
+            # Nothing narrowed: the code path with the most calls (route tables and routers listed).
+            run_daemon_calls(load_config(write_config(tmp / "daemon.yaml", aws, gcp, mon, credentials)))
+            result.daemon_aws, result.daemon_gcp = recorder.take()
+            fix = write_config(tmp / "fix.yaml", aws, gcp, mon, credentials)
+            result.fix_exit = audit_main(
+                str(fix),
+                fmt="json",
+                fix_ipsec=True,
+                apply=True,
+                out=io.StringIO(),
+                wait_timeout=5.0,
+                poll_interval=0.01,
+                settle=0.0,
+            )
+            result.fix_aws, result.fix_gcp = recorder.take()
+            yield result
+    finally:
+        monkeypatch.undo()
+
+
+def aws_policy_actions(name: str) -> set[str]:
+    document = json.loads((IAM / name).read_text())
+    assert document["Version"] == "2012-10-17"
+    actions: set[str] = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any("*" in a for a in listed), f"{name}: wildcard action in {listed}"
+        actions |= set(listed)
+    return actions
+
+
+def gcp_role_permissions() -> set[str]:
+    role = yaml.safe_load((IAM / "gcp-role.yaml").read_text())
+    assert set(role) == {"title", "description", "stage", "includedPermissions"}
+    return set(role["includedPermissions"])
+
+
+def referenced_ec2_operations(methods: dict[str, str]) -> set[str]:
+    """Every EC2 client method named in the code, as its API operation (botocore's service model)."""
+    found = set()
+    for path in [*(ROOT / "exporters").glob("*.py"), *(ROOT / "watchdog").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in methods:
+                found.add(f"ec2:{methods[node.attr]}")
+    return found
+
+
+def test_the_scenario_reached_the_calls_it_derives_from(observed: Observed) -> None:
+    assert observed.fix_exit == 0, "audit --fix-ipsec --apply did not change every tunnel"
+    assert "ec2:ModifyVpnTunnelOptions" in observed.fix_aws
+    assert {"ec2:SearchTransitGatewayRoutes", "ec2:DescribeTransitGatewayRouteTables"} <= observed.daemon_aws
+    assert {"compute.routers.list", "monitoring.timeSeries.list", "dns.managedZones.list"} <= observed.daemon_gcp
+
+
+def test_aws_policy_is_exactly_what_the_daemon_calls(observed: Observed) -> None:
+    granted = aws_policy_actions("aws-policy.json")
+    assert observed.daemon_aws - granted == set(), "the daemon would be denied these"
+    assert granted - observed.daemon_aws == set(), "granted but never called"
+
+
+def test_aws_policy_is_read_only() -> None:
+    for action in aws_policy_actions("aws-policy.json"):
+        assert action.split(":", 1)[1].startswith(READ_PREFIXES), action
+
+
+def test_fix_ipsec_policy_is_exactly_what_apply_calls(observed: Observed) -> None:
+    granted = aws_policy_actions("aws-fix-ipsec-policy.json")
+    assert observed.fix_aws - granted == set(), "audit --fix-ipsec --apply would be denied these"
+    assert granted - observed.fix_aws == set(), "granted but never called"
+    writes = {a for a in granted if not a.split(":", 1)[1].startswith(READ_PREFIXES)}
+    assert writes == {"ec2:ModifyVpnTunnelOptions"}
+
+
+def test_modify_is_scoped_to_vpn_connections() -> None:
+    document = json.loads((IAM / "aws-fix-ipsec-policy.json").read_text())
+    (statement,) = [s for s in document["Statement"] if "ec2:ModifyVpnTunnelOptions" in s["Action"]]
+    assert statement["Action"] == ["ec2:ModifyVpnTunnelOptions"]
+    assert statement["Resource"] == "arn:aws:ec2:*:*:vpn-connection/*"
+
+
+def test_every_ec2_call_named_in_the_code_is_granted(observed: Observed) -> None:
+    """Static backstop: a new boto3 call on a path the scenario misses still needs a policy line."""
+    referenced = referenced_ec2_operations(observed.ec2_methods)
+    assert "ec2:DescribeVpnConnections" in referenced
+    granted = aws_policy_actions("aws-policy.json") | aws_policy_actions("aws-fix-ipsec-policy.json")
+    assert referenced - granted == set()
+
+
+def test_gcp_role_is_exactly_what_the_daemon_and_audit_use(observed: Observed) -> None:
+    granted = gcp_role_permissions()
+    used = observed.daemon_gcp | observed.fix_gcp
+    assert used - granted == set(), "the daemon would get 403 for these"
+    assert granted - used == set(), "granted but never used"
+    assert all(p.rsplit(".", 1)[1] in {"get", "list"} for p in granted), "the GCP role must be read-only"
