@@ -382,18 +382,18 @@ def test_a_single_throttle_is_retried_within_the_poll(aws: MotoAws) -> None:
 
 
 def test_deadline_hit_while_backing_off_from_throttling_is_throttled(aws: MotoAws) -> None:
-    # The answer comes inside the read timeout, then the SDK honours x-amz-retry-after (1.5 s) and the
+    # The answer comes inside the read timeout, then the SDK honours x-amz-retry-after (2 s) and the
     # 2 s poll deadline passes before the retry: the user should see "throttled", not "timeout".
     aws.fail(
         "DescribeVpnConnections",
         status=503,
         code="RequestLimitExceeded",
-        delay=0.9,
-        headers={"x-amz-retry-after": "1500"},
+        delay=0.5,
+        headers={"x-amz-retry-after": "2000"},
     )
     error = poll_error(make_exporter(aws, timeout=2.0))
     assert error.reason == "throttled"
-    assert error.retry_after == 1.5
+    assert error.retry_after == 2.0
     assert "still throttled" in str(error)
     assert len(aws.calls("DescribeVpnConnections")) == 1
 
@@ -483,7 +483,7 @@ def test_poll_deadline_stops_later_calls(aws: MotoAws) -> None:
     elapsed = time.monotonic() - started
     assert error.reason == "timeout"
     assert "ran past its 2s timeout" in str(error)
-    assert 2.0 <= elapsed < 3.0, elapsed
+    assert 2.0 <= elapsed < 3.3, elapsed
     assert 2 <= len(aws.calls()) <= 3
 
 
