@@ -7,7 +7,8 @@ Real strongSwan (charon-systemd, kernel-libipsec), FRR (zebra+bgpd), dnsmasq, Pr
 Alertmanager, one set per namespace, all state under one directory (default `<repo>/.lab`, or
 $WATCHDOG_LAB_DIR). Standard library only, so it runs before the project's virtualenv exists.
 It must not touch anything it did not create: processes are stopped only by their recorded PIDs
-after checking /proc/PID/cmdline, and only `vw-*` namespaces and the `vw-aws-tap` link are removed.
+after checking /proc/PID/cmdline, and only the lab's own `<prefix>*` namespaces (default `vw-`) and
+its `<prefix>aws-tap` link are removed.
 """
 
 from __future__ import annotations
@@ -294,6 +295,10 @@ class Lab:
     def _prepare_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)  # the frr user must reach its directory below it
+        for parent in self.root.parents:
+            if not parent.stat().st_mode & 0o001:
+                raise LabError(f"FRR runs as the frr user and cannot reach {self.root}: {parent} is not "
+                               "searchable by others; choose another --dir")
         for sub in ("gcp", "aws", "prom"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
         for side in topo.SIDES:
