@@ -95,9 +95,15 @@ def generate(path: Path, target: int, seed: int = 7) -> dict[str, int]:
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
 
+        next_id = 0
+
         def emit(frames: list[bytes], patch_id: bool) -> None:
-            nonlocal ts, n
-            ipid = rnd.getrandbits(16).to_bytes(2, "big")
+            # IP IDs count up (as a real stack's do), so no two datagrams of a capture share a
+            # reassembly key and the offline tshark join stays unambiguous.
+            nonlocal ts, n, next_id
+            if patch_id:
+                next_id = (next_id + 1) & 0xFFFF
+            ipid = next_id.to_bytes(2, "big")
             for fr in frames:
                 if patch_id:
                     fr = fr[:18] + ipid + fr[20:]

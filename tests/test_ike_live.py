@@ -19,6 +19,7 @@ import pytest
 
 from probes.ike.sniffer import IkeSniffer, bpf_filter
 from tests.conftest import require_root
+from watchdog.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -187,3 +188,8 @@ def test_filter_is_restricted_to_the_peers() -> None:
     assert f.startswith("(host 203.0.113.10 or host 2001:db8::1) and (udp port 500 or (udp port 4500 and udp[8:4] = 0)")
     assert "ip[6:2] & 0x1fff != 0" in f and "ip6[6] = 44" in f
     assert not bpf_filter([]).startswith("(host")
+
+
+def test_a_peer_that_is_not_an_ip_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="ike peer 'aws-tunnel-1' is not an IP address"):
+        IkeSniffer(["lo"], ["aws-tunnel-1"], 1460)

@@ -87,7 +87,8 @@ class Analyzer:
         self.wall_offset = wall_offset
         self.tracker = FragmentTracker(self._fragments_done, limits)
         self.peers: dict[str, PeerStats] = {}
-        self.events: list[dict[str, Any]] = []
+        # The latest events; older ones fall off (counted) so a long-running sniffer stays bounded.
+        self.events: deque[dict[str, Any]] = deque(maxlen=max_events)
         self.events_dropped = 0
         self.packets = 0
         self.ike_datagrams = 0
@@ -326,9 +327,8 @@ class Analyzer:
         )
 
     def _event(self, ts: float, kind: str, label: str, h: wire.IkeHeader, **extra: Any) -> None:
-        if len(self.events) >= self.max_events:
+        if len(self.events) == self.max_events:
             self.events_dropped += 1
-            return
         ev: dict[str, Any] = {
             "time": round(ts + self.wall_offset, 6),
             "type": kind,

@@ -116,6 +116,23 @@ def _describe(ev: dict[str, Any]) -> str:
     return f"{t}: {who}"
 
 
+_PRIORITY = {
+    "unanswered_fragmented_request": 0,
+    "ip_fragmented": 2,
+    "fragmented_request_pending_at_end": 3,
+    "fragmentation_risk": 4,
+    "rekey": 5,
+}
+
+
+def _priority(ev: dict[str, Any]) -> tuple[int, float]:
+    """What a person should read first when there are too many events to show."""
+    rank = _PRIORITY.get(ev["type"], 6)
+    if ev["type"] == "ip_fragmented" and not ev.get("complete", True):
+        rank = 1
+    return rank, ev["time"]
+
+
 def to_text(doc: dict[str, Any], max_events: int = 25) -> str:
     """Readable report from the JSON document (so both formats always agree)."""
     lines: list[str] = []
@@ -170,8 +187,9 @@ def to_text(doc: dict[str, Any], max_events: int = 25) -> str:
     important = [e for e in events if e["type"] not in ("ikev2_fragmented",)]
     if important:
         lines.append("")
-        shown = important[:max_events]
-        lines.append(f"Events ({len(shown)} of {len(important)}{' + more dropped' if doc['events_dropped'] else ''}):")
+        shown = sorted(sorted(important, key=_priority)[:max_events], key=lambda e: e["time"])
+        dropped = f", {doc['events_dropped']} older ones not kept" if doc["events_dropped"] else ""
+        lines.append(f"Events ({len(shown)} of {len(important)}{dropped}):")
         for ev in shown:
             lines.append(f"  {_fmt_time(ev['time'])}  {_describe(ev)}")
     ft = doc["fragment_tracker"]

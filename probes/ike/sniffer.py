@@ -26,6 +26,7 @@ from typing import Any
 from probes.ike.analyzer import Analyzer, pair_label, peer_matcher
 from probes.ike.report import problem_found, to_json
 from probes.ike.wire import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW
+from watchdog.errors import ConfigError
 from watchdog.model import IkeSnapshot
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class IkeSniffer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interfaces = list(dict.fromkeys(interfaces))
-        self.peers = [str(ipaddress.ip_address(p)) for p in peers]
+        self.peers = _parse_peers(peers)
         self.mtu = mtu
         self.filter = bpf_filter(self.peers)
         self._clock = clock
@@ -267,6 +268,16 @@ class IkeSniffer:
                     self._last_try[iface] = now
                 elif now - self._last_try.get(iface, 0.0) >= RETRY_SECONDS and not self._stop.is_set():
                     self._open(iface)
+
+
+def _parse_peers(peers: list[str]) -> list[str]:
+    out = []
+    for p in peers:
+        try:
+            out.append(str(ipaddress.ip_address(p)))
+        except ValueError:
+            raise ConfigError(f"ike peer {p!r} is not an IP address") from None
+    return out
 
 
 def _explain(exc: BaseException) -> str:
