@@ -28,10 +28,28 @@ from watchdog.config import load_config
 SECRETS = (topo.KNOWN_PSK, TEST_PSK, MOTO_TEMPLATE_PSK)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`watchdog.cli.main` configures global logging (root handlers, SDK levels); undo it per test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    names = ("botocore", "boto3", "urllib3", "google", "apscheduler", "scapy.runtime")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[AuditMotoAws]:
-    with AuditMotoAws(region=topo.AWS_REGION) as server:
+    server = AuditMotoAws(region=topo.AWS_REGION)
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -44,8 +62,12 @@ def aws(moto_server: AuditMotoAws, monkeypatch: pytest.MonkeyPatch) -> AuditMoto
 
 @pytest.fixture
 def gcp() -> Iterator[FakeGcpAudit]:
-    with FakeGcpAudit(topo.PROJECT, topo.REGION) as fake:
+    fake = FakeGcpAudit(topo.PROJECT, topo.REGION)
+    fake.start()
+    try:
         yield fake
+    finally:
+        fake.stop()
 
 
 class Lab:
@@ -131,6 +153,11 @@ def test_aws_default_tunnel_options_are_errors_and_no_secret_is_printed(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     lab.seed(topo.with_tunnel(topo.four_tunnels(), 0, options=TunnelOptions()))
+    # First without the CLI's logging setup, so every SDK debug record reaches caplog.
+    code, out = lab.run()
+    assert code == 1
+    assert any("DescribeVpnConnections" in r.getMessage() for r in caplog.records)
+    assert not any(secret in out + caplog.text for secret in SECRETS)
     code = main(["audit", "-c", str(lab.config), "--format", "json"])
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
