@@ -152,7 +152,10 @@ class AlertEngine:
         self.health, events = step(self.health, obs, now)
         for event in events:
             if event.kind == "failover":
-                self.state.failovers[(event.exporter, event.prefix)] += 1
+                # Swap in a new Counter: the scrape thread may be iterating the old one.
+                failovers = self.state.failovers.copy()
+                failovers[(event.exporter, event.prefix)] += 1
+                self.state.failovers = failovers
                 log.warning(
                     "failover on %s: %s now on %s",
                     event.exporter,
@@ -206,7 +209,9 @@ class AlertEngine:
             client.shutdown()
 
     def _count(self, url: str, outcome: str) -> None:
-        self.state.alerts_sent[outcome] += 1
+        sent = self.state.alerts_sent.copy()  # swapped, not mutated: see failovers
+        sent[outcome] += 1
+        self.state.alerts_sent = sent
 
 
 def _ident(alert: Alert) -> str:

@@ -202,6 +202,8 @@ class HealthState:
     # fragmentation counter key -> last value, and key -> time of the last increase
     counters: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
     fragments_seen: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
+    # exporter -> `taken_at` of the snapshot whose paths were tracked last (unchanged = skip the work)
+    tracked_snapshots: Mapping[str, float] = field(default_factory=lambda: _frozen_map({}))
 
     def firing(self, extra_labels: Mapping[str, str] | None = None) -> list[Alert]:
         """Alerts firing now, sorted by name and labels."""
@@ -230,7 +232,7 @@ def to_alert(
 def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState, list[Event]]:
     """Advance the health state by one observation taken at `now`."""
     events: list[Event] = []
-    paths, baseline = _track_paths(state, obs, events)
+    paths, baseline, snapshots = _track_paths(state, obs, events)
     counters, fragments_seen = _track_fragments(state, obs, now)
     conditions: dict[AlertKey, Condition] = {}
     for condition in _conditions(obs, baseline, fragments_seen, now):
@@ -243,6 +245,7 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
         baseline=_frozen_map(baseline),
         counters=_frozen_map(counters),
         fragments_seen=_frozen_map(fragments_seen),
+        tracked_snapshots=_frozen_map(snapshots),
     )
     return new, events
 
@@ -298,12 +301,18 @@ def _existing_paths(snapshot: Snapshot) -> set[str]:
 
 def _track_paths(
     state: HealthState, obs: Observation, events: list[Event]
-) -> tuple[dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], frozenset[str]]]:
+) -> tuple[
+    dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], frozenset[str]], dict[str, float]
+]:
     paths = dict(state.paths)
     baseline = dict(state.baseline)
+    snapshots = dict(state.tracked_snapshots)
     for view in obs.exporters:
         if view.frozen or view.snapshot is None:
             continue  # keep last known paths; an outage is not a failover
+        if snapshots.get(view.name) == view.snapshot.taken_at:
+            continue  # the same poll as last step: nothing moved
+        snapshots[view.name] = view.snapshot.taken_at
         existing = _existing_paths(view.snapshot)
         current = dict(view.learned)
         current.update(view.paths)
@@ -324,7 +333,7 @@ def _track_paths(
                     events.append(Event("failover", view.name, prefix, frozenset(now_paths)))
             if gained:
                 events.append(Event("path_restored", view.name, prefix, frozenset(gained)))
-    return paths, baseline
+    return paths, baseline, snapshots
 
 
 def _track_fragments(
@@ -535,8 +544,11 @@ def _prefixes(
             owners = frozenset({view.name})
             carried = ", ".join(sorted(paths))
             lost_text = f"; lost: {', '.join(lost)}" if lost else ""
-            routes = sorted({r.prefix for r in view.snapshot.routes if covers(r.prefix, prefix)})
-            if not routes and not known:
+            if paths:
+                routes = []  # only the no-path cases need to know which routes cover it
+            else:
+                routes = sorted({r.prefix for r in view.snapshot.routes if covers(r.prefix, prefix)})
+            if not paths and not routes and not known:
                 learned = sorted({r.prefix for r in view.snapshot.routes})
                 yield Condition(
                     "VpnExpectedPrefixMissing",
