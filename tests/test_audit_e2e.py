@@ -264,6 +264,16 @@ def test_fix_apply_changes_one_tunnel_at_a_time_and_waits_for_up(lab: Lab) -> No
     assert lab.run()[0] == 0
 
 
+def test_fix_apply_fixes_down_tunnels_before_taking_up_ones_down(lab: Lab) -> None:
+    inv = topo.with_tunnel(topo.four_tunnels(), 0, options=TunnelOptions())
+    inv = topo.with_tunnel(inv, 1, status="DOWN", options=replace(topo.GOOD_OPTIONS, phase1_dh=(20,)))
+    lab.seed(inv)
+    code, _ = lab.run("--fix-ipsec", "--apply", poll_interval=0.01, settle=5, wait_timeout=10)
+    assert code == 0
+    modified = [r.params["VpnTunnelOutsideIpAddress"] for r in lab.aws.calls("ModifyVpnTunnelOptions")]
+    assert modified == [topo.AWS_IPS[1], topo.AWS_IPS[0]]
+
+
 def test_fix_apply_stops_at_the_first_api_failure(lab: Lab) -> None:
     _broken_three(lab)
     lab.aws.fail("ModifyVpnTunnelOptions", status=400, code="InvalidParameterValue", message="nope", times=1)

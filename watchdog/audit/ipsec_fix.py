@@ -131,7 +131,9 @@ def apply_plan(
     `editors` maps an account (exporter) name to its AWS editor.
     """
     report = ApplyReport()
-    pending = [c for c in changes if c.needed]
+    # Tunnels that are down carry no traffic: fix them first, so an UP tunnel is only taken down
+    # for its change once its sibling is back UP (or the run has stopped).
+    pending = sorted((c for c in changes if c.needed), key=lambda c: c.status == "UP")
     for index, change in enumerate(pending):
         editor = editors[change.account]
         try:
