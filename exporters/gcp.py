@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Snapshot, Tunnel
 
 REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
+MAX_CONCURRENT_CALLS = 32  # per poll; well under Compute's per-project read quota
 
 
 def last_segment(url: str | None) -> str | None:
@@ -63,6 +65,15 @@ class GcpExporter:
                 raise
             except Exception as exc:  # noqa: BLE001 - anything left is an unexpected response shape
                 raise _as_malformed(exc, self._where()) from exc
+
+    def _fan_out(self, call: Callable[[str], Any], names: list[str]) -> list[Any]:
+        """Per-router / per-gateway calls run concurrently: a region with 250 routers must poll in
+        seconds, not 250 round trips. Results keep the order of `names`; the first error wins."""
+        if len(names) <= 1:
+            return [call(name) for name in names]
+        workers = min(MAX_CONCURRENT_CALLS, len(names))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gcp-{self.name}") as pool:
+            return list(pool.map(call, names))
 
     def close(self) -> None:
         with self._lock:
@@ -124,7 +135,11 @@ class GcpExporter:
                 ),
             )
 
-        ha_gateways = tuple(_ha_gateway(g.name, gateway_status(g.name)) for g in sorted(gateways, key=lambda g: g.name))
+        gateway_names = sorted(g.name for g in gateways)
+        ha_gateways = tuple(
+            _ha_gateway(name, status)
+            for name, status in zip(gateway_names, self._fan_out(gateway_status, gateway_names))
+        )
 
         if cfg.routers:
             router_names = list(cfg.routers)
@@ -142,11 +157,16 @@ class GcpExporter:
             router_names = sorted(r.name for r in routers if r.bgp_peers or r.interfaces)
         sessions: list[BgpSession] = []
         routes: list[LearnedRoute] = []
-        for router in router_names:
-            status = router_status(router)
-            router_sessions = [_session(router, peer) for peer in status.result.bgp_peer_status]
+
+        def router_records(name: str) -> tuple[list[BgpSession], list[LearnedRoute]]:
+            # Convert in the worker so the large protobuf response is freed at once (50k routes).
+            result = router_status(name).result
+            router_sessions = [_session(name, peer) for peer in result.bgp_peer_status]
+            return router_sessions, _routes(name, type(result).pb(result).best_routes, router_sessions)
+
+        for router_sessions, router_routes in self._fan_out(router_records, router_names):
             sessions.extend(router_sessions)
-            routes.extend(_routes(router, status.result.best_routes, router_sessions))
+            routes.extend(router_routes)
 
         packet_counts: tuple[PacketCount, ...] = ()
         if self._packets is not None:
@@ -228,12 +248,19 @@ def _session(router: str, peer: Any) -> BgpSession:
 
 
 def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[LearnedRoute]:
+    """`best_routes` is the raw protobuf repeated field (see the comment below)."""
     by_peer_ip = {s.peer_ip: s for s in sessions if s.peer_ip}
     routes = []
+    tunnels: dict[str, str | None] = {}
+    # Read the raw protobuf messages: proto-plus attribute access costs ~40x more, which matters
+    # at 50,000 routes per region.
     for route in best_routes:
         if route.route_type != "BGP":
             continue
         session = by_peer_ip.get(route.next_hop_ip)
+        url = route.next_hop_vpn_tunnel
+        if url not in tunnels:
+            tunnels[url] = last_segment(url)
         routes.append(
             LearnedRoute(
                 router=router,
@@ -241,7 +268,7 @@ def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[L
                 next_hop=route.next_hop_ip,
                 peer=session.peer if session else None,
                 # nextHopVpnTunnel names the path; the session's linked tunnel is the same one when absent.
-                tunnel=last_segment(route.next_hop_vpn_tunnel) or (session.tunnel if session else None),
+                tunnel=tunnels[url] or (session.tunnel if session else None),
             )
         )
     return routes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -57,6 +58,7 @@ class PollBudget:
         self._backoff = backoff
         self.deadline = clock() + timeout
         self.calls = 0
+        self._lock = threading.Lock()
 
     def remaining(self) -> float:
         return self.deadline - self._clock()
@@ -68,7 +70,8 @@ class PollBudget:
             left = self.remaining()
             if left <= 0:
                 raise ExporterError("timeout", f"{operation}: poll deadline of {self.timeout:g}s passed")
-            self.calls += 1
+            with self._lock:  # calls may run concurrently (per-router fan-out)
+                self.calls += 1
             try:
                 return fn(left)
             except Exception as exc:  # noqa: BLE001 - this is the translation boundary

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prometheus_client import generate_latest
-
-from watchdog.metrics import METRICS, PREFIX, build_registry
+from watchdog.metrics import METRICS, PREFIX, render_page
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, ProbeResult, Snapshot, Tunnel
 from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
 
@@ -105,7 +103,7 @@ def make_state() -> WatchdogState:
 
 
 def render(state: WatchdogState) -> str:
-    return generate_latest(build_registry(state)).decode()
+    return render_page(state).decode()
 
 
 def test_golden_exposition() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from watchdog.model import BgpSession, LearnedRoute, Snapshot, Tunnel
-from watchdog.paths import covers, expected_paths
+from watchdog.paths import PathIndex, covers, expected_paths
 
 
 def aws_snapshot(down: tuple[str, ...] = ()) -> Snapshot:
@@ -72,3 +76,19 @@ def test_covers() -> None:
     assert not covers("10.20.0.0/16", "10.0.0.0/8")
     assert not covers("not-a-prefix", "10.0.0.0/8")
     assert not covers("::/0", "10.0.0.0/8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.ip_addresses(v=4),
+    st.integers(0, 32),
+    st.ip_addresses(v=4),
+    st.integers(0, 32),
+)
+def test_covers_agrees_with_ipaddress(a: object, alen: int, b: object, blen: int) -> None:
+    route = ipaddress.ip_network(f"{a}/{alen}", strict=False)
+    wanted = ipaddress.ip_network(f"{b}/{blen}", strict=False)
+    assert covers(str(route), str(wanted)) == wanted.subnet_of(route)
+    # and the index finds exactly the covering routes
+    snap = Snapshot("x", "frr", 0.0, routes=(LearnedRoute("r", str(route), "169.254.0.1"),))
+    assert bool(PathIndex(snap).covering_routes(str(wanted))) == wanted.subnet_of(route)

@@ -24,7 +24,7 @@ from probes import build_probe
 from watchdog.alerting import AlertEngine
 from watchdog.config import Config, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
-from watchdog.metrics import build_registry
+from watchdog.metrics import build_registry, render_page
 from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
@@ -103,7 +103,7 @@ class Daemon:
         host, port = parse_host_port(self.listen_override or self.config.listen)
         web = load_web_config(self.config.web_config_file) if self.config.web_config_file else None
         try:
-            self.server = MetricsServer(host, port, self.registry, self.health, web)
+            self.server = MetricsServer(host, port, lambda: render_page(self.state, self.registry), self.health, web)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.start()

@@ -1,7 +1,8 @@
-"""Render `WatchdogState` as Prometheus metric families at scrape time.
+"""Render `WatchdogState` as the /metrics page at scrape time.
 
-A custom collector, as prometheus/client_python recommends: every scrape rebuilds the families from the
-latest snapshots, so a deleted tunnel's series vanish by themselves. `collect()` does no I/O and
+Snapshot-derived families (tunnels, sessions, routes, ...) come pre-rendered from each exporter's latest
+snapshot (`watchdog.exposition`), so a deleted tunnel's series vanish by themselves; the rest comes from a
+custom collector, as prometheus/client_python recommends, rebuilt at every scrape. `collect()` does no I/O and
 must not raise (one exception would fail the whole page), so each section is guarded.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,56 +20,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from watchdog.exposition import METRICS, PREFIX, join_families
 from watchdog.state import ExporterRunner, WatchdogState
 
+__all__ = ["METRICS", "PREFIX", "WatchdogCollector", "build_registry", "render_page"]
+
 log = logging.getLogger(__name__)
-
-PREFIX = "vpn_watchdog_"
-
-# name -> (type, help); the single source for docs (README metric reference) and deploy/ checks.
-METRICS: dict[str, tuple[str, str]] = {
-    "tunnel_up": ("gauge", "1 when the IPsec tunnel is established, 0 when not."),
-    "tunnel_info": ("gauge", "Always 1; the raw status and detail strings of the tunnel as its API reports them."),
-    "tunnel_status_change_timestamp_seconds": ("gauge", "Last tunnel status change, where the API says."),
-    "bgp_session_up": ("gauge", "1 when the BGP session is Established, 0 otherwise."),
-    "bgp_session_uptime_seconds": ("gauge", "Seconds since the BGP session was established."),
-    "bgp_received_prefixes": ("gauge", "Prefixes learned from that BGP peer."),
-    "learned_prefix": ("gauge", "1 per route learned over the VPN."),
-    "expected_prefix_paths": ("gauge", "Usable paths to an expected prefix (0 = unreachable)."),
-    "ha_redundancy_met": ("gauge", "GCP HA VPN gateway SLA redundancy state, 1 when met."),
-    "tunnel_packets_total": ("counter", "Cloud Monitoring packet counts by direction and delivery status."),
-    "probe_success": ("gauge", "1 when the last probe run succeeded."),
-    "probe_duration_seconds": ("gauge", "Duration of the last probe run."),
-    "probe_failures_total": ("counter", "Failed probe runs by reason."),
-    "probe_latency_seconds": ("histogram", "Round trips of DNS queries and ICMP echoes."),
-    "probe_icmp_loss_ratio": ("gauge", "Lost / sent echoes in the last ICMP probe run."),
-    "ike_messages_total": ("counter", "IKE messages seen by the sniffer, each counted once."),
-    "ike_fragmented_messages_total": (
-        "counter",
-        "IKE messages that arrived IP-fragmented (ip) or RFC 7383-fragmented (ikev2).",
-    ),
-    "ike_rekeys_total": ("counter", "Rekeys inferred from the wire by SA kind (ike, child)."),
-    "ike_largest_message_bytes": ("gauge", "IKE length field of the largest message per exchange."),
-    "ike_unanswered_fragmented_requests_total": (
-        "counter",
-        "IP-fragmented CREATE_CHILD_SA requests that never got a response.",
-    ),
-    "ike_malformed_packets_total": ("counter", "Captured packets the IKE parser skipped as malformed."),
-    "sniffer_up": ("gauge", "1 while the IKE sniffer is capturing on the interface."),
-    "sniffer_kernel_drops_total": (
-        "counter",
-        "Packets the kernel dropped before the sniffer read them (detector blind).",
-    ),
-    "failovers_total": ("counter", "Times a prefix lost a usable path while at least one other remained."),
-    "tunnel_pair_info": ("gauge", "1 per tunnel seen from both clouds (AWS end joined with GCP end)."),
-    "exporter_up": ("gauge", "1 when the exporter's last poll succeeded."),
-    "exporter_last_success_timestamp_seconds": ("gauge", "Unix time of the exporter's last successful poll."),
-    "exporter_poll_duration_seconds": ("gauge", "Duration of the exporter's last poll."),
-    "exporter_errors_total": ("counter", "Failed exporter polls by reason."),
-    "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
-    "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
-    "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
-}
 
 
 def _name(metric: str) -> str:
@@ -90,7 +48,7 @@ class WatchdogCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        sections = (self._exporter_objects, self._exporter_health, self._probes, self._ike, self._alerting)
+        sections = (self._exporter_health, self._probes, self._ike, self._alerting)
         for section in sections:
             try:
                 yield from section()
@@ -99,59 +57,6 @@ class WatchdogCollector(Collector):
 
     def _runners(self) -> list[ExporterRunner]:
         return sorted(self.state.exporters.values(), key=lambda r: r.name)
-
-    def _exporter_objects(self) -> Iterator[Metric]:
-        tunnel_up = _gauge("tunnel_up", ["exporter", "cloud", "connection", "tunnel", "local_ip", "peer_ip"])
-        tunnel_info = _gauge("tunnel_info", ["exporter", "cloud", "connection", "tunnel", "status", "detail"])
-        tunnel_change = _gauge("tunnel_status_change_timestamp_seconds", ["exporter", "cloud", "connection", "tunnel"])
-        session_labels = ["exporter", "cloud", "router", "peer", "local_ip", "peer_ip"]
-        bgp_up = _gauge("bgp_session_up", session_labels)
-        bgp_uptime = _gauge("bgp_session_uptime_seconds", session_labels)
-        bgp_received = _gauge("bgp_received_prefixes", ["exporter", "cloud", "router", "peer"])
-        learned = _gauge("learned_prefix", ["exporter", "cloud", "router", "prefix", "next_hop"])
-        expected = _gauge("expected_prefix_paths", ["exporter", "cloud", "prefix"])
-        ha = _gauge("ha_redundancy_met", ["exporter", "cloud", "gateway"])
-        packets = _counter("tunnel_packets_total", ["exporter", "cloud", "tunnel", "direction", "status"])
-        for runner in self._runners():
-            snap, ex, cloud = runner.snapshot, runner.name, runner.cloud
-            for prefix, paths in sorted(runner.paths.items()):
-                expected.add_metric([ex, cloud, prefix], len(paths))
-            if snap is None:
-                continue
-            for t in snap.tunnels:
-                tunnel_up.add_metric([ex, cloud, t.connection, t.name, t.local_ip, t.peer_ip], 1.0 if t.up else 0.0)
-                tunnel_info.add_metric([ex, cloud, t.connection, t.name, t.status, t.detail], 1.0)
-                if t.status_change is not None:
-                    tunnel_change.add_metric([ex, cloud, t.connection, t.name], t.status_change)
-            for s in snap.bgp_sessions:
-                labels = [ex, cloud, s.router, s.peer, s.local_ip, s.peer_ip]
-                bgp_up.add_metric(labels, 1.0 if s.up else 0.0)
-                if s.uptime_seconds is not None:
-                    bgp_uptime.add_metric(labels, s.uptime_seconds)
-                if s.received_prefixes is not None:
-                    bgp_received.add_metric([ex, cloud, s.router, s.peer], s.received_prefixes)
-            seen: set[tuple[str, str, str]] = set()
-            for r in snap.routes:
-                key = (r.router, r.prefix, r.next_hop)
-                if key not in seen:  # one series per route even if the API lists it twice
-                    seen.add(key)
-                    learned.add_metric([ex, cloud, *key], 1.0)
-            for g in snap.gateways:
-                ha.add_metric([ex, cloud, g.name], 1.0 if g.redundancy_met else 0.0)
-            for p in snap.packet_counts:
-                packets.add_metric([ex, cloud, p.tunnel, p.direction, p.status], p.count)
-        yield from (
-            tunnel_up,
-            tunnel_info,
-            tunnel_change,
-            bgp_up,
-            bgp_uptime,
-            bgp_received,
-            learned,
-            expected,
-            ha,
-            packets,
-        )
 
     def _exporter_health(self) -> Iterator[Metric]:
         up = _gauge("exporter_up", ["exporter", "cloud"])
@@ -251,3 +156,10 @@ def build_registry(state: WatchdogState) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WatchdogCollector(state))
     return registry
+
+
+def render_page(state: WatchdogState, registry: CollectorRegistry | None = None) -> bytes:
+    """The whole /metrics page: pre-rendered snapshot families, then the collector's families."""
+    runners = sorted(state.exporters.values(), key=lambda r: r.name)
+    objects = join_families(r.rendered for r in runners)
+    return objects.encode() + generate_latest(registry or build_registry(state))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tunnel:
     """One IPsec tunnel as one side sees it.
 
@@ -32,7 +32,7 @@ class Tunnel:
     accepted_routes: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BgpSession:
     """One BGP session (Cloud Router peer, TGW tunnel session, FRR neighbor)."""
 
@@ -47,7 +47,7 @@ class BgpSession:
     tunnel: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LearnedRoute:
     """One route learned over the VPN.
 
@@ -63,7 +63,7 @@ class LearnedRoute:
     connection: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HaGateway:
     """GCP HA VPN gateway redundancy state (vpnGateways.getStatus)."""
 
@@ -72,7 +72,7 @@ class HaGateway:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PacketCount:
     """Cumulative packet count of one tunnel, direction and delivery status (Cloud Monitoring)."""
 
@@ -82,7 +82,7 @@ class PacketCount:
     count: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one successful poll of one exporter observed."""
 
@@ -97,7 +97,7 @@ class Snapshot:
     api_calls: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """The outcome of one probe run. `reason` is empty on success."""
 
@@ -113,7 +113,7 @@ class ProbeResult:
     received: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IkeSnapshot:
     """Cumulative IKE observations of the live sniffer(s), rendered as `ike_*` metrics.
 

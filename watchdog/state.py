@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from watchdog.errors import ExporterError, ProbeError
+from watchdog.exposition import Rendered, render_snapshot
 from watchdog.interfaces import Exporter, IkeSource, Probe
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
 from watchdog.netns import shared_loop
@@ -67,6 +68,7 @@ class ExporterRunner:
         self.health = ExporterHealth()
         self.snapshot: Snapshot | None = None
         self.paths: dict[str, frozenset[str]] = {}
+        self.rendered: Rendered = {}
         self._busy = False
         self._again = False
 
@@ -98,9 +100,9 @@ class ExporterRunner:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         log.debug("polling exporter %s", self.name)
-        future = loop.run_in_executor(self.executor, self.exporter.poll)
+        future = loop.run_in_executor(self.executor, self._fetch)
         try:
-            snapshot = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            snapshot, paths, rendered = await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             future.add_done_callback(lambda _f: self._release())
             self._record_failure(ExporterError("timeout", f"poll did not finish within {self.timeout:g}s"), started)
@@ -112,16 +114,32 @@ class ExporterRunner:
             log.exception("exporter %s crashed", self.name)
             self._record_failure(ExporterError("internal", f"{type(exc).__name__}: {exc}"), started)
             return True
-        self.apply(snapshot, time.monotonic() - started)
+        self.apply(snapshot, time.monotonic() - started, paths=paths, rendered=rendered)
         return True
+
+    def _fetch(self) -> tuple[Snapshot, dict[str, frozenset[str]], Rendered]:
+        """Worker thread: poll, then do the per-snapshot work (paths, exposition) off the event loop."""
+        snapshot = self.exporter.poll()
+        paths = expected_paths(snapshot, self.expected_prefixes)
+        return snapshot, paths, render_snapshot(self.name, self.cloud, snapshot, paths)
 
     def _release(self) -> None:
         self._busy = False
 
-    def apply(self, snapshot: Snapshot, duration: float) -> None:
+    def apply(
+        self,
+        snapshot: Snapshot,
+        duration: float,
+        *,
+        paths: dict[str, frozenset[str]] | None = None,
+        rendered: Rendered | None = None,
+    ) -> None:
         """Swap in a new snapshot (atomically: readers see the old or the new one, never a mix)."""
-        paths = expected_paths(snapshot, self.expected_prefixes)
-        self.snapshot, self.paths = snapshot, paths
+        if paths is None:
+            paths = expected_paths(snapshot, self.expected_prefixes)
+        if rendered is None:
+            rendered = render_snapshot(self.name, self.cloud, snapshot, paths)
+        self.snapshot, self.paths, self.rendered = snapshot, paths, rendered
         health = self.health
         health.up = True
         health.last_success = self.clock()

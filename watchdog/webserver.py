@@ -13,8 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from watchdog.webconfig import WebConfig
 
@@ -32,11 +31,11 @@ class MetricsServer:
         self,
         host: str,
         port: int,
-        registry: CollectorRegistry,
+        render: Callable[[], bytes],
         health: Callable[[], dict[str, Any]],
         web: WebConfig | None = None,
     ) -> None:
-        self.registry = registry
+        self.render = render
         self.health = health
         self.web = web or WebConfig()
         server = self
@@ -60,7 +59,7 @@ class MetricsServer:
                     self.wfile.write(b"unauthorized\n")
                     return
                 if path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
+                    self._send(200, CONTENT_TYPE_LATEST, server.render())
                 elif path == "/healthz":
                     body = server.health()
                     self._send(

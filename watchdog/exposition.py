@@ -1,0 +1,149 @@
+"""Exposition of exporter snapshots as Prometheus text, pre-rendered once per snapshot.
+
+A region can hold 50,000 learned routes; building metric objects for them at every scrape costs
+seconds. Snapshots are immutable, so their sample lines are rendered once, in the poll's worker
+thread, and a scrape only joins strings. Also home of METRICS, the one list of every metric we export
+(name -> type, help), from which docs and deploy/ checks are derived. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.utils import floatToGoString
+
+from watchdog.model import Snapshot
+
+PREFIX = "vpn_watchdog_"
+
+# name -> (type, help); the single source for docs (README metric reference) and deploy/ checks.
+METRICS: dict[str, tuple[str, str]] = {
+    "tunnel_up": ("gauge", "1 when the IPsec tunnel is established, 0 when not."),
+    "tunnel_info": ("gauge", "Always 1; the raw status and detail strings of the tunnel as its API reports them."),
+    "tunnel_status_change_timestamp_seconds": ("gauge", "Last tunnel status change, where the API says."),
+    "bgp_session_up": ("gauge", "1 when the BGP session is Established, 0 otherwise."),
+    "bgp_session_uptime_seconds": ("gauge", "Seconds since the BGP session was established."),
+    "bgp_received_prefixes": ("gauge", "Prefixes learned from that BGP peer."),
+    "learned_prefix": ("gauge", "1 per route learned over the VPN."),
+    "expected_prefix_paths": ("gauge", "Usable paths to an expected prefix (0 = unreachable)."),
+    "ha_redundancy_met": ("gauge", "GCP HA VPN gateway SLA redundancy state, 1 when met."),
+    "tunnel_packets_total": ("counter", "Cloud Monitoring packet counts by direction and delivery status."),
+    "probe_success": ("gauge", "1 when the last probe run succeeded."),
+    "probe_duration_seconds": ("gauge", "Duration of the last probe run."),
+    "probe_failures_total": ("counter", "Failed probe runs by reason."),
+    "probe_latency_seconds": ("histogram", "Round trips of DNS queries and ICMP echoes."),
+    "probe_icmp_loss_ratio": ("gauge", "Lost / sent echoes in the last ICMP probe run."),
+    "ike_messages_total": ("counter", "IKE messages seen by the sniffer, each counted once."),
+    "ike_fragmented_messages_total": (
+        "counter",
+        "IKE messages that arrived IP-fragmented (ip) or RFC 7383-fragmented (ikev2).",
+    ),
+    "ike_rekeys_total": ("counter", "Rekeys inferred from the wire by SA kind (ike, child)."),
+    "ike_largest_message_bytes": ("gauge", "IKE length field of the largest message per exchange."),
+    "ike_unanswered_fragmented_requests_total": (
+        "counter",
+        "IP-fragmented CREATE_CHILD_SA requests that never got a response.",
+    ),
+    "ike_malformed_packets_total": ("counter", "Captured packets the IKE parser skipped as malformed."),
+    "sniffer_up": ("gauge", "1 while the IKE sniffer is capturing on the interface."),
+    "sniffer_kernel_drops_total": (
+        "counter",
+        "Packets the kernel dropped before the sniffer read them (detector blind).",
+    ),
+    "failovers_total": ("counter", "Times a prefix lost a usable path while at least one other remained."),
+    "tunnel_pair_info": ("gauge", "1 per tunnel seen from both clouds (AWS end joined with GCP end)."),
+    "exporter_up": ("gauge", "1 when the exporter's last poll succeeded."),
+    "exporter_last_success_timestamp_seconds": ("gauge", "Unix time of the exporter's last successful poll."),
+    "exporter_poll_duration_seconds": ("gauge", "Duration of the exporter's last poll."),
+    "exporter_errors_total": ("counter", "Failed exporter polls by reason."),
+    "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
+    "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
+    "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
+}
+
+
+# Families rendered from snapshots, in page order, with their label names (sorted on output).
+OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tunnel_up", ("exporter", "cloud", "connection", "tunnel", "local_ip", "peer_ip")),
+    ("tunnel_info", ("exporter", "cloud", "connection", "tunnel", "status", "detail")),
+    ("tunnel_status_change_timestamp_seconds", ("exporter", "cloud", "connection", "tunnel")),
+    ("bgp_session_up", ("exporter", "cloud", "router", "peer", "local_ip", "peer_ip")),
+    ("bgp_session_uptime_seconds", ("exporter", "cloud", "router", "peer", "local_ip", "peer_ip")),
+    ("bgp_received_prefixes", ("exporter", "cloud", "router", "peer")),
+    ("learned_prefix", ("exporter", "cloud", "router", "prefix", "next_hop")),
+    ("expected_prefix_paths", ("exporter", "cloud", "prefix")),
+    ("ha_redundancy_met", ("exporter", "cloud", "gateway")),
+    ("tunnel_packets_total", ("exporter", "cloud", "tunnel", "direction", "status")),
+)
+
+Rendered = dict[str, list[str]]
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def header(metric: str) -> str:
+    kind, help_text = METRICS[metric]
+    name = PREFIX + metric
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+class _Lines:
+    """Sample lines of one family; labels sorted by name as prometheus_client prints them."""
+
+    def __init__(self, metric: str, labels: tuple[str, ...]) -> None:
+        self.name = PREFIX + metric
+        self.order = sorted(range(len(labels)), key=lambda i: labels[i])
+        self.names = [labels[i] for i in self.order]
+        self.lines: list[str] = []
+
+    def add(self, values: Iterable[str], value: float) -> None:
+        v = list(values)
+        pairs = ",".join(f'{n}="{escape(v[i])}"' for n, i in zip(self.names, self.order, strict=True))
+        self.lines.append(f"{self.name}{{{pairs}}} {floatToGoString(value)}\n")
+
+
+def render_snapshot(
+    exporter: str, cloud: str, snapshot: Snapshot | None, paths: Mapping[str, frozenset[str]]
+) -> Rendered:
+    """Sample lines per family for one exporter's latest snapshot and expected-prefix paths."""
+    fam = {metric: _Lines(metric, labels) for metric, labels in OBJECT_FAMILIES}
+    ex, cl = exporter, cloud
+    for prefix, found in sorted(paths.items()):
+        fam["expected_prefix_paths"].add((ex, cl, prefix), len(found))
+    if snapshot is not None:
+        for t in snapshot.tunnels:
+            fam["tunnel_up"].add((ex, cl, t.connection, t.name, t.local_ip, t.peer_ip), 1.0 if t.up else 0.0)
+            fam["tunnel_info"].add((ex, cl, t.connection, t.name, t.status, t.detail), 1.0)
+            if t.status_change is not None:
+                fam["tunnel_status_change_timestamp_seconds"].add((ex, cl, t.connection, t.name), t.status_change)
+        for s in snapshot.bgp_sessions:
+            labels = (ex, cl, s.router, s.peer, s.local_ip, s.peer_ip)
+            fam["bgp_session_up"].add(labels, 1.0 if s.up else 0.0)
+            if s.uptime_seconds is not None:
+                fam["bgp_session_uptime_seconds"].add(labels, s.uptime_seconds)
+            if s.received_prefixes is not None:
+                fam["bgp_received_prefixes"].add((ex, cl, s.router, s.peer), s.received_prefixes)
+        seen: set[tuple[str, str, str]] = set()
+        for r in snapshot.routes:
+            key = (r.router, r.prefix, r.next_hop)
+            if key not in seen:  # one series per route even if the API lists it twice
+                seen.add(key)
+                fam["learned_prefix"].add((ex, cl, *key), 1.0)
+        for g in snapshot.gateways:
+            fam["ha_redundancy_met"].add((ex, cl, g.name), 1.0 if g.redundancy_met else 0.0)
+        for p in snapshot.packet_counts:
+            fam["tunnel_packets_total"].add((ex, cl, p.tunnel, p.direction, p.status), p.count)
+    return {metric: lines.lines for metric, lines in fam.items()}
+
+
+def join_families(rendered: Iterable[Rendered]) -> str:
+    """One page section: each family's header once, then every exporter's lines for it."""
+    parts: list[str] = []
+    blocks = list(rendered)
+    for metric, _ in OBJECT_FAMILIES:
+        parts.append(header(metric))
+        for block in blocks:
+            parts.extend(block.get(metric, ()))
+    return "".join(parts)
