@@ -18,6 +18,7 @@ from tests.alertmanager_process import AlertmanagerProcess
 from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess
 from tests.deploy_checks import DEPLOY, tool
+from tests.fakes.aws import MotoAws
 from tests.fakes.gcp import FakeGcp, FakeMonitoring
 
 RULES = DEPLOY / "prometheus" / "vpn-watchdog.rules.yml"
@@ -186,3 +187,104 @@ alertmanager:
         prometheus.stop()
         assert daemon.stop() == 0
         am.stop()
+
+
+def build_aws_side(aws: MotoAws) -> tuple[str, str]:
+    """Two VPN connections whose customer gateways are the GCP fake's HA interfaces and whose outside
+    IPs are the GCP fake's peer IPs: the fake GCP tunnels aws-tun-0..3 are their other ends."""
+    tgw = aws.create_transit_gateway()
+    table = aws.default_route_table(tgw)
+    client = aws.client()
+    vpns = []
+    for i, (gcp_ip, outside) in enumerate(
+        (("203.0.113.10", ("198.51.100.1", "198.51.100.2")), ("203.0.113.11", ("198.51.100.3", "198.51.100.4")))
+    ):
+        cgw = aws.create_customer_gateway(gcp_ip)
+        inside = (f"169.254.{10 + 2 * i}.0/30", f"169.254.{11 + 2 * i}.0/30")
+        info = aws.create_vpn_connection(cgw, transit_gateway_id=tgw, outside_ips=outside, inside_cidrs=inside)
+        client.associate_transit_gateway_route_table(
+            TransitGatewayRouteTableId=table, TransitGatewayAttachmentId=info.attachment_id
+        )
+        client.enable_transit_gateway_route_table_propagation(
+            TransitGatewayRouteTableId=table, TransitGatewayAttachmentId=info.attachment_id
+        )
+        vpns.append(info.vpn_id)
+    aws.add_propagated_route(table, "10.40.0.0/16", *vpns)
+    return vpns[0], vpns[1]
+
+
+@pytest.mark.slow
+def test_tunnel_seen_from_both_clouds_is_one_alert(
+    tmp_path: Path, port: int, fakes: tuple[FakeGcp, FakeMonitoring], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gcp, _mon = fakes
+    with MotoAws() as aws:
+        aws.use_test_credentials(monkeypatch)  # the daemon subprocess inherits them
+        _vpn1, vpn2 = build_aws_side(aws)
+        # The fake's aws-tun-2 (peer 198.51.100.3) is NO_INCOMING_PACKETS: AWS sees its end down too.
+        aws.set_telemetry(vpn2, "198.51.100.3", status="DOWN", message="IPSEC IS DOWN")
+        am = AlertmanagerProcess(tmp_path / "am").start()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+listen: 127.0.0.1:{port}
+interval: 500ms
+exporters:
+  - {{name: aws-tokyo, type: aws, region: {aws.region}, endpoint_url: "{aws.endpoint_url}", timeout: 3s}}
+  - name: gcp-hub
+    type: gcp
+    project: {gcp.project}
+    region: {gcp.region}
+    endpoint: {gcp.url}
+    monitoring: false
+    credentials_file: {gcp.write_credentials(tmp_path)}
+    timeout: 3s
+expected_prefixes:
+  - {{exporter: aws-tokyo, prefixes: [10.40.0.0/16], min_paths: 2}}
+alertmanager:
+  urls: [{am.url}]
+  resend_interval: 1s
+  for: 200ms
+"""
+        )
+        daemon = DaemonProcess(config, port)
+        try:
+            page = daemon.wait_for('vpn_watchdog_tunnel_pair_info{aws_connection="', timeout=30)
+            pairs = [line for line in page.splitlines() if line.startswith("vpn_watchdog_tunnel_pair_info{")]
+            assert len(pairs) == 4, pairs
+            assert any('aws_tunnel="198.51.100.3"' in p and 'gcp_tunnel="aws-tun-2"' in p for p in pairs)
+
+            def tunnel_alerts() -> list[dict[str, Any]]:
+                return [a for a in am.alerts() if a["labels"]["alertname"].startswith("VpnTunnel")]
+
+            def joined() -> list[dict[str, Any]]:
+                found = tunnel_alerts()
+                return found if [a["labels"].get("gcp_tunnel") for a in found] == ["aws-tun-2"] else []
+
+            (down,) = wait("one joined tunnel alert", joined)
+            assert len(tunnel_alerts()) == 1
+            labels = down["labels"]
+            assert labels["alertname"] == "VpnTunnelDown"
+            assert labels["exporter"] == "aws-tokyo+gcp-hub"
+            assert (labels["aws_exporter"], labels["aws_tunnel"]) == ("aws-tokyo", "198.51.100.3")
+            assert (labels["gcp_exporter"], labels["gcp_tunnel"]) == ("gcp-hub", "aws-tun-2")
+            assert labels["aws_connection"] == vpn2
+
+            # AWS alone loses 198.51.100.4 while GCP's aws-tun-3 stays up: the ends disagree.
+            aws.set_telemetry(vpn2, "198.51.100.4", status="DOWN")
+
+            def asymmetric() -> list[dict[str, Any]]:
+                return [a for a in tunnel_alerts() if a["labels"]["alertname"] == "VpnTunnelAsymmetric"]
+
+            (asym,) = wait("asymmetric alert", asymmetric)
+            assert asym["labels"]["exporter"] == "aws-tokyo" and asym["labels"]["gcp_tunnel"] == "aws-tun-3"
+            # 10.40.0.0/16 is now on vpn-1's two tunnels only: a failover, still at min_paths.
+            page = daemon.wait_for(
+                'vpn_watchdog_failovers_total{cloud="aws",exporter="aws-tokyo",prefix="10.40.0.0/16"}'
+            )
+            assert (
+                'vpn_watchdog_expected_prefix_paths{cloud="aws",exporter="aws-tokyo",prefix="10.40.0.0/16"} 2.0' in page
+            )
+        finally:
+            assert daemon.stop() == 0
+            am.stop()

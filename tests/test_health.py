@@ -284,3 +284,24 @@ def test_config_labels_are_added_but_ours_win() -> None:
     run = play([HEALTHY, Phase(30, aws_down={1}, gcp_down={1})])
     for alert in run.state.firing({"env": "prod", "severity": "bogus"}):
         assert labels(alert)["env"] == "prod" and labels(alert)["severity"] != "bogus"
+
+
+def test_no_single_ended_tunnel_alert_while_the_other_cloud_has_not_polled_yet() -> None:
+    hold = Observation().hold
+    waiting = (
+        ExporterView.build(AWS, "aws", aws_snapshot({1}), {AWS_PREFIX: 2}),
+        ExporterView.build(GCP, "gcp", None, up=False, stale=False),
+    )
+    state, events = HealthState(), []
+    for t in range(int(hold) + 2):
+        state, new = step(state, Observation(waiting, pairs=join_tunnels([aws_snapshot({1})])), START + t)
+        events += new
+    assert [e for e in events if e.alert and e.alert.name == "VpnTunnelDown"] == []
+    # Once GCP is stale (never polled in 3 intervals), AWS's view stands alone.
+    stale = (waiting[0], ExporterView.build(GCP, "gcp", None, up=False, stale=True))
+    for t in range(int(hold) + 2):
+        state, new = step(state, Observation(stale), START + 100 + t)
+        events += new
+    assert [labels(e.alert)["tunnel"] for e in events if e.alert and e.alert.name == "VpnTunnelDown"] == [
+        "198.51.100.1"
+    ]

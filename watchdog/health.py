@@ -107,9 +107,7 @@ class ExporterView:
         if snapshot is not None:
             index = PathIndex(snapshot)
             paths = {prefix: index.paths_to(prefix) for prefix in expected}
-            learned = {
-                prefix: index.paths_to(prefix) for prefix in sorted({r.prefix for r in snapshot.routes})
-            }
+            learned = {prefix: index.paths_to(prefix) for prefix in sorted({r.prefix for r in snapshot.routes})}
         return cls(name, cloud, up, stale, snapshot, expected, paths, learned, last_success, last_error)
 
 
@@ -301,9 +299,7 @@ def _existing_paths(snapshot: Snapshot) -> set[str]:
 
 def _track_paths(
     state: HealthState, obs: Observation, events: list[Event]
-) -> tuple[
-    dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], frozenset[str]], dict[str, float]
-]:
+) -> tuple[dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], frozenset[str]], dict[str, float]]:
     paths = dict(state.paths)
     baseline = dict(state.baseline)
     snapshots = dict(state.tracked_snapshots)
@@ -430,10 +426,11 @@ def _find_tunnel(view: ExporterView | None, name: str) -> Tunnel | None:
 
 def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -> Iterable[Condition]:
     paired: set[tuple[str, str]] = set()
-    peers_of_gcp = {
-        t.peer_ip for v in views.values() if v.cloud == "gcp" and v.snapshot for t in v.snapshot.tunnels
-    }
+    peers_of_gcp = {t.peer_ip for v in views.values() if v.cloud == "gcp" and v.snapshot for t in v.snapshot.tunnels}
     gcp_known = any(v.cloud == "gcp" and v.snapshot is not None for v in views.values())
+    # A cloud exporter that has not polled yet (and is not stale) may still pair these tunnels:
+    # judging them single-ended now would raise an alert that the join withdraws a moment later.
+    joining = any(v.cloud in ("aws", "gcp") and v.snapshot is None and not v.stale for v in views.values())
     for pair in pairs:
         aws_view, gcp_view = views.get(pair.aws_exporter), views.get(pair.gcp_exporter)
         aws_t, gcp_t = _find_tunnel(aws_view, pair.aws_tunnel), _find_tunnel(gcp_view, pair.gcp_tunnel)
@@ -481,7 +478,7 @@ def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -
         if view.snapshot is None:
             continue
         for tunnel in view.snapshot.tunnels:
-            if tunnel.up or (view.name, tunnel.name) in paired:
+            if tunnel.up or (view.name, tunnel.name) in paired or (joining and view.cloud in ("aws", "gcp")):
                 continue
             if view.cloud == "aws" and gcp_known and tunnel.local_ip not in peers_of_gcp:
                 continue  # no GCP tunnel uses this AWS end: the idle second tunnel of a cheap setup
@@ -530,9 +527,7 @@ def _plural(n: int) -> str:
     return "path" if n == 1 else "paths"
 
 
-def _prefixes(
-    views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], frozenset[str]]
-) -> Iterable[Condition]:
+def _prefixes(views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], frozenset[str]]) -> Iterable[Condition]:
     for view in views:
         if view.snapshot is None:
             continue
@@ -588,8 +583,7 @@ def _prefixes(
                         ident,
                         ident,
                         f"{prefix} failed over: {len(paths)} of {len(known)} paths usable on {view.name}",
-                        f"{prefix} now on {len(paths)} of {len(known)} paths: still carried by {carried}"
-                        f"{lost_text}.",
+                        f"{prefix} now on {len(paths)} of {len(known)} paths: still carried by {carried}{lost_text}.",
                         owners,
                     )
 
