@@ -138,7 +138,7 @@ class GcpExporter:
         gateway_names = sorted(g.name for g in gateways)
         ha_gateways = tuple(
             _ha_gateway(name, status)
-            for name, status in zip(gateway_names, self._fan_out(gateway_status, gateway_names))
+            for name, status in zip(gateway_names, self._fan_out(gateway_status, gateway_names), strict=True)
         )
 
         if cfg.routers:
