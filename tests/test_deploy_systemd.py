@@ -13,6 +13,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -183,3 +186,73 @@ def test_exec_start_pre_checks_the_config_with_the_real_cli() -> None:
     ok = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "ok (4 exporters" in ok.stdout
+
+
+# -- the privilege model, run for real --------------------------------------------------------------
+
+
+def setpriv_args(capabilities: list[str]) -> list[str]:
+    """setpriv arguments giving a process what the unit gives it: a non-root uid, these capabilities
+    as ambient and bounding set, no_new_privs. (The filesystem and syscall sandbox are not reproduced.)"""
+    caps = ",".join(["-all", *(f"+{c.removeprefix('CAP_').lower()}" for c in capabilities)])
+    args = ["--reuid=65534", "--regid=65534", "--clear-groups", f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+    args.append(f"--bounding-set={caps}")
+    if one("NoNewPrivileges") == "yes":
+        args.append("--no-new-privs")
+    return args
+
+
+def run_sandboxed(capabilities: list[str]) -> dict[str, str]:
+    """Start `watchdog run` with a raw-socket ICMP probe and the IKE sniffer on loopback; return the
+    probe_success and sniffer_up samples once both are rendered."""
+    from tests.conftest import free_port, require_root
+
+    require_root()
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is missing"
+    port = free_port()
+    # The unprivileged uid must read the config, as the unit's dynamic user reads /etc/vpn-watchdog.
+    readable = Path(tempfile.mkdtemp(prefix="vpn-watchdog-unit-"))
+    readable.chmod(0o755)
+    config = readable / "config.yaml"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        "probes:\n  - {name: lo-raw, type: icmp, target: 127.0.0.1, mode: raw, count: 1, timeout: 1s}\n"
+        "ike: {interfaces: [lo], peers: [127.0.0.1]}\n"
+    )
+    config.chmod(0o644)
+    argv = [setpriv, *setpriv_args(capabilities), str(VENV_WATCHDOG), "run", "-c", str(config)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(samples) < 2:
+            assert process.poll() is None, f"watchdog run exited: {process.communicate()[1][-2000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    page = response.read().decode()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            samples = dict(re.findall(r"^vpn_watchdog_(probe_success|sniffer_up)\{[^}]*\} (\S+)$", page, re.M))
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(readable, ignore_errors=True)
+    return samples
+
+
+def test_the_units_capabilities_suffice_for_raw_icmp_and_the_sniffer() -> None:
+    samples = run_sandboxed(SERVICE["AmbientCapabilities"][0].split())
+    assert samples == {"probe_success": "1.0", "sniffer_up": "1.0"}
+
+
+def test_without_cap_net_raw_raw_icmp_and_the_sniffer_fail() -> None:
+    """The control: the capability is what makes the difference, not the uid."""
+    samples = run_sandboxed([])
+    assert samples == {"probe_success": "0.0", "sniffer_up": "0.0"}
