@@ -16,9 +16,11 @@ import os
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -326,3 +328,53 @@ def test_grafana_reads_prometheus_and_the_dashboards_of_deploy_grafana() -> None
 
 def test_the_compose_watchdog_config_is_valid() -> None:
     assert {e.type for e in WATCHDOG_CONFIG.exporters} == {"aws", "gcp"}
+
+
+# -- the capability model, run for real -------------------------------------------------------------
+
+_CAP_BITS = {"cap_net_raw": 13}
+
+
+def file_capability(spec: str) -> bytes:
+    """`cap_net_raw+ep` as the `security.capability` xattr setcap writes (VFS_CAP_REVISION_2)."""
+    name, _, flags = spec.partition("+")
+    assert set(flags) <= {"e", "p"} and "p" in flags, f"unexpected capability flags in {spec}"
+    magic = 0x02000000 | (0x1 if "e" in flags else 0)
+    return struct.pack("<5I", magic, 1 << _CAP_BITS[name], 0, 0, 0)
+
+
+def run_as_image_user(interpreter: Path, bounding: str) -> subprocess.CompletedProcess[str]:
+    uid = final("USER").split(":")[0]
+    script = "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); print('raw ok')"
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is missing"
+    argv = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
+    argv += [f"--bounding-set={bounding}", str(interpreter), "-c", script]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_the_file_capability_gives_the_image_user_raw_sockets_only_with_net_raw_in_the_runtime() -> None:
+    """The Dockerfile's setcap on a copy of a Python interpreter, run as the image's uid: raw sockets
+    work with NET_RAW in the bounding set (cap_add), the same copy without it cannot even start, and an
+    interpreter without the file capability gets EPERM (the control)."""
+    from tests.conftest import require_root
+
+    require_root()
+    (spec,) = re.findall(r"setcap (\S+) ", " ".join(args for kw, args in stages()[-1] if kw == "RUN"))
+    source = Path("/usr/bin/python3").resolve() if Path("/usr/bin/python3").exists() else Path(sys.executable).resolve()
+    directory = Path(tempfile.mkdtemp(prefix="vpn-watchdog-image-"))
+    try:
+        directory.chmod(0o755)
+        with_cap, plain = directory / "python-netraw", directory / "python-plain"
+        shutil.copy(source, with_cap)
+        shutil.copy(source, plain)
+        os.setxattr(with_cap, "security.capability", file_capability(spec))
+
+        granted = run_as_image_user(with_cap, "-all,+net_raw")
+        assert granted.returncode == 0 and "raw ok" in granted.stdout, granted.stderr
+        refused = run_as_image_user(with_cap, "-all")
+        assert refused.returncode != 0 and "Operation not permitted" in refused.stderr
+        control = run_as_image_user(plain, "-all,+net_raw")
+        assert control.returncode != 0 and "PermissionError" in control.stderr
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
