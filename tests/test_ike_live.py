@@ -1,4 +1,5 @@
-"""The live sniffer on a real veth between two network namespaces, fed by kernel-fragmented IKE.
+"""The live sniffer on a real veth between two network namespaces, fed by kernel-fragmented IKE
+and by a real strongSwan (charon-systemd per namespace, kernel-libipsec, PSK) rekeying over MTU 576.
 
 The sender uses an ordinary UDP socket with IP_PMTUDISC_DONT, so the kernel itself fragments the
 3000-byte IKE-looking datagram at MTU 1500. The sniffer runs inside the receiving namespace (a
@@ -193,3 +194,136 @@ def test_filter_is_restricted_to_the_peers() -> None:
 def test_a_peer_that_is_not_an_ip_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ike peer 'aws-tunnel-1' is not an IP address"):
         IkeSniffer(["lo"], ["aws-tunnel-1"], 1460)
+
+
+# -- a real strongSwan rekey over a low-MTU link --------------------------------------------------
+
+BIG_IKE = ("aes256gcm16-aes128gcm16-prfsha512-prfsha384-prfsha256-modp8192-modp6144-modp4096-modp3072-ecp521-ecp384-"
+           "ecp256-curve25519,aes256-aes192-aes128-sha512-sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-"
+           "modp2048-ecp521-ecp384-ecp256-curve25519")
+BIG_ESP = ("aes256gcm16-aes192gcm16-aes128gcm16-modp8192-modp6144-modp4096-ecp521-ecp384,aes256-aes192-aes128-sha512-"
+           "sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-modp2048-ecp521-ecp384-ecp256")
+
+PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 pem pkcs1 x509 pubkey kdf kernel-libipsec "
+           "kernel-netlink socket-default vici updown")
+STRONGSWAN_CONF = """
+charon-systemd {{
+  journal {{ default = -1 }}
+  filelog {{ t {{ path = {d}/charon.log
+                default = 1
+                flush_line = yes }} }}
+}}
+charon {{
+  load = {plugins}
+  plugins {{ vici {{ socket = unix://{d}/charon.vici }} }}
+}}
+"""
+
+SWANCTL_CONF = """
+connections {{
+  tun1 {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = {ike}
+    fragmentation = no
+    mobike = no
+    dpd_delay = 0s
+    local {{ auth = psk
+            id = {local} }}
+    remote {{ auth = psk
+             id = {remote} }}
+    children {{
+      tun1 {{
+        local_ts = {lin}/32
+        remote_ts = {rin}/32
+        esp_proposals = {esp}
+        start_action = {start}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-tun1 {{ id-1 = {A}
+             id-2 = {B}
+             secret = "lab-psk-live-test-0123456789" }}
+}}
+"""
+
+
+def swanctl(d: Path, *args: str) -> str:
+    env = dict(os.environ, STRONGSWAN_CONF=str(d / "strongswan.conf"))
+    return subprocess.run(["swanctl", *args, "--uri", f"unix://{d}/charon.vici"], env=env, check=True,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_sniffer_sees_a_real_strongswan_rekey_ip_fragmented(veth_pair: tuple[str, str, str], tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("swanctl") is None or not Path("/usr/sbin/charon-systemd").exists():
+        if os.environ.get("CI"):
+            pytest.fail("strongSwan (charon-systemd, swanctl) is part of the CI install")
+        pytest.skip("strongSwan not installed")
+    ns_a, ns_b, dev_b = veth_pair
+    dev_a = f"{dev_b[:-1]}x"
+    sh("ip", "-n", ns_a, "link", "set", dev_a, "mtu", "576")
+    sh("ip", "-n", ns_b, "link", "set", dev_b, "mtu", "576")
+    charons: list[subprocess.Popen[bytes]] = []
+    sniffer = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert sniffer.stdout is not None
+        assert json.loads(sniffer.stdout.readline()) == {"ready": {dev_b: True}}
+        sides = {"a": (ns_a, A_IP, B_IP, "169.254.10.2", "169.254.10.1", "start"),
+                 "b": (ns_b, B_IP, A_IP, "169.254.10.1", "169.254.10.2", "none")}
+        for name, (ns, local, remote, lin, rin, start) in sides.items():
+            d = tmp_path / name
+            d.mkdir()
+            (d / "strongswan.conf").write_text(STRONGSWAN_CONF.format(d=d, plugins=PLUGINS))
+            (d / "swanctl.conf").write_text(SWANCTL_CONF.format(local=local, remote=remote, lin=lin, rin=rin,
+                                                                start=start, ike=BIG_IKE, esp=BIG_ESP, A=A_IP, B=B_IP))
+            env = dict(os.environ, STRONGSWAN_CONF=str(d / "strongswan.conf"))
+            charons.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/charon-systemd"], env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True))
+            deadline = time.monotonic() + 10
+            while not (d / "charon.vici").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            sh("ip", "-n", ns, "addr", "add", f"{lin}/30", "dev", "ipsec0")
+        for name in ("b", "a"):
+            swanctl(tmp_path / name, "--load-all", "--noprompt", "--file", str(tmp_path / name / "swanctl.conf"))
+        deadline = time.monotonic() + 15
+        while "INSTALLED" not in swanctl(tmp_path / "a", "--list-sas") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        swanctl(tmp_path / "a", "--rekey", "--child", "tun1")
+        key = f"{dev_b}|{A_IP}|CREATE_CHILD_SA|ip"
+        deadline = time.monotonic() + 15
+        snap = ask(sniffer)
+        while snap["fragmented"].get(key, 0) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.3)
+            snap = ask(sniffer)
+        # the rekey request and its response, both IP-fragmented at MTU 576
+        assert snap["fragmented"][key] == 2  # type: ignore[index]
+        assert snap["fragmented"][f"{dev_b}|{A_IP}|IKE_SA_INIT|ip"] == 2  # type: ignore[index]
+        assert snap["rekeys"][f"{dev_b}|{A_IP}|child"] == 1  # type: ignore[index]
+        assert snap["messages"][f"{dev_b}|{A_IP}|IKE_AUTH"] == 2  # type: ignore[index]
+    finally:
+        for proc in charons:
+            proc.terminate()
+        for proc in charons:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if sniffer.stdin is not None:
+            sniffer.stdin.close()
+        try:
+            sniffer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sniffer.kill()
+            sniffer.wait()
