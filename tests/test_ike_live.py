@@ -30,7 +30,8 @@ B_IP = "198.51.100.1"
 SNIFF = """
 import json, sys, time
 from probes.ike.sniffer import IkeSniffer
-s = IkeSniffer([sys.argv[1]], [sys.argv[2]], 1460)
+speed = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0  # >1: the sniffer's clock runs fast
+s = IkeSniffer([sys.argv[1]], [sys.argv[2]], 1460, clock=lambda: time.monotonic() * speed)
 s.start()
 print(json.dumps({"ready": s.snapshot().sniffer_up}), flush=True)
 for line in sys.stdin:
@@ -39,6 +40,7 @@ for line in sys.stdin:
                       "fragmented": {"|".join(k): v for k, v in snap.fragmented.items()},
                       "rekeys": {"|".join(k): v for k, v in snap.rekeys.items()},
                       "up": snap.sniffer_up, "drops": snap.kernel_drops, "malformed": snap.malformed,
+                      "unanswered": {"|".join(k): v for k, v in snap.unanswered_fragmented_requests.items()},
                       "errors": s.errors()}), flush=True)
 s.stop()
 """
@@ -143,6 +145,35 @@ def test_sniffer_counts_kernel_fragmented_ike_and_notices_the_interface_vanish(
     assert proc.returncode == 0
     assert proc.stderr is not None
     assert "is DOWN" in proc.stderr.read()
+
+
+@pytest.mark.netns
+def test_the_timer_flags_an_unanswered_fragmented_rekey_when_traffic_stops(veth_pair: tuple[str, str, str]) -> None:
+    ns_a, ns_b, dev_b = veth_pair
+    # The sniffer's clock runs 60x fast, so its 30 s "no response" deadline passes in 0.5 s; no packet
+    # arrives after the request, so only the 1 s timer can notice.
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP, "60"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"ready": {dev_b: True}}
+        subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", SEND, A_IP, B_IP], check=True, timeout=20)
+        deadline = time.monotonic() + 6
+        snap = ask(proc)
+        while time.monotonic() < deadline and not any(snap["unanswered"].values()):  # type: ignore[attr-defined]
+            time.sleep(0.2)
+            snap = ask(proc)
+        assert snap["unanswered"] == {f"{dev_b}|{A_IP}": 1}
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.netns
