@@ -4,8 +4,9 @@ Reuses the AWS exporter's client (session, profile, endpoint, retry budget, dead
 log redaction) and its `_call` boundary (error translation to `ExporterError`, pre-shared keys and
 the customer gateway configuration XML stripped from every response). Reads:
 DescribeVpnConnections, DescribeCustomerGateways, DescribeTransitGatewayAttachments,
-DescribeTransitGatewayRouteTables (unless configured), and per route table
-SearchTransitGatewayRoutes, GetTransitGatewayRouteTableAssociations and ...Propagations.
+DescribeTransitGatewayRouteTables (unless configured), per route table SearchTransitGatewayRoutes,
+GetTransitGatewayRouteTableAssociations and ...Propagations, and DescribeRouteTables for the DNS
+resolvers' VPC route tables when the config names them (`dns_resolver_route_tables`).
 boto3 types never leave this module; it must not keep, log or return a pre-shared key.
 """
 
@@ -24,6 +25,7 @@ from watchdog.audit.inventory import (
     TgwRoute,
     TgwRouteTable,
     TunnelOptions,
+    VpcRouteTable,
 )
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ExporterError
@@ -92,7 +94,24 @@ class AwsInventoryReader(AwsExporter):
             connections=connections,
             route_tables=tables,
             intended_route_tables=tuple(cfg.transit_gateway_route_tables),
+            resolver_route_tables=self._resolver_tables(),
         )
+
+    def _resolver_tables(self) -> tuple[VpcRouteTable, ...]:
+        # Read only where the config names them (a key the config model may not have yet).
+        ids = list(getattr(self.config, "dns_resolver_route_tables", None) or ())
+        if not ids:
+            return ()
+        found = self._pages("DescribeRouteTables", self._ec2.describe_route_tables, "RouteTables", RouteTableIds=ids)
+        tables = []
+        for table in found:
+            routes = tuple(
+                (str(r.get("DestinationCidrBlock") or ""), str(_target(r)))
+                for r in table.get("Routes") or []
+                if r.get("DestinationCidrBlock") and r.get("State", "active") == "active"
+            )
+            tables.append(VpcRouteTable(str(table["RouteTableId"]), routes))
+        return tuple(sorted(tables, key=lambda t: t.id))
 
     def _attachments(self, tgws: list[str], vpn_ids: set[str]) -> dict[str, str]:
         if not tgws:
@@ -201,6 +220,13 @@ class AwsInventoryReader(AwsExporter):
                 if entry.get("OutsideIpAddress") == outside_ip:
                     return str(entry.get("Status") or "UNKNOWN")
         return "UNKNOWN"
+
+
+def _target(route: dict[str, Any]) -> str:
+    for key in ("TransitGatewayId", "GatewayId", "NatGatewayId", "NetworkInterfaceId", "VpcPeeringConnectionId"):
+        if route.get(key):
+            return str(route[key])
+    return ""
 
 
 def _values(option: dict[str, Any], key: str) -> tuple[Any, ...]:

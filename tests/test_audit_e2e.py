@@ -22,8 +22,9 @@ from tests.fakes.aws_audit import AuditMotoAws
 from tests.fakes.gcp_audit import FakeGcpAudit
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.audit.inventory import Inventory, TunnelOptions
+from watchdog.audit.rules import audit
 from watchdog.cli import main
-from watchdog.config import load_config
+from watchdog.config import AwsExporterConfig, load_config
 
 SECRETS = (topo.KNOWN_PSK, TEST_PSK, MOTO_TEMPLATE_PSK)
 
@@ -331,3 +332,30 @@ def test_config_without_cloud_exporters_is_a_usage_error(tmp_path: Path, capsys:
 def test_periodic_audit_counts_findings_by_rule_and_severity(lab: Lab) -> None:
     lab.seed(topo.with_options(topo.four_tunnels(), 3, phase1_dh=(19,)))
     assert periodic_audit(load_config(lab.config)) == {("ipsec.dh-gcp-first", "error"): 1}
+
+
+class _WithResolvers(AwsExporterConfig):
+    """The aws exporter config with the proposed `dns_resolver_route_tables` key."""
+
+    dns_resolver_route_tables: tuple[str, ...] = ()
+
+
+def test_resolver_vpc_route_tables_are_read_where_configured(lab: Lab) -> None:
+    lab.seed(topo.four_tunnels())
+    client = lab.aws.client()
+    vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    good = client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    bad = client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    client.create_route(RouteTableId=good, DestinationCidrBlock=topo.DNS_RANGE, TransitGatewayId=lab.rename["tgw-0001"])
+    config = load_config(lab.config)
+    aws_cfg = config.exporters[0]
+    extended = _WithResolvers.model_validate({**aws_cfg.model_dump(), "dns_resolver_route_tables": [good, bad]})
+    reader = AwsInventoryReader(extended, timeout=20)
+    try:
+        account = reader.read()
+    finally:
+        reader.close()
+    tables = {t.id: t for t in account.resolver_route_tables}
+    assert (topo.DNS_RANGE, lab.rename["tgw-0001"]) in tables[good].routes
+    findings = audit(replace(lab.expected, aws=(account,))).findings  # type: ignore[arg-type]
+    assert [(f.rule, f.object) for f in findings] == [("dns.return-route", f"aws-tokyo:{bad}")]

@@ -14,6 +14,7 @@ from watchdog.audit.inventory import (
     Inventory,
     Network,
     Peering,
+    VpcRouteTable,
 )
 from watchdog.audit.rules import audit
 
@@ -149,6 +150,9 @@ BROKEN: list[tuple[str, Callable[[], Inventory], str, str, int]] = [
     ("no-dns-return-route", lambda: _router(_without_route(FOUR(), topo.DNS_RANGE),
                                             advertised_ranges=topo.SPOKE_SUBNETS),
      "dns.return-route", "error", 1),
+    ("resolver-vpc-no-return-route",
+     lambda: topo.with_aws(FOUR(), resolver_route_tables=(VpcRouteTable("rtb-0001", (("0.0.0.0/0", "igw-1"),)),)),
+     "dns.return-route", "error", 1),
     ("forwarding-in-two-vpcs",
      lambda: _zones(FOUR(), FORWARD, PEER, replace(FORWARD, name="fwd2", networks=(topo.SPOKE,))),
      "dns.forwarding-multiple-vpcs", "error", 1),
@@ -213,6 +217,11 @@ def test_onprem_connection_on_the_same_region_is_not_held_to_gcp_rules() -> None
     )
     inv = topo.with_aws(FOUR(), connections=(*FOUR().aws[0].connections, onprem))
     assert _non_info(inv) == []
+
+
+def test_resolver_vpc_route_to_the_tgw_is_enough() -> None:
+    table = VpcRouteTable("rtb-0001", (("0.0.0.0/0", "igw-1"), ("35.199.192.0/19", "tgw-0001")))
+    assert _non_info(topo.with_aws(FOUR(), resolver_route_tables=(table,))) == []
 
 
 def test_counts_feed_the_metric() -> None:

@@ -87,6 +87,14 @@ class TgwRouteTable:
 
 
 @dataclass(frozen=True)
+class VpcRouteTable:
+    """A VPC route table of the DNS resolvers' subnets: (destination, target id) per route."""
+
+    id: str
+    routes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class AwsAccount:
     """One `type: aws` exporter entry: a region's VPN connections and the TGW route tables around them."""
 
@@ -96,6 +104,8 @@ class AwsAccount:
     route_tables: tuple[TgwRouteTable, ...] = ()
     # Route tables that must receive the VPN routes (config `transit_gateway_route_tables`); empty = any.
     intended_route_tables: tuple[str, ...] = ()
+    # VPC route tables of the resolvers Cloud DNS forwards to (config `dns_resolver_route_tables`).
+    resolver_route_tables: tuple[VpcRouteTable, ...] = ()
 
 
 @dataclass(frozen=True)

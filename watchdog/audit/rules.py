@@ -621,6 +621,17 @@ def _dns_return(topo: Topology) -> Iterator[Finding]:
         if conn.attachment_id:
             by_account.setdefault(account.name, (account, set()))[1].add(conn.attachment_id)
     for account, attachments in by_account.values():
+        gateways = {c.transit_gateway_id for _, c in topo.gcp_facing if c.transit_gateway_id}
+        for vpc_table in account.resolver_route_tables:
+            if not any(target in gateways and _covered(str(CLOUD_DNS_SOURCES), [dest])
+                       for dest, target in vpc_table.routes):
+                yield Finding(
+                    DNS_RETURN, ERROR, f"{account.name}:{vpc_table.id}",
+                    "the DNS resolvers' VPC route table has no route for 35.199.192.0/19 to the transit "
+                    "gateway: replies to Cloud DNS forwarded queries leave through the internet gateway",
+                    f"Add a route 35.199.192.0/19 -> {', '.join(sorted(gateways)) or 'the transit gateway'} "
+                    "to the resolvers' route table.",
+                )
         intended = set(account.intended_route_tables)
         for rt in account.route_tables:
             if intended and rt.id not in intended:
