@@ -357,5 +357,6 @@ def test_resolver_vpc_route_tables_are_read_where_configured(lab: Lab) -> None:
         reader.close()
     tables = {t.id: t for t in account.resolver_route_tables}
     assert (topo.DNS_RANGE, lab.rename["tgw-0001"]) in tables[good].routes
-    findings = audit(replace(lab.expected, aws=(account,))).findings  # type: ignore[arg-type]
+    assert lab.expected is not None
+    findings = audit(replace(lab.expected, aws=(account,))).findings
     assert [(f.rule, f.object) for f in findings] == [("dns.return-route", f"aws-tokyo:{bad}")]
