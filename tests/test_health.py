@@ -256,7 +256,10 @@ def test_probe_failing_after_hold() -> None:
 
 def test_ike_and_gcp_fragmentation_fire_at_once_on_increase() -> None:
     ike0 = IkeSnapshot(fragmented={("eth0", "203.0.113.10", "CREATE_CHILD_SA", "ip"): 0})
-    ike1 = IkeSnapshot(fragmented={("eth0", "203.0.113.10", "CREATE_CHILD_SA", "ip"): 2})
+    ike1 = IkeSnapshot(
+        fragmented={("eth0", "203.0.113.10", "CREATE_CHILD_SA", "ip"): 2},
+        unanswered_fragmented_requests={("eth0", "203.0.113.10"): 1},
+    )
     gcp = gcp_snapshot()
     frag = Snapshot(
         GCP,
@@ -275,6 +278,7 @@ def test_ike_and_gcp_fragmentation_fire_at_once_on_increase() -> None:
     assert fired == ["203.0.113.10", "tun1"]
     ike_alert = next(a for a in state.firing() if "peer" in labels(a))
     assert "CREATE_CHILD_SA ip x2" in ike_alert.description
+    assert "1 fragmented rekey request(s) were never answered" in ike_alert.description
     # No further increase: resolves once the window passes.
     state, events = step(state, Observation(views, ike=ike1, fragment_window=60), START + 62)
     assert sorted(e.kind for e in events) == ["resolved", "resolved"]

@@ -618,6 +618,8 @@ def _fragments(
                 for (i, p, exchange, kind), n in (ike.fragmented.items() if ike else ())
                 if i == interface and p == peer
             )
+            unanswered = ike.unanswered_fragmented_requests.get((interface, peer), 0) if ike else 0
+            lost = f" {unanswered} fragmented rekey request(s) were never answered." if unanswered else ""
             ident = _labels(interface=interface, peer=peer)
             yield Condition(
                 "VpnIkeFragmentation",
@@ -625,8 +627,8 @@ def _fragments(
                 ident,
                 f"fragmented IKE with {peer} on {interface}",
                 f"IKE messages to/from {peer} on {interface} arrived fragmented (last at {ago}):"
-                f" {', '.join(by_exchange) or 'fragmented'}. Cloud VPN drops IP fragments, so rekeys"
-                " can fail; narrow the proposals (watchdog audit --fix-ipsec).",
+                f" {', '.join(by_exchange) or 'fragmented'}.{lost} Cloud VPN drops IP fragments, so"
+                " rekeys can fail; narrow the proposals (watchdog audit --fix-ipsec).",
                 immediate=True,
             )
         else:
