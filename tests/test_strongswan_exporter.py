@@ -170,7 +170,7 @@ def vici_path(tmp_path: Path) -> Path:
     return tmp_path / "charon.vici"
 
 
-def exporter(path: Path, timeout: float = 2.0) -> StrongswanExporter:
+def exporter(path: Path, timeout: float = 5.0) -> StrongswanExporter:
     config = StrongswanExporterConfig(name="onprem", type="strongswan", vici_socket=str(path))
     return StrongswanExporter(config, timeout=timeout)
 

@@ -321,7 +321,6 @@ class Lab:
             (L.frr_dir(side) / "zebra.conf").write_text(topo.zebra_conf(L, side))
             (L.frr_dir(side) / "bgpd.conf").write_text(
                 topo.bgpd_conf(L, side, keepalive=bgp_timers[0], hold=bgp_timers[1]))
-            (L.frr_dir(side) / "vtysh.conf").write_text("")
         rules_glob = str(REPO / "deploy" / "prometheus" / "*.rules.yml")
         (L.prom_dir / "prometheus.yml").write_text(
             topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob))
