@@ -82,7 +82,10 @@ class AlertEngine:
             if signature != self._signature:  # new, resolved or re-described alerts: push now
                 self._signature = signature
                 self.generation += 1
-            self.client.pump(alerts, self.generation)
+            try:
+                self.client.pump(alerts, self.generation)
+            except RuntimeError:  # executor already shut down: we are stopping
+                log.debug("alert push skipped during shutdown")
 
     async def close(self) -> None:
         if self.client is not None:
