@@ -358,3 +358,37 @@ def test_sniffer_sees_a_real_strongswan_rekey_ip_fragmented(veth_pair: tuple[str
         except subprocess.TimeoutExpired:
             sniffer.kill()
             sniffer.wait()
+
+
+@pytest.mark.netns
+def test_sniffer_in_the_daemon_captures_inside_a_named_namespace(veth_pair: tuple[str, str, str]) -> None:
+    """`ike.netns`: the daemon stays in the host namespace, the socket lives in the VPN gateway's."""
+    ns_a, ns_b, dev_b = veth_pair
+    s = IkeSniffer([dev_b, "no-such-if0"], [A_IP], 1460, netns=ns_b)
+    s.start()
+    try:
+        assert s.snapshot().sniffer_up == {dev_b: True, "no-such-if0": False}
+        assert "interface not available" in s.errors()["no-such-if0"]
+        subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", SEND, A_IP, B_IP], check=True, timeout=20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(s.snapshot().messages) < 2:
+            time.sleep(0.2)
+        snap = s.snapshot()
+        assert snap.messages == {(dev_b, A_IP, "CREATE_CHILD_SA"): 1, (dev_b, A_IP, "INFORMATIONAL"): 2}
+        assert snap.fragmented == {(dev_b, A_IP, "CREATE_CHILD_SA", "ip"): 1}
+        # the kernel filter let through only the 3 fragments and the 2 IKE datagrams, not the ESP-in-UDP
+        report = s.reports()[dev_b]
+        assert (report["packets"], report["esp_in_udp"]) == (5, 0)
+    finally:
+        s.stop()
+
+
+def test_missing_namespace_means_sniffer_down() -> None:
+    require_root()
+    s = IkeSniffer(["eth0"], [A_IP], 1460, netns="no-such-netns-ike")
+    s.start()
+    try:
+        assert s.snapshot().sniffer_up == {"eth0": False}
+        assert "network namespace 'no-such-netns-ike' not found" in s.errors()["eth0"]
+    finally:
+        s.stop()

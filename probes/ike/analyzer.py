@@ -2,9 +2,9 @@
 
 Fed one frame at a time (offline from `pcapfile`, live from `sniffer`), on the caller's clock. Each IKE
 message counts once: an IP-fragmented datagram on its first fragment, an RFC 7383 message on the first
-SKF fragment seen of its set. A retransmission is another transmission and counts again (as in tshark),
-so a rekey that keeps failing shows up as a growing count. Rekeys are inferred from cleartext only (everything inside SK is
-encrypted), and every inference says how it was made:
+SKF fragment seen of its set. A retransmission is another transmission and counts again (like tshark),
+so a rekey that keeps failing shows up as a growing count. Rekeys are inferred from cleartext only
+(everything inside SK is encrypted), and every inference says how it was made:
 - CREATE_CHILD_SA request whose SK first inner payload is Notify (N(REKEY_SA) comes first) -> child rekey;
 - a new IKE SPI pair whose first message has message ID 0 and is not IKE_SA_INIT/IKE_SESSION_RESUME
   -> an IKE SA rekey happened (only a rekey creates an SA without IKE_SA_INIT);

@@ -58,9 +58,12 @@ def sniff_main(
     duration: float | None,
     mtu: int = 1460,
     out: TextIO | None = None,
+    *,
+    netns: str | None = None,
 ) -> int:
     """`watchdog ike sniff [-i IFACE] [--peer IP] [--duration S]`: capture, then print a summary.
 
+    `netns` is `ike.netns` from the config (interfaces living in that network namespace).
     Exit 2 (after saying why) when no interface could be captured on at all.
     """
     from probes.ike.sniffer import IkeSniffer
@@ -68,7 +71,7 @@ def sniff_main(
     out = out or sys.stdout
     if not interfaces:
         raise InputError("no interface to sniff on (use -i IFACE or ike.interfaces in the config)")
-    sniffer = IkeSniffer(interfaces, peers, mtu)
+    sniffer = IkeSniffer(interfaces, peers, mtu, netns=netns)
     sniffer.start()
     try:
         snap = sniffer.snapshot()

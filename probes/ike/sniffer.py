@@ -14,6 +14,7 @@ kernel drop counter (PACKET_STATISTICS) and retries dead interfaces every 10 s.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -21,7 +22,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from probes.ike.analyzer import Analyzer, pair_label, peer_matcher
 from probes.ike.report import problem_found, to_json
@@ -31,6 +32,7 @@ from watchdog.model import IkeSnapshot
 
 log = logging.getLogger(__name__)
 
+ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 RCVBUF = 4 << 20
@@ -90,8 +92,10 @@ class IkeSniffer:
         mtu: int,
         *,
         clock: Callable[[], float] = time.monotonic,
+        netns: str | None = None,
     ) -> None:
         self.interfaces = list(dict.fromkeys(interfaces))
+        self.netns = netns
         self.peers = _parse_peers(peers)
         self.mtu = mtu
         self.filter = bpf_filter(self.peers)
@@ -193,7 +197,13 @@ class IkeSniffer:
 
         # Opening the socket compiles and attaches the filter now: a bad filter or a missing libpcap
         # fails here, not silently inside the capture thread.
-        sock: Any = conf.L2listen(iface=iface, filter=self.filter)
+        sock: Any
+        if self.netns is None:
+            sock = conf.L2listen(iface=iface, filter=self.filter)
+        else:
+            from watchdog.netns import call_in_netns
+
+            sock = _wrap_packet_socket(call_in_netns(self.netns, _open_packet_socket, iface, self.filter))
         try:
             try:
                 sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
@@ -268,6 +278,62 @@ class IkeSniffer:
                     self._last_try[iface] = now
                 elif now - self._last_try.get(iface, 0.0) >= RETRY_SECONDS and not self._stop.is_set():
                     self._open(iface)
+
+
+def _open_packet_socket(iface: str, flt: str) -> socket.socket:
+    """An AF_PACKET socket on `iface` with the BPF attached, in the CALLING THREAD's namespace.
+
+    For `netns:`: scapy's interface table describes the host's namespace (and may even hold another
+    interface of the same name), so the interface is described to scapy's filter compiler by hand.
+    """
+    from scapy.arch.linux import attach_filter
+    from scapy.interfaces import NetworkInterface
+
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as probe:  # protocol 0: receives nothing
+        probe.bind((iface, 0))
+        arphrd = probe.getsockname()[3]
+    ins = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        dev = NetworkInterface(cast(Any, None), {"name": iface, "network_name": iface, "type": arphrd})
+        attach_filter(ins, flt, dev)  # compiles for dev's link type; no lookup in the host's table
+        ins.bind((iface, ETH_P_ALL))
+        ins.setblocking(False)
+        try:
+            while True:  # drop what arrived between socket() and the filter: it was not filtered
+                ins.recv(65536)
+        except BlockingIOError:
+            pass
+        ins.setblocking(True)
+    except BaseException:
+        ins.close()
+        raise
+    return ins
+
+
+@functools.cache
+def _packet_socket_class() -> type:
+    from scapy.config import conf
+    from scapy.supersocket import SuperSocket
+
+    class PacketSocket(SuperSocket):  # type: ignore[misc]
+        """scapy's view of a socket we opened ourselves: hands every frame over as raw bytes."""
+
+        desc = "AF_PACKET listener opened inside a network namespace"
+
+        def __init__(self, ins: socket.socket) -> None:
+            self.ins = ins
+            self.outs = None
+            self.LL = conf.raw_layer
+
+        def recv_raw(self, x: int = 65535) -> tuple[Any, bytes, None]:
+            return conf.raw_layer, self.ins.recv(x), None
+
+    return PacketSocket
+
+
+def _wrap_packet_socket(ins: socket.socket) -> Any:
+    """The class is built on first use: importing scapy costs most of a second."""
+    return _packet_socket_class()(ins)
 
 
 def _parse_peers(peers: list[str]) -> list[str]:
