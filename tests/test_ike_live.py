@@ -392,3 +392,30 @@ def test_missing_namespace_means_sniffer_down() -> None:
         assert "network namespace 'no-such-netns-ike' not found" in s.errors()["eth0"]
     finally:
         s.stop()
+
+
+@pytest.mark.netns
+def test_sniff_command_json_inside_a_namespace(veth_pair: tuple[str, str, str]) -> None:
+    import io
+    import threading
+
+    from probes.ike.commands import sniff_main
+
+    ns_a, ns_b, dev_b = veth_pair
+
+    def send_later() -> None:
+        time.sleep(1.0)
+        subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", SEND, A_IP, B_IP], check=True, timeout=20)
+
+    sender = threading.Thread(target=send_later)
+    sender.start()
+    out = io.StringIO()
+    code = sniff_main([dev_b], [A_IP], 3.5, 1460, out=out, fmt="json", netns=ns_b)
+    sender.join()
+    doc = json.loads(out.getvalue())
+    assert code == 1
+    assert doc["fragmentation_found"] is True
+    iface = doc["interfaces"][dev_b]
+    assert (iface["sniffer_up"], iface["error"], iface["kernel_drops"]) == (True, None, 0)
+    assert iface["ip_fragmented"] == {"CREATE_CHILD_SA": 1}
+    assert iface["peers"][A_IP]["by_exchange"] == {"CREATE_CHILD_SA": 1, "INFORMATIONAL": 2}

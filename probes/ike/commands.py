@@ -59,6 +59,7 @@ def sniff_main(
     mtu: int = 1460,
     out: TextIO | None = None,
     *,
+    fmt: str = "text",
     netns: str | None = None,
 ) -> int:
     """`watchdog ike sniff [-i IFACE] [--peer IP] [--duration S]`: capture, then print a summary.
@@ -68,6 +69,8 @@ def sniff_main(
     """
     from probes.ike.sniffer import IkeSniffer
 
+    if fmt not in ("text", "json"):
+        raise InputError(f"unknown format {fmt!r} (expected text or json)")
     out = out or sys.stdout
     if not interfaces:
         raise InputError("no interface to sniff on (use -i IFACE or ike.interfaces in the config)")
@@ -93,9 +96,23 @@ def sniff_main(
         sniffer.stop()
     snap = sniffer.snapshot()
     docs: dict[str, Any] = sniffer.reports()
+    errors = sniffer.errors()
+    if fmt == "json":
+        per_iface = {
+            iface: {
+                "sniffer_up": bool(up_at_end.get(iface)),
+                "error": errors.get(iface),
+                "kernel_drops": snap.kernel_drops.get(iface, 0),
+                **docs.get(iface, {}),
+            }
+            for iface in interfaces
+        }
+        json.dump({"fragmentation_found": sniffer.problem_found(), "interfaces": per_iface}, out, indent=2)
+        out.write("\n")
+        return 1 if sniffer.problem_found() else 0
     lines = []
     for iface in interfaces:
-        state = "capturing" if up_at_end.get(iface) else f"DOWN ({sniffer.errors().get(iface, 'unknown')})"
+        state = "capturing" if up_at_end.get(iface) else f"DOWN ({errors.get(iface, 'unknown')})"
         lines.append(f"== interface {iface}: {state}; kernel drops {snap.kernel_drops.get(iface, 0)}")
         if iface in docs:
             lines.append(to_text(docs[iface]))
