@@ -26,7 +26,7 @@ from exporters import build_exporter
 from tests.fakes.aws import MotoAws
 from tests.fakes.gcp import FakeGcp, FakeMonitoring, FakeRequest
 from watchdog.audit.command import audit_main, periodic_audit
-from watchdog.config import Config, load_config
+from watchdog.config import AwsExporterConfig, Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 IAM = ROOT / "deploy" / "iam"
@@ -72,8 +72,10 @@ class Observed:
     ec2_methods: dict[str, str] = field(default_factory=dict)  # boto3 method -> API operation
 
 
-def write_config(path: Path, aws: MotoAws, gcp: FakeGcp, mon: FakeMonitoring, credentials: str) -> Path:
-    """The 4-tunnel setup, pointed at the fakes."""
+def write_config(
+    path: Path, aws: MotoAws, gcp: FakeGcp, mon: FakeMonitoring, credentials: str, resolver_table: str
+) -> Path:
+    """The 4-tunnel setup, pointed at the fakes, with every optional read the config model offers."""
     aws_entry: dict[str, Any] = {"name": "aws-tokyo", "type": "aws", "region": REGION, "endpoint_url": aws.endpoint_url}
     gcp_entry: dict[str, Any] = {
         "name": "gcp-hub",
@@ -84,11 +86,13 @@ def write_config(path: Path, aws: MotoAws, gcp: FakeGcp, mon: FakeMonitoring, cr
         "monitoring_endpoint": mon.url,
         "credentials_file": credentials,
     }
+    if "dns_resolver_route_tables" in AwsExporterConfig.model_fields:
+        aws_entry["dns_resolver_route_tables"] = [resolver_table]
     path.write_text(yaml.safe_dump({"exporters": [aws_entry, gcp_entry], "audit": {"interval": "1h"}}))
     return path
 
 
-def build_world(aws: MotoAws, gcp: FakeGcp) -> None:
+def build_world(aws: MotoAws, gcp: FakeGcp) -> str:
     """Moto: a TGW and 2 VPN connections whose outside IPs are the GCP fake's external gateway interfaces."""
     tgw = aws.create_transit_gateway()
     table = aws.default_route_table(tgw)
@@ -137,6 +141,8 @@ def build_world(aws: MotoAws, gcp: FakeGcp) -> None:
     )
     gcp.add(networks, {"name": "lab", "selfLink": gcp.link(networks, "lab")})
     gcp.route("GET", r"^/dns/v1/projects/[^/]+/managedZones$", lambda request: (200, {"managedZones": []}))
+    vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]  # the AWS DNS resolvers' VPC
+    return str(client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"])
 
 
 class Recorder:
@@ -177,14 +183,14 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     try:
         with MotoAws(region=REGION) as aws, FakeGcp() as gcp, FakeMonitoring() as mon:
             aws.use_test_credentials(monkeypatch)
-            build_world(aws, gcp)
+            resolver_table = build_world(aws, gcp)
             result.ec2_methods = dict(aws.client().meta.method_to_api_mapping)
             credentials = gcp.write_credentials(tmp)
             recorder = Recorder(aws, gcp, mon)
             # Nothing narrowed: the code path with the most calls (route tables and routers listed).
-            run_daemon_calls(load_config(write_config(tmp / "daemon.yaml", aws, gcp, mon, credentials)))
+            run_daemon_calls(load_config(write_config(tmp / "daemon.yaml", aws, gcp, mon, credentials, resolver_table)))
             result.daemon_aws, result.daemon_gcp = recorder.take()
-            fix = write_config(tmp / "fix.yaml", aws, gcp, mon, credentials)
+            fix = write_config(tmp / "fix.yaml", aws, gcp, mon, credentials, resolver_table)
             result.fix_exit = audit_main(
                 str(fix),
                 fmt="json",
@@ -236,10 +242,16 @@ def test_the_scenario_reached_the_calls_it_derives_from(observed: Observed) -> N
     assert {"compute.routers.list", "monitoring.timeSeries.list", "dns.managedZones.list"} <= observed.daemon_gcp
 
 
+def reads(actions: set[str]) -> set[str]:
+    return {a for a in actions if a.split(":", 1)[1].startswith(READ_PREFIXES)}
+
+
 def test_aws_policy_is_exactly_what_the_daemon_calls(observed: Observed) -> None:
     granted = aws_policy_actions("aws-policy.json")
     assert observed.daemon_aws - granted == set(), "the daemon would be denied these"
-    assert granted - observed.daemon_aws == set(), "granted but never called"
+    # Reads only a configured option triggers (named in the code, not sent here) are the daemon's too.
+    called = observed.daemon_aws | reads(referenced_ec2_operations(observed.ec2_methods))
+    assert granted - called == set(), "granted but never called"
 
 
 def test_aws_policy_is_read_only() -> None:
@@ -250,7 +262,8 @@ def test_aws_policy_is_read_only() -> None:
 def test_fix_ipsec_policy_is_exactly_what_apply_calls(observed: Observed) -> None:
     granted = aws_policy_actions("aws-fix-ipsec-policy.json")
     assert observed.fix_aws - granted == set(), "audit --fix-ipsec --apply would be denied these"
-    assert granted - observed.fix_aws == set(), "granted but never called"
+    called = observed.fix_aws | reads(referenced_ec2_operations(observed.ec2_methods))
+    assert granted - called == set(), "granted but never called"
     writes = {a for a in granted if not a.split(":", 1)[1].startswith(READ_PREFIXES)}
     assert writes == {"ec2:ModifyVpnTunnelOptions"}
 
@@ -263,11 +276,13 @@ def test_modify_is_scoped_to_vpn_connections() -> None:
 
 
 def test_every_ec2_call_named_in_the_code_is_granted(observed: Observed) -> None:
-    """Static backstop: a new boto3 call on a path the scenario misses still needs a policy line."""
+    """Static backstop: a boto3 call on a path the scenario misses (e.g. behind a config option)
+    still needs its policy line: reads in both policies (`--apply` runs the whole audit first), the
+    one write only in the fix policy."""
     referenced = referenced_ec2_operations(observed.ec2_methods)
     assert "ec2:DescribeVpnConnections" in referenced
-    granted = aws_policy_actions("aws-policy.json") | aws_policy_actions("aws-fix-ipsec-policy.json")
-    assert referenced - granted == set()
+    assert reads(referenced) - aws_policy_actions("aws-policy.json") == set()
+    assert referenced - aws_policy_actions("aws-fix-ipsec-policy.json") == set()
 
 
 def test_gcp_role_is_exactly_what_the_daemon_and_audit_use(observed: Observed) -> None:
