@@ -216,13 +216,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     pcap = OUT / f"ike-{args.packets}.pcap"
-    if args.regenerate or not pcap.exists():
+    if args.generate_only:
         t0 = time.perf_counter()
         mix = generate(pcap, args.packets)
         print(f"generated {pcap} ({pcap.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s: {mix}")
+        return 0
+    if args.regenerate or not pcap.exists():
+        # In a child process: a parent grown by generation would inflate the measured children's peak
+        # RSS (a forked child counts the parent's pages until it execs).
+        subprocess.run([sys.executable, __file__, "--packets", str(args.packets), "--generate-only"], check=True)
     else:
         print(f"reusing {pcap} ({pcap.stat().st_size / 1e6:.0f} MB)")
     subprocess.run(["cat", str(pcap)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
