@@ -36,6 +36,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "bgp_received_prefixes",
         "learned_prefix",
         "expected_prefix_paths",
+        "expected_prefix_min_paths",
         "failovers_total",
         "ha_redundancy_met",
         "tunnel_packets_total",
@@ -88,6 +89,8 @@ NOTES: dict[str, str] = {
     "range missing here on the AWS side is a missing Cloud Router custom advertisement.",
     "expected_prefix_paths": "The alerting input: 0 = `VpnPrefixUnreachable`, below `min_paths` = "
     "`VpnRedundancyDegraded`. Kept at the last known value while its exporter is stale.",
+    "expected_prefix_min_paths": "The configured `min_paths`, so Prometheus rules can compare "
+    "`vpn_watchdog_expected_prefix_paths < on (exporter, cloud, prefix) vpn_watchdog_expected_prefix_min_paths`.",
     "failovers_total": "`increase(...[1h]) > 0` = traffic moved to another tunnel this hour while still reachable.",
     "ha_redundancy_met": "0 = GCP says the gateway's tunnels do not give the 99.99% SLA redundancy (e.g. no "
     "tunnel on one of its two interfaces); `watchdog audit` names what is missing.",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -39,3 +41,17 @@ def require_root() -> None:
         if os.environ.get("CI"):
             pytest.fail("this test needs root (network namespaces) and CI runs as root")
         pytest.skip("needs root for network namespaces")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`watchdog.cli.main()` configures logging for a real process (root handlers, SDK levels);
+    undo that after each test so pytest's log capture and other tests see a clean logging setup."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("botocore", "boto3", "urllib3", "google")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)

@@ -98,6 +98,7 @@ def make_state() -> WatchdogState:
     probe.record(probe.probe._result)  # type: ignore[attr-defined]
     state.probes[probe.name] = probe
     state.failovers[("gcp-hub", "198.18.1.0/24")] = 1
+    state.expected_min_paths[("gcp-hub", "198.18.1.0/24")] = 2
     state.alerts_sent["success"] = 2
     return state
 

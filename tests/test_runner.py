@@ -94,7 +94,8 @@ def test_exporter_bug_is_contained() -> None:
 def test_staleness_after_three_intervals() -> None:
     now = [1000.0]
     runner = ExporterRunner(ScriptedExporter([]), interval=10, timeout=1, clock=lambda: now[0])
-    assert runner.is_stale()
+    assert not runner.is_stale()  # just started: not stale before it had a chance to poll
+    assert runner.is_stale(now=1031.0)  # ...but stale when the first poll never succeeds
     asyncio.run(runner.poll_once())
     now[0] += 29
     assert not runner.is_stale()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sniff.add_argument("--peer", action="append", metavar="IP", help="peer address (repeatable)")
     sniff.add_argument("--duration", type=_seconds, default=60.0, metavar="SECONDS", help="default 60s")
     sniff.add_argument("--mtu", type=_positive_int, default=None, metavar="BYTES")
+    sniff.add_argument("--netns", metavar="NAME", help="capture on interfaces inside this network namespace")
     fmt_arg(sniff)
 
     config = sub.add_parser("config", help="configuration tools")
@@ -212,16 +214,16 @@ def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.ike_command == "sniff":
         from probes.ike.commands import sniff_main
 
-        interfaces, peers, mtu = args.interface, args.peer, args.mtu
+        interfaces, peers, mtu, netns = args.interface, args.peer, args.mtu, args.netns
         if not (interfaces and peers):
             config = load_config(args.config)
-            if config.ike is None and not (interfaces and peers):
+            if config.ike is None:
                 raise ConfigError("give -i IFACE and --peer IP, or an `ike:` section in the config")
-            if config.ike is not None:
-                interfaces = interfaces or list(config.ike.interfaces)
-                peers = peers or list(config.ike.peers)
-                mtu = mtu or config.ike.mtu
-        return sniff_main(interfaces, peers, args.duration, mtu or 1500, fmt=args.format)
+            interfaces = interfaces or list(config.ike.interfaces)
+            peers = peers or list(config.ike.peers)
+            mtu = mtu or config.ike.mtu
+            netns = netns or config.ike.netns
+        return sniff_main(interfaces, peers, args.duration, mtu or 1500, fmt=args.format, netns=netns)
     parser.parse_args(["ike", "--help"])
     return 2
 
@@ -257,3 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `watchdog ... | head`: the reader left; exit quietly like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -97,6 +97,8 @@ class AwsExporterConfig(_ExporterBase):
     transit_gateway_route_tables: tuple[str, ...] = ()
     endpoint_url: str | None = None
     profile: str | None = None
+    # VPC route tables of the DNS resolvers (audit: the 35.199.192.0/19 return route must be there too).
+    dns_resolver_route_tables: tuple[str, ...] = ()
 
 
 class GcpExporterConfig(_ExporterBase):

@@ -130,6 +130,9 @@ class Daemon:
         expected: dict[str, tuple[str, ...]] = {}
         for entry in config.expected_prefixes:
             expected[entry.exporter] = expected.get(entry.exporter, ()) + tuple(entry.prefixes)
+        self.state.expected_min_paths = {
+            (entry.exporter, prefix): entry.min_paths for entry in config.expected_prefixes for prefix in entry.prefixes
+        }
 
         old = self.state.exporters
         runners: dict[str, ExporterRunner] = {}
@@ -202,6 +205,15 @@ class Daemon:
                 # Spread first runs a little so many probes don't fire in the same millisecond.
                 next_run_time=now + timedelta(milliseconds=(i * 37) % 1000),
             )
+        if config.audit is not None:
+            self.scheduler.add_job(
+                self._audit,
+                IntervalTrigger(seconds=config.audit.interval),
+                id="audit",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now + timedelta(seconds=5),  # let the exporters' first polls go first
+            )
         if self.alerts is not None:
             self.scheduler.add_job(
                 self.alerts.tick,
@@ -219,13 +231,15 @@ class Daemon:
             return
         from probes.ike.sniffer import IkeSniffer
 
-        sniffer = IkeSniffer(list(config.ike.interfaces), list(config.ike.peers), config.ike.mtu)
+        sniffer = IkeSniffer(
+            list(config.ike.interfaces), list(config.ike.peers), config.ike.mtu, netns=config.ike.netns
+        )
         sniffer.start()
         self.state.ike = sniffer
 
     def _apply_alerting(self, config: Config) -> None:
         if self.alerts is None:
-            self.alerts = AlertEngine(config, self.state)
+            self.alerts = AlertEngine(config, self.state, listen=self.listen_override)
         else:
             self.alerts.reconfigure(config)
 
@@ -248,6 +262,27 @@ class Daemon:
             log.warning("exporter %s: no change events (%s); polling only", runner.name, exc)
 
     # ---- hooks -----------------------------------------------------------------------------
+
+    async def _audit(self) -> None:
+        """Periodic `watchdog audit`: findings become `vpn_watchdog_audit_findings`; a failed read
+        keeps the last counts (an API outage must not look like a fixed setup)."""
+        from watchdog.audit.command import periodic_audit
+
+        assert self._loop is not None
+        config = self.config
+        started = time.monotonic()
+        try:
+            findings = await self._loop.run_in_executor(self.executor, periodic_audit, config)
+        except WatchdogError as exc:
+            log.warning("periodic audit failed, keeping the last findings: %s", exc)
+            return
+        self.state.audit_findings = findings
+        log.info(
+            "periodic audit: %d findings (%d errors) in %.1fs",
+            sum(findings.values()),
+            sum(n for (_, severity), n in findings.items() if severity == "error"),
+            time.monotonic() - started,
+        )
 
     def _on_exporter_update(self, runner: ExporterRunner) -> None:
         if self.alerts is not None:

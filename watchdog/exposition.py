@@ -26,6 +26,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "bgp_received_prefixes": ("gauge", "Prefixes learned from that BGP peer."),
     "learned_prefix": ("gauge", "1 per route learned over the VPN."),
     "expected_prefix_paths": ("gauge", "Usable paths to an expected prefix (0 = unreachable)."),
+    "expected_prefix_min_paths": ("gauge", "Configured min_paths of an expected prefix (fewer = degraded)."),
     "ha_redundancy_met": ("gauge", "GCP HA VPN gateway SLA redundancy state, 1 when met."),
     "tunnel_packets_total": ("counter", "Cloud Monitoring packet counts by direction and delivery status."),
     "probe_success": ("gauge", "1 when the last probe run succeeded."),

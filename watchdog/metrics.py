@@ -64,6 +64,10 @@ class WatchdogCollector(Collector):
         duration = _gauge("exporter_poll_duration_seconds", ["exporter", "cloud"])
         errors = _counter("exporter_errors_total", ["exporter", "cloud", "reason"])
         calls = _counter("exporter_api_calls_total", ["exporter", "cloud"])
+        min_paths = _gauge("expected_prefix_min_paths", ["exporter", "cloud", "prefix"])
+        clouds = {r.name: r.cloud for r in self.state.exporters.values()}
+        for (exporter, prefix), n in sorted(self.state.expected_min_paths.items()):
+            min_paths.add_metric([exporter, clouds.get(exporter, ""), prefix], n)
         for runner in self._runners():
             h, labels = runner.health, [runner.name, runner.cloud]
             up.add_metric(labels, 1.0 if h.up else 0.0)
@@ -74,7 +78,7 @@ class WatchdogCollector(Collector):
             for reason, n in sorted(h.errors.items()):
                 errors.add_metric([*labels, reason], n)
             calls.add_metric(labels, h.api_calls)
-        yield from (up, last, duration, errors, calls)
+        yield from (up, last, duration, errors, calls, min_paths)
 
     def _probes(self) -> Iterator[Metric]:
         labels = ["probe", "type", "target"]

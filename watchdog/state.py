@@ -71,6 +71,7 @@ class ExporterRunner:
         self.rendered: Rendered = {}
         self._busy = False
         self._again = False
+        self.created_at = clock()
 
     @property
     def stale_after(self) -> float:
@@ -179,10 +180,10 @@ class ExporterRunner:
                 log.exception("update listener failed for exporter %s", self.name)
 
     def is_stale(self, now: float | None = None) -> bool:
-        """No successful poll for 3 intervals (or never)."""
+        """No successful poll for 3 intervals (counted from start-up before the first success)."""
         now = self.clock() if now is None else now
-        last = self.health.last_success
-        return last is None or now - last > self.stale_after
+        last = self.health.last_success if self.health.last_success is not None else self.created_at
+        return now - last > self.stale_after
 
 
 @dataclass
@@ -286,6 +287,7 @@ class WatchdogState:
     alerts_sent: Counter[str] = field(default_factory=Counter)
     tunnel_pairs: tuple[tuple[str, str, str, str, str], ...] = ()
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
+    expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
 
     def ike_snapshot(self) -> IkeSnapshot | None:
         if self.ike is None:

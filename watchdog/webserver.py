@@ -51,7 +51,9 @@ class MetricsServer:
 
             def do_GET(self) -> None:  # noqa: N802 (stdlib name)
                 path = self.path.split("?", 1)[0]
-                if not server.web.check_authorization(self.headers.get("Authorization")):
+                # /healthz stays open so orchestrator liveness probes work behind basic auth; it
+                # tells nothing about the VPN (only the daemon's own state).
+                if path != "/healthz" and not server.web.check_authorization(self.headers.get("Authorization")):
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="vpn-watchdog"')
                     self.send_header("Content-Length", "13")
