@@ -95,20 +95,20 @@ class GcpExporter:
         cfg = self.config
         where = f"region {cfg.region}"
 
-        gateways = _list_all(
+        gateways = list_all(
             budget,
             f"vpnGateways.list {where}",
             lambda token, left: clients.gateways.list(
-                request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                 timeout=left,
                 retry=None,
             ),
         )
-        tunnels_raw = _list_all(
+        tunnels_raw = list_all(
             budget,
             f"vpnTunnels.list {where}",
             lambda token, left: clients.tunnels.list(
-                request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                 timeout=left,
                 retry=None,
             ),
@@ -144,11 +144,11 @@ class GcpExporter:
         if cfg.routers:
             router_names = list(cfg.routers)
         else:
-            routers = _list_all(
+            routers = list_all(
                 budget,
                 f"routers.list {where}",
                 lambda token, left: clients.routers.list(
-                    request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **_page(token)),
+                    request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                     timeout=left,
                     retry=None,
                 ),
@@ -185,7 +185,7 @@ class GcpExporter:
         )
 
 
-def _list_all(budget: PollBudget, operation: str, call: Callable[[str, float], Any]) -> list[Any]:
+def list_all(budget: PollBudget, operation: str, call: Callable[[str, float], Any]) -> list[Any]:
     """Follow nextPageToken ourselves, so each page is one counted call with the time left."""
     items: list[Any] = []
     token = ""
@@ -201,7 +201,8 @@ def _list_all(budget: PollBudget, operation: str, call: Callable[[str, float], A
             return items
 
 
-def _page(token: str) -> dict[str, str]:
+def page_args(token: str) -> dict[str, str]:
+    """The page token argument of a list request (none on the first page)."""
     return {"page_token": token} if token else {}
 
 

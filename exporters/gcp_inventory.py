@@ -10,11 +10,11 @@ translation to `ExporterError`). Compute types never leave this module; it reads
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
 from typing import Any
 
-from exporters.gcp import last_segment, load_credentials
+from exporters.gcp import last_segment, list_all, load_credentials, page_args
 from exporters.gcp_errors import PollBudget
 from watchdog.audit.inventory import (
     CloudRouter,
@@ -101,13 +101,28 @@ class GcpInventoryReader:
         cfg = self.config
         p, r = cfg.project, cfg.region
         where = f"project {p} region {r}"
-        gateways_raw = _all(budget, f"vpnGateways.list {where}", lambda token, left: c["gateways"].list(
-            request=compute_v1.ListVpnGatewaysRequest(project=p, region=r, **_page(token)), timeout=left, retry=None))
-        tunnels_raw = _all(budget, f"vpnTunnels.list {where}", lambda token, left: c["tunnels"].list(
-            request=compute_v1.ListVpnTunnelsRequest(project=p, region=r, **_page(token)), timeout=left, retry=None))
+        gateways_raw = list_all(
+            budget,
+            f"vpnGateways.list {where}",
+            lambda token, left: c["gateways"].list(
+                request=compute_v1.ListVpnGatewaysRequest(project=p, region=r, **page_args(token)),
+                timeout=left,
+                retry=None,
+            ),
+        )
+        tunnels_raw = list_all(
+            budget,
+            f"vpnTunnels.list {where}",
+            lambda token, left: c["tunnels"].list(
+                request=compute_v1.ListVpnTunnelsRequest(project=p, region=r, **page_args(token)),
+                timeout=left,
+                retry=None,
+            ),
+        )
 
         gateways = []
         for g in sorted(gateways_raw, key=lambda g: g.name):
+
             def get_status(left: float, name: str = g.name) -> Any:
                 return c["gateways"].get_status(project=p, region=r, vpn_gateway=name, timeout=left, retry=None)
 
@@ -122,19 +137,31 @@ class GcpInventoryReader:
         tunnels = tuple(sorted((_tunnel(t) for t in tunnels_raw), key=lambda t: t.name))
         externals = []
         for name in sorted({t.peer_external_gateway for t in tunnels if t.peer_external_gateway}):
+
             def get_external(left: float, name: str = name) -> Any:
                 return c["externals"].get(project=p, external_vpn_gateway=name, timeout=left, retry=None)
 
             ext = budget.call(f"externalVpnGateways.get {name} project {p}", get_external)
-            externals.append(ExternalGateway(
-                ext.name, ext.redundancy_type, tuple(sorted((int(i.id), i.ip_address) for i in ext.interfaces))))
+            externals.append(
+                ExternalGateway(
+                    ext.name, ext.redundancy_type, tuple(sorted((int(i.id), i.ip_address) for i in ext.interfaces))
+                )
+            )
 
         routers = self._routers(c, budget)
-        networks = self._networks(c, budget, {network_key(rt.network, p) for rt in routers}
-                                  | {g.network for g in gateways})
+        networks = self._networks(
+            c, budget, {network_key(rt.network, p) for rt in routers} | {g.network for g in gateways}
+        )
         return GcpProject(
-            name=self.name, project=p, region=r, ha_gateways=tuple(gateways), external_gateways=tuple(externals),
-            tunnels=tunnels, routers=routers, networks=networks, dns_zones=self._zones(budget),
+            name=self.name,
+            project=p,
+            region=r,
+            ha_gateways=tuple(gateways),
+            external_gateways=tuple(externals),
+            tunnels=tunnels,
+            routers=routers,
+            networks=networks,
+            dns_zones=self._zones(budget),
         )
 
     def _routers(self, c: dict[str, Any], budget: PollBudget) -> tuple[CloudRouter, ...]:
@@ -142,17 +169,24 @@ class GcpInventoryReader:
 
         p, r = self.config.project, self.config.region
         if self.config.routers:
-            def get_router(left: float, name: str) -> Any:
+
+            def get_router(name: str, left: float) -> Any:
                 return c["routers"].get(project=p, region=r, router=name, timeout=left, retry=None)
 
             raw = [
-                budget.call(f"routers.get {name} project {p} region {r}",
-                            lambda left, name=name: get_router(left, name))  # type: ignore[misc]
+                budget.call(f"routers.get {name} project {p} region {r}", functools.partial(get_router, name))
                 for name in self.config.routers
             ]
         else:
-            raw = _all(budget, f"routers.list project {p} region {r}", lambda token, left: c["routers"].list(
-                request=compute_v1.ListRoutersRequest(project=p, region=r, **_page(token)), timeout=left, retry=None))
+            raw = list_all(
+                budget,
+                f"routers.list project {p} region {r}",
+                lambda token, left: c["routers"].list(
+                    request=compute_v1.ListRoutersRequest(project=p, region=r, **page_args(token)),
+                    timeout=left,
+                    retry=None,
+                ),
+            )
         return tuple(sorted((_router(x, p) for x in raw if x.bgp_peers or x.interfaces), key=lambda x: x.name))
 
     def _networks(self, c: dict[str, Any], budget: PollBudget, hubs: set[str]) -> tuple[Network, ...]:
@@ -162,7 +196,9 @@ class GcpInventoryReader:
             raw[key] = self._network(c, budget, key)
         spokes = {
             network_key(peering.network, key.split("/")[0])
-            for key, net in raw.items() if net is not None for peering in net.peerings
+            for key, net in raw.items()
+            if net is not None
+            for peering in net.peerings
         }
         for key in sorted(spokes - set(raw)):
             raw[key] = self._network(c, budget, key)
@@ -172,27 +208,31 @@ class GcpInventoryReader:
             if net is None:
                 continue  # another project we may not read: its checks are skipped
             project = key.split("/")[0]
-            result.append(Network(
-                key=key,
-                subnet_ranges=tuple(sorted(subnets.get(key, ()))),
-                peerings=tuple(
-                    Peering(
-                        name=pe.name,
-                        peer_network=network_key(pe.network, project),
-                        state=pe.state,
-                        export_custom_routes=bool(pe.export_custom_routes),
-                        import_custom_routes=bool(pe.import_custom_routes),
-                    )
-                    for pe in net.peerings
-                ),
-            ))
+            result.append(
+                Network(
+                    key=key,
+                    subnet_ranges=tuple(sorted(subnets.get(key, ()))),
+                    peerings=tuple(
+                        Peering(
+                            name=pe.name,
+                            peer_network=network_key(pe.network, project),
+                            state=pe.state,
+                            export_custom_routes=bool(pe.export_custom_routes),
+                            import_custom_routes=bool(pe.import_custom_routes),
+                        )
+                        for pe in net.peerings
+                    ),
+                )
+            )
         return tuple(result)
 
     def _network(self, c: dict[str, Any], budget: PollBudget, key: str) -> Any:
         project, _, name = key.partition("/")
         try:
-            return budget.call(f"networks.get {name} project {project}",
-                               lambda left: c["networks"].get(project=project, network=name, timeout=left, retry=None))
+            return budget.call(
+                f"networks.get {name} project {project}",
+                lambda left: c["networks"].get(project=project, network=name, timeout=left, retry=None),
+            )
         except ExporterError as exc:
             if project != self.config.project and exc.reason in _UNREADABLE:
                 return None
@@ -205,8 +245,9 @@ class GcpInventoryReader:
         for project in sorted(projects):
             token = ""
             while True:
+
                 def fetch(left: float, token: str = token, project: str = project) -> Any:
-                    request = compute_v1.AggregatedListSubnetworksRequest(project=project, **_page(token))
+                    request = compute_v1.AggregatedListSubnetworksRequest(project=project, **page_args(token))
                     return next(iter(c["subnetworks"].aggregated_list(request=request, timeout=left, retry=None).pages))
 
                 page = budget.call(f"subnetworks.aggregatedList project {project}", fetch)
@@ -233,9 +274,13 @@ class GcpInventoryReader:
         token = ""
         try:
             while True:
+
                 def fetch(left: float, token: str = token) -> Any:
-                    response = session.get(f"{base}/dns/v1/projects/{p}/managedZones",
-                                           params={"pageToken": token} if token else None, timeout=left)
+                    response = session.get(
+                        f"{base}/dns/v1/projects/{p}/managedZones",
+                        params={"pageToken": token} if token else None,
+                        timeout=left,
+                    )
                     if response.status_code >= 400:
                         raise gexc.from_http_response(response)
                     return response.json()
@@ -247,25 +292,6 @@ class GcpInventoryReader:
                     return tuple(sorted(zones, key=lambda z: z.name))
         finally:
             session.close()
-
-
-def _page(token: str) -> dict[str, str]:
-    return {"page_token": token} if token else {}
-
-
-def _all(budget: PollBudget, operation: str, call: Callable[[str, float], Any]) -> list[Any]:
-    """Follow nextPageToken, one counted, deadline-bounded call per page."""
-    items: list[Any] = []
-    token = ""
-    while True:
-        def fetch(left: float, token: str = token) -> Any:
-            return next(iter(call(token, left).pages))
-
-        page = budget.call(operation, fetch)
-        items.extend(page.items)
-        token = page.next_page_token
-        if not token:
-            return items
 
 
 def _tunnel(raw: Any) -> GcpTunnel:
@@ -320,5 +346,3 @@ def _zone(raw: dict[str, Any], project: str) -> DnsZone:
             for t in (raw.get("forwardingConfig") or {}).get("targetNameServers") or []
         ),
     )
-
-

@@ -101,3 +101,27 @@ def test_staleness_after_three_intervals() -> None:
     assert not runner.is_stale()
     now[0] += 2
     assert runner.is_stale()
+
+
+def test_outage_backs_off_and_honours_retry_after() -> None:
+    now = [1000.0]
+    failures = [ExporterError("server_error", "503") for _ in range(10)]
+    exporter = ScriptedExporter([*failures, snapshot()])
+    runner = ExporterRunner(exporter, interval=10, timeout=1, clock=lambda: now[0])
+
+    def tick(seconds: float = 10) -> None:  # one scheduled poll per interval
+        asyncio.run(runner.poll_once())
+        now[0] += seconds
+
+    for _ in range(12):
+        tick()
+    # 12 scheduled polls during an outage: polled at 0, 10, 20, 50, 90 (0, 1, 3, then 4 skipped between).
+    assert exporter.calls == 5 and runner.health.skipped_backoff == 7
+    assert runner.backoff_after(1, None) == 0 and runner.backoff_after(9, None) == 40
+
+    throttled = ScriptedExporter([ExporterError("throttled", "429", retry_after=25.0), snapshot()])
+    runner = ExporterRunner(throttled, interval=10, timeout=1, clock=lambda: now[0])
+    for _ in range(4):
+        tick()
+    assert throttled.calls == 2  # at 0 (throttled, Retry-After 25 s), skipped at 10 and 20, then 30
+    assert runner.health.up and runner.not_before == 0.0

@@ -26,6 +26,7 @@ from watchdog.paths import expected_paths
 log = logging.getLogger(__name__)
 
 # Latency buckets for DNS queries and ICMP echoes over a VPN: sub-ms loopback to multi-second stalls.
+MAX_BACKOFF_INTERVALS = 4  # during an outage, poll at least every 5th interval to notice recovery
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -40,6 +41,7 @@ class ExporterHealth:
     polls: int = 0
     consecutive_failures: int = 0
     skipped_overlaps: int = 0
+    skipped_backoff: int = 0
 
 
 class ExporterRunner:
@@ -72,13 +74,18 @@ class ExporterRunner:
         self._busy = False
         self._again = False
         self.created_at = clock()
+        self.not_before = 0.0  # no poll before this time (backoff after failures)
 
     @property
     def stale_after(self) -> float:
         return 3 * self.interval
 
     async def poll_once(self) -> None:
-        """One poll; skipped (and repeated once afterwards) when the previous one is still running."""
+        """One poll; skipped (and repeated once afterwards) when the previous one is still running,
+        and skipped while backing off after failures (or while the API's Retry-After lasts)."""
+        if self.clock() < self.not_before:
+            self.health.skipped_backoff += 1
+            return
         if self._busy:
             self.health.skipped_overlaps += 1
             self._again = True
@@ -149,6 +156,7 @@ class ExporterRunner:
         health.polls += 1
         health.consecutive_failures = 0
         health.last_error = ""
+        self.not_before = 0.0
         log.info(
             "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
             self.name,
@@ -161,6 +169,13 @@ class ExporterRunner:
         )
         self._notify()
 
+    def backoff_after(self, failures: int, retry_after: float | None) -> float:
+        """Seconds to hold off after `failures` consecutive failures: the next scheduled poll runs as
+        usual after the first, then 1, 3, then at most MAX_BACKOFF_INTERVALS intervals are skipped,
+        so an API outage is not hammered; a server's Retry-After is always honoured."""
+        backoff = min(self.interval * (2 ** (failures - 1) - 1), MAX_BACKOFF_INTERVALS * self.interval)
+        return max(backoff, retry_after or 0.0)
+
     def _record_failure(self, exc: ExporterError, started: float) -> None:
         health = self.health
         health.up = False
@@ -169,6 +184,9 @@ class ExporterRunner:
         health.polls += 1
         health.consecutive_failures += 1
         health.last_error = f"{exc.reason}: {exc}"
+        delay = self.backoff_after(health.consecutive_failures, exc.retry_after)
+        # A little early, so the scheduled poll that falls due exactly then is not skipped too.
+        self.not_before = self.clock() + delay - 0.25 * min(self.interval, 1.0) if delay else 0.0
         log.warning("exporter %s poll failed (%s): %s", self.name, exc.reason, exc)
         self._notify()
 

@@ -295,7 +295,7 @@ def watchdog_yaml(
     vici_socket: {layout.vici(side)}
   - name: {side.key}-frr
     type: frr
-    interval: 2s
+    interval: 1s
     vtysh: [vtysh, --vty_socket, {layout.frr_dir(side)}]""")
     expected = "\n".join(
         f"""  - exporter: {side.key}-frr
@@ -310,12 +310,13 @@ def watchdog_yaml(
     expect: [{DNS_ADDRESS}]
     interval: 5s
     netns: {netns["gcp"]}"""]
+    # One ping per tunnel path (its inside /30), every second: the fastest signal of a dead path.
     probes += [f"""  - name: {spec.name}-ping
     type: icmp
     target: {spec.aws_inside}
-    count: 3
-    interval: 5s
-    timeout: 2s
+    count: 2
+    interval: 1s
+    timeout: 800ms
     netns: {netns["gcp"]}""" for spec in TUNNELS]
     return f"""# Written by deploy/lab/labctl.py for the lab in {layout.root}; rewritten at every `up`.
 listen: "{watchdog_addr}"
@@ -334,4 +335,6 @@ ike:
   mtu: 1400
 alertmanager:
   urls: ["http://127.0.0.1:{am_port}"]
+  for: 1s             # lab: show detection latency; production keeps the 10s default
+  resend_interval: 30s
 """
