@@ -1,0 +1,125 @@
+"""Soak: `watchdog run` on the lab for a long time with a tunnel flap every minute.
+
+Every `--flap-every` seconds tunnel 1 (then 2, 3, 4 in turn) is cut for `--down-for` seconds and
+restored. The daemon's RSS, thread count and open file descriptors are sampled every 10 s; every flap
+must be alerted (VpnRedundancyDegraded from the daemon reaches Alertmanager) and resolved. Prints the
+growth of each resource between the first and the last 5 minutes (target: RSS < 5 %, threads and fds
+flat) and the flaps alerted / resolved. Needs root.
+
+    .venv/bin/python bench/soak.py [--minutes 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
+WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
+PREFIX = "vws-"
+AM_PORT, PROM_PORT, WD_PORT = 19293, 19290, 19887
+
+
+def lab(lab_dir: Path, *args: str) -> None:
+    subprocess.run([*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True)
+
+
+def daemon_alerts() -> set[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{AM_PORT}/api/v2/alerts?active=true", timeout=3) as r:
+        return {
+            str(a["labels"]["alertname"])
+            for a in json.load(r)
+            if str(a.get("generatorURL", "")).endswith(f":{WD_PORT}/metrics")
+        }
+
+
+def sample(pid: int) -> tuple[float, int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return rss_kb / 1024, threads, fds
+
+
+def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--flap-every", type=float, default=60)
+    parser.add_argument("--down-for", type=float, default=20)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("soak.py needs root (network namespaces)", file=sys.stderr)
+        return 2
+    lab_dir = Path(tempfile.mkdtemp(prefix="vw-soak-"))
+    lab_dir.chmod(0o755)
+    samples: list[tuple[float, float, int, int]] = []
+    flaps = alerted = resolved = 0
+    daemon = None
+    try:
+        lab(lab_dir, "up", "--prefix", PREFIX, "--am-port", str(AM_PORT), "--prom-port", str(PROM_PORT),
+            "--watchdog-addr", f"127.0.0.1:{WD_PORT}")
+        log = (lab_dir / "watchdog.log").open("wb")
+        daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(lab_dir / "watchdog.yaml")], stdout=log, stderr=log)
+        started = time.monotonic()
+        time.sleep(15)  # first polls, sessions settle
+        next_flap, next_sample = time.monotonic(), time.monotonic()
+        while time.monotonic() - started < args.minutes * 60:
+            now = time.monotonic()
+            if now >= next_sample:
+                samples.append((now - started, *sample(daemon.pid)))
+                next_sample += 10
+            if now >= next_flap:
+                tunnel = str(flaps % 4 + 1)
+                flaps += 1
+                lab(lab_dir, "cut", tunnel)
+                alerted += wait_for(lambda: "VpnRedundancyDegraded" in daemon_alerts(), args.down_for)
+                time.sleep(max(0.0, args.down_for - (time.monotonic() - now)))
+                lab(lab_dir, "restore", tunnel)
+                resolved += wait_for(lambda: "VpnRedundancyDegraded" not in daemon_alerts(), args.flap_every - 25)
+                next_flap = now + args.flap_every
+            time.sleep(0.5)
+    finally:
+        if daemon is not None:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(15)
+        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
+    window = 300
+    first = [s for s in samples if s[0] <= samples[0][0] + window]
+    last = [s for s in samples if s[0] >= samples[-1][0] - window]
+
+    def med(rows: list[tuple[float, float, int, int]], i: int) -> float:
+        return statistics.median(r[i] for r in rows)
+
+    rss0, rss1 = med(first, 1), med(last, 1)
+    print(f"soak {args.minutes:.0f} min, {len(samples)} samples, {flaps} flaps "
+          f"(cut {args.down_for:.0f}s every {args.flap_every:.0f}s)")
+    print(f"RSS     {rss0:.1f} MB -> {rss1:.1f} MB ({100 * (rss1 - rss0) / rss0:+.1f} %, target < 5 %)")
+    print(f"threads {med(first, 2):.0f} -> {med(last, 2):.0f}   fds {med(first, 3):.0f} -> {med(last, 3):.0f}")
+    print(f"flaps alerted {alerted}/{flaps}, resolved {resolved}/{flaps}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
