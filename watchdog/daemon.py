@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -86,8 +89,9 @@ class Daemon:
                 log.warning("alert engine did not stop in time")
         if self.state.ike is not None:
             self.state.ike.stop()
+        deadline = time.monotonic() + 1.0
         for runner in self.state.exporters.values():
-            _close_quietly(runner)
+            runner.close(wait=max(0.0, deadline - time.monotonic()))
         if self.server is not None:
             self.server.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -143,7 +147,7 @@ class Daemon:
                 runners[name] = old.pop(name)
                 continue
             if name in old:
-                _close_quietly(old.pop(name))
+                old.pop(name).close()
             try:
                 exporter = build_exporter(exporter_config, timeout=config.exporter_timeout(exporter_config))
             except WatchdogError as exc:
@@ -159,7 +163,7 @@ class Daemon:
             )
             self._subscribe_events(runners[name])
         for leftover in old.values():
-            _close_quietly(leftover)
+            leftover.close()
         self.state.exporters = runners
         self._exporter_configs = {e.name: e for e in config.exporters}
 
@@ -300,16 +304,37 @@ class Daemon:
         return {"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 3), "exporters": exporters}
 
 
-def _close_quietly(runner: ExporterRunner) -> None:
-    try:
-        runner.exporter.close()
-    except Exception:
-        log.debug("closing exporter %s failed", runner.name, exc_info=True)
-
-
 def run_daemon(config_path: str | None, listen: str | None = None) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
     config = load_config(config_path)
     daemon = Daemon(config, config_path, listen)
-    asyncio.run(daemon.run())
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(daemon.run())
+        _cancel_leftovers(loop)
+    finally:
+        # Not asyncio.run(): its executor shutdown would wait for threads stuck in SDK or HTTP calls.
+        loop.close()
+    _exit_without_waiting_for_stuck_threads()
     return 0
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+
+
+def _exit_without_waiting_for_stuck_threads() -> None:
+    """A poll or push blocked in a cloud SDK cannot be interrupted; the interpreter would join its
+    thread at exit and outlive the grace period. When such threads remain, exit now (logs flushed)."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if not stuck:
+        return
+    log.info("exiting with %d worker thread(s) still blocked in API calls", len(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

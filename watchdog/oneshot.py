@@ -65,10 +65,7 @@ async def collect(config: Config, only: list[str] | None = None) -> dict[str, An
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
         for runner in runners:
-            try:
-                runner.exporter.close()
-            except Exception:
-                pass
+            runner.close(wait=0.5)
     return _report(config, exporter_configs, runners, build_errors, probe_runners, expected)
 
 

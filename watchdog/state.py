@@ -197,6 +197,22 @@ class ExporterRunner:
             except Exception:
                 log.exception("update listener failed for exporter %s", self.name)
 
+    def close(self, wait: float = 1.0) -> None:
+        """Close the exporter without letting a poll stuck in its SDK (which may hold the exporter's
+        lock) hold up a reload or a shutdown: the close runs on a daemon thread, waited on briefly."""
+
+        def close() -> None:
+            try:
+                self.exporter.close()
+            except Exception:
+                log.debug("closing exporter %s failed", self.name, exc_info=True)
+
+        thread = threading.Thread(target=close, name=f"close-{self.name}", daemon=True)
+        thread.start()
+        thread.join(wait)
+        if thread.is_alive():
+            log.info("exporter %s is still busy in an API call; not waiting for it to close", self.name)
+
     def is_stale(self, now: float | None = None) -> bool:
         """No successful poll for 3 intervals (counted from start-up before the first success)."""
         now = self.clock() if now is None else now
