@@ -24,6 +24,23 @@ from watchdog.state import ExporterRunner, WatchdogState
 log = logging.getLogger(__name__)
 
 
+def probed_dead_paths(snapshot: Snapshot | None, failing_targets: frozenset[str]) -> frozenset[str]:
+    """Paths a per-path ICMP probe proves dead: a probe aimed at a BGP peer's inside address that
+    gets no answer means that tunnel carries nothing, long before BGP's hold timer (minutes) says so.
+    Path ids as `watchdog.paths` makes them: the peer, and `connection/tunnel` of its tunnel."""
+    if snapshot is None or not failing_targets:
+        return frozenset()
+    tunnels = {t.name: t for t in snapshot.tunnels}
+    dead: set[str] = set()
+    for session in snapshot.bgp_sessions:
+        if session.peer_ip in failing_targets:
+            dead.add(session.peer)
+            tunnel = tunnels.get(session.tunnel) if session.tunnel else None
+            if tunnel is not None:
+                dead.add(f"{tunnel.connection}/{tunnel.name}")
+    return frozenset(dead)
+
+
 def generator_url(listen: str) -> str:
     """Where a person finds the numbers behind an alert: the daemon's own /metrics."""
     host, port = parse_host_port(listen)
@@ -135,6 +152,11 @@ class AlertEngine:
             base = ExporterView.build(runner.name, runner.cloud, snapshot, expected)
             if snapshot is not None:
                 self._learned_cache[runner.name] = (snapshot, base)
+        paths, learned = base.paths, base.learned
+        dead = probed_dead_paths(snapshot, self._failing_probe_targets())
+        if dead:
+            paths = {prefix: found - dead for prefix, found in paths.items()}
+            learned = {prefix: found - dead for prefix, found in learned.items()}
         return ExporterView(
             name=runner.name,
             cloud=runner.cloud,
@@ -142,10 +164,17 @@ class AlertEngine:
             stale=stale,
             snapshot=snapshot,
             expected=base.expected,
-            paths=base.paths,
-            learned=base.learned,
+            paths=paths,
+            learned=learned,
             last_success=last,
             last_error=runner.health.last_error,
+        )
+
+    def _failing_probe_targets(self) -> frozenset[str]:
+        return frozenset(
+            r.last.target
+            for r in self.state.probes.values()
+            if r.last is not None and r.last.type == "icmp" and not r.last.success
         )
 
     def _step(self) -> None:
