@@ -96,7 +96,9 @@ def one_run(lab_dir: Path) -> dict[str, float | str]:
         return "VpnRedundancyDegraded" in first
 
     wait(seen, 300, "VpnRedundancyDegraded")
-    bgp = bgp_down_after(lab_dir / "gcp" / "frr" / "bgpd.log", cut)
+    bgpd_log = lab_dir / "gcp" / "frr" / "bgpd.log"
+    wait(lambda: bgp_down_after(bgpd_log, cut) is not None, 300, "BGP to notice (hold timer)")
+    bgp = bgp_down_after(bgpd_log, cut)
     earliest = min(first, key=lambda k: first[k])
     lab(lab_dir, "restore", "1")
     try:
