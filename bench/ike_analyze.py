@@ -50,40 +50,64 @@ def generate(path: Path, target: int, seed: int = 7) -> dict[str, int]:
 
     a, b = TUNNELS[0]
     esp50 = [frame(eth() / IP(src=a, dst=b, proto=50) / Raw(os.urandom(n))) for n in (80, 400, 1400)]
-    espudp = [frame(eth() / IP(src=a, dst=b) / UDP(sport=4500, dport=4500) / Raw(b"\xc0\x01\x02\x03" + os.urandom(n)))
-              for n in (100, 1300)]
-    tcp = [frame(eth() / IP(src="198.18.0.1", dst="198.18.1.1") / TCP(sport=443, dport=5555) / Raw(os.urandom(n)))
-           for n in (0, 600)]
+    espudp = [
+        frame(eth() / IP(src=a, dst=b) / UDP(sport=4500, dport=4500) / Raw(b"\xc0\x01\x02\x03" + os.urandom(n)))
+        for n in (100, 1300)
+    ]
+    tcp = [
+        frame(eth() / IP(src="198.18.0.1", dst="198.18.1.1") / TCP(sport=443, dport=5555) / Raw(os.urandom(n)))
+        for n in (0, 600)
+    ]
     dns = frame(eth() / IP(src="198.18.0.1", dst="198.18.1.53") / UDP(sport=5353, dport=53) / Raw(os.urandom(40)))
     keepalive = frame(eth() / IP(src=a, dst=b) / UDP(sport=4500, dport=4500) / Raw(b"\xff"))
 
-    def ike_frames(t: int, exch: int, size: int, *, v1: bool = False, resp: bool = False, msgid: int = 1,
-                   big: bool = False, skf: int = 0) -> list[bytes]:
+    def ike_frames(
+        t: int,
+        exch: int,
+        size: int,
+        *,
+        v1: bool = False,
+        resp: bool = False,
+        msgid: int = 1,
+        big: bool = False,
+        skf: int = 0,
+    ) -> list[bytes]:
         src, dst = TUNNELS[t] if not resp else TUNNELS[t][::-1]
         natt = t == NATT_TUNNEL
         spi = struct.pack("!Q", rnd.getrandbits(64) | 1)
         flags = (0x20 if resp else 0x08) if not v1 else 1
         if skf:
-            return [frame(udp4(src, dst, ike_skf(exch, n, skf, msgid=msgid, spi_i=spi, size=500), natt=natt))
-                    for n in range(1, skf + 1)]
+            return [
+                frame(udp4(src, dst, ike_skf(exch, n, skf, msgid=msgid, spi_i=spi, size=500), natt=natt))
+                for n in range(1, skf + 1)
+            ]
         if v1:
-            msg = ike(exch, version=0x10, flags=flags, msgid=msgid, spi_i=spi, first_payload=8,
-                      body=b"\x00" * (size - 28))
+            msg = ike(
+                exch, version=0x10, flags=flags, msgid=msgid, spi_i=spi, first_payload=8, body=b"\x00" * (size - 28)
+            )
         else:
             msg = ike(exch, flags=flags, msgid=msgid, spi_i=spi, body=sk(41 if exch == 36 else 33, size - 28))
         pkt = udp4(src, dst, msg, natt=natt, ip_id=rnd.getrandbits(16))
         return [frame(p) for p in frag4(pkt, 1480)] if big else [frame(pkt)]
 
     # Templates: the IP ID (frame offset 18) is patched per use so every datagram is distinct.
-    whole = [ike_frames(t, e, rnd.randint(80, 1200), resp=r) for t in range(4) for e in (34, 35, 36, 37)
-             for r in (False, True)]
+    whole = [
+        ike_frames(t, e, rnd.randint(80, 1200), resp=r)
+        for t in range(4)
+        for e in (34, 35, 36, 37)
+        for r in (False, True)
+    ]
     whole += [ike_frames(t, e, rnd.randint(80, 600), v1=True) for t in range(4) for e in (2, 5, 32)]
     fragmented = [ike_frames(t, 36, rnd.randint(1500, 6000), big=True) for t in range(4)]
     fragmented += [ike_frames(t, 34, rnd.randint(1500, 3000), big=True) for t in range(4)]
     fragmented += [ike_frames(t, 32, rnd.randint(1500, 3000), v1=True, big=True) for t in range(4)]
     skf_sets = [ike_frames(t, 36, 0, skf=4) for t in range(4)]
-    nonike_frag = [frame(p) for p in frag4(eth() / IP(src=a, dst=b) / UDP(sport=4500, dport=4500)
-                                           / Raw(b"\xc0\x01\x02\x03" + os.urandom(3000)), 1480)]
+    nonike_frag = [
+        frame(p)
+        for p in frag4(
+            eth() / IP(src=a, dst=b) / UDP(sport=4500, dport=4500) / Raw(b"\xc0\x01\x02\x03" + os.urandom(3000)), 1480
+        )
+    ]
 
     kinds = ["esp50", "espudp", "tcp", "dns", "keepalive", "ike", "ikefrag", "skf", "nonikefrag"]
     weights = [64.0, 21.5, 11.0, 1.5, 0.2, 0.85, 0.05, 0.008, 0.04]
@@ -174,8 +198,21 @@ for p in a.peers.values():
 json.dump({"packets": a.packets, "by_exchange": by, "fragmented": frags}, open(sys.argv[2], "w"))
 """
 
-TSHARK_FIELDS = ["ip.src", "ip.dst", "ip.id", "ip.flags.mf", "ip.frag_offset", "ip.len", "ip.hdr_len", "udp.length",
-                 "isakmp.ispi", "isakmp.version", "isakmp.exchangetype", "isakmp.nextpayload", "isakmp.frag.number"]
+TSHARK_FIELDS = [
+    "ip.src",
+    "ip.dst",
+    "ip.id",
+    "ip.flags.mf",
+    "ip.frag_offset",
+    "ip.len",
+    "ip.hdr_len",
+    "udp.length",
+    "isakmp.ispi",
+    "isakmp.version",
+    "isakmp.exchangetype",
+    "isakmp.nextpayload",
+    "isakmp.frag.number",
+]
 
 
 def tshark_facts(out_path: Path) -> dict[str, Any]:
@@ -239,9 +276,22 @@ def main() -> int:
     ours = json.loads(ours_json.read_text())
 
     tshark_out = OUT / "tshark.tsv"
-    cmd = ["tshark", "-n", "-r", str(pcap), "-o", "ip.defragment:FALSE", "-Y",
-           "isakmp or ip.flags.mf == 1 or ip.frag_offset > 0", "-T", "fields", "-E", "separator=/t",
-           "-E", "occurrence=f"]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(pcap),
+        "-o",
+        "ip.defragment:FALSE",
+        "-Y",
+        "isakmp or ip.flags.mf == 1 or ip.frag_offset > 0",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=f",
+    ]
     for fld in TSHARK_FIELDS:
         cmd += ["-e", fld]
     t0 = time.perf_counter()
@@ -253,8 +303,10 @@ def main() -> int:
     n = ours["packets"]
     print(f"packets: {n}")
     print(f"ours:   {ours_wall:7.2f} s  {n / ours_wall:10,.0f} pkt/s  peak RSS {ours_rss / 2**20:6.1f} MiB")
-    print(f"tshark: {ts_wall:7.2f} s  {n / ts_wall:10,.0f} pkt/s  peak RSS {ts_rss / 2**20:6.1f} MiB"
-          f"  (+ join in Python: {ts_total:.2f} s total)")
+    print(
+        f"tshark: {ts_wall:7.2f} s  {n / ts_wall:10,.0f} pkt/s  peak RSS {ts_rss / 2**20:6.1f} MiB"
+        f"  (+ join in Python: {ts_total:.2f} s total)"
+    )
     print(f"ratio:  {ts_wall / ours_wall:.1f}x faster than tshark (target >= 5x)")
     same_msgs = ours["by_exchange"] == theirs["by_exchange"]
     same_frags = ours["fragmented"] == theirs["fragmented"]

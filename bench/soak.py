@@ -78,8 +78,18 @@ def main() -> int:
     flaps = alerted = resolved = 0
     daemon = None
     try:
-        lab(lab_dir, "up", "--prefix", PREFIX, "--am-port", str(AM_PORT), "--prom-port", str(PROM_PORT),
-            "--watchdog-addr", f"127.0.0.1:{WD_PORT}")
+        lab(
+            lab_dir,
+            "up",
+            "--prefix",
+            PREFIX,
+            "--am-port",
+            str(AM_PORT),
+            "--prom-port",
+            str(PROM_PORT),
+            "--watchdog-addr",
+            f"127.0.0.1:{WD_PORT}",
+        )
         log = (lab_dir / "watchdog.log").open("wb")
         daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(lab_dir / "watchdog.yaml")], stdout=log, stderr=log)
         started = time.monotonic()
@@ -113,8 +123,10 @@ def main() -> int:
         return statistics.median(r[i] for r in rows)
 
     rss0, rss1 = med(first, 1), med(last, 1)
-    print(f"soak {args.minutes:.0f} min, {len(samples)} samples, {flaps} flaps "
-          f"(cut {args.down_for:.0f}s every {args.flap_every:.0f}s)")
+    print(
+        f"soak {args.minutes:.0f} min, {len(samples)} samples, {flaps} flaps "
+        f"(cut {args.down_for:.0f}s every {args.flap_every:.0f}s)"
+    )
     print(f"RSS     {rss0:.1f} MB -> {rss1:.1f} MB ({100 * (rss1 - rss0) / rss0:+.1f} %, target < 5 %)")
     print(f"threads {med(first, 2):.0f} -> {med(last, 2):.0f}   fds {med(first, 3):.0f} -> {med(last, 3):.0f}")
     print(f"flaps alerted {alerted}/{flaps}, resolved {resolved}/{flaps}")

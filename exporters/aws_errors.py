@@ -137,13 +137,9 @@ def translate(exc: BaseException, *, operation: str, where: str) -> ExporterErro
     if isinstance(exc, (bex.ConnectTimeoutError, bex.ReadTimeoutError)):
         return ExporterError("timeout", f"{operation} ({where}): {type(exc).__name__}: no answer in time")
     if isinstance(exc, _CREDENTIAL_ERRORS):
-        return ExporterError(
-            "auth", f"{operation} ({where}): no usable AWS credentials ({type(exc).__name__})"
-        )
+        return ExporterError("auth", f"{operation} ({where}): no usable AWS credentials ({type(exc).__name__})")
     if isinstance(exc, (bex.ConnectionError, bex.HTTPClientError, OSError)):
-        return ExporterError(
-            "network", f"{operation} ({where}): cannot reach the endpoint ({type(exc).__name__})"
-        )
+        return ExporterError("network", f"{operation} ({where}): cannot reach the endpoint ({type(exc).__name__})")
     if isinstance(exc, bex.ParamValidationError):
         return ExporterError("api_error", f"{operation} ({where}): invalid request: {scrub(str(exc))}")
     return ExporterError("api_error", f"{operation} ({where}): {type(exc).__name__}")

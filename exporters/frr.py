@@ -42,8 +42,14 @@ class FrrExporter:
             learned = routes_from(routes, router=_router_id(summary, routes))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ExporterError("malformed", f"vtysh: unexpected JSON shape: {exc!r}") from exc
-        return Snapshot(exporter=self.name, cloud=self.cloud, taken_at=time.time(),
-                        bgp_sessions=sessions, routes=learned, api_calls=3)
+        return Snapshot(
+            exporter=self.name,
+            cloud=self.cloud,
+            taken_at=time.time(),
+            bgp_sessions=sessions,
+            routes=learned,
+            api_calls=3,
+        )
 
     def close(self) -> None:
         return None
@@ -52,11 +58,11 @@ class FrrExporter:
         argv = [*self.vtysh, "-c", command]
         remaining = max(0.01, deadline - time.monotonic())
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=remaining, check=False,
-                                    stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=remaining, check=False, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired as exc:
-            raise ExporterError(
-                "timeout", f"{argv[0]} -c {command!r}: no answer within {self.timeout:g} s") from exc
+            raise ExporterError("timeout", f"{argv[0]} -c {command!r}: no answer within {self.timeout:g} s") from exc
         except OSError as exc:  # missing binary, not executable
             raise ExporterError("network", f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
         if result.returncode != 0:
@@ -67,8 +73,7 @@ class FrrExporter:
         try:
             data = json.loads(result.stdout)
         except json.JSONDecodeError as exc:
-            raise ExporterError(
-                "malformed", f"{argv[0]} -c {command!r}: output is not JSON ({exc.msg})") from exc
+            raise ExporterError("malformed", f"{argv[0]} -c {command!r}: output is not JSON ({exc.msg})") from exc
         if not isinstance(data, dict):
             raise ExporterError("malformed", f"{argv[0]} -c {command!r}: expected a JSON object")
         return data
@@ -92,16 +97,18 @@ def sessions_from(summary: dict[str, Any], neighbors: dict[str, Any]) -> tuple[B
             detail = {}
         uptime = peer.get("peerUptimeMsec")
         received = peer.get("pfxRcd")
-        sessions.append(BgpSession(
-            router=router,
-            peer=peer_ip,
-            local_ip=_address(detail.get("hostLocal")),
-            peer_ip=peer_ip,
-            up=up,
-            state=state,
-            uptime_seconds=float(uptime) / 1000.0 if up and uptime is not None else None,
-            received_prefixes=int(received) if isinstance(received, int) else (0 if not up else None),
-        ))
+        sessions.append(
+            BgpSession(
+                router=router,
+                peer=peer_ip,
+                local_ip=_address(detail.get("hostLocal")),
+                peer_ip=peer_ip,
+                up=up,
+                state=state,
+                uptime_seconds=float(uptime) / 1000.0 if up and uptime is not None else None,
+                received_prefixes=int(received) if isinstance(received, int) else (0 if not up else None),
+            )
+        )
     return tuple(sessions)
 
 

@@ -246,8 +246,7 @@ class StrongswanExporter:
             finally:
                 conn.close()
             tunnels = tunnels_from(conns, sas, now=time.time())
-        return Snapshot(exporter=self.name, cloud=self.cloud, taken_at=time.time(), tunnels=tunnels,
-                        api_calls=2)
+        return Snapshot(exporter=self.name, cloud=self.cloud, taken_at=time.time(), tunnels=tunnels, api_calls=2)
 
     def close(self) -> None:
         self._stop.set()
@@ -262,8 +261,9 @@ class StrongswanExporter:
     def subscribe(self, notify: Callable[[], None]) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._event_loop, args=(notify,),
-                                        name=f"vici-events-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._event_loop, args=(notify,), name=f"vici-events-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def _event_loop(self, notify: Callable[[], None]) -> None:
@@ -357,9 +357,18 @@ def tunnels_from(conns: list[Message], sas: list[Message], *, now: float) -> tup
     result = [entry[1] for entry in best.values()]
     for (conn_name, child_name), conf in configured.items():
         if (conn_name, child_name) not in best:
-            result.append(Tunnel(connection=conn_name, name=child_name, local_ip=conf.local_ip,
-                                 peer_ip=conf.peer_ip, up=False, status="DOWN", detail="no IKE SA",
-                                 inside_cidr=conf.inside_cidr))
+            result.append(
+                Tunnel(
+                    connection=conn_name,
+                    name=child_name,
+                    local_ip=conf.local_ip,
+                    peer_ip=conf.peer_ip,
+                    up=False,
+                    status="DOWN",
+                    detail="no IKE SA",
+                    inside_cidr=conf.inside_cidr,
+                )
+            )
     return tuple(sorted(result, key=lambda t: (t.connection, t.name)))
 
 
@@ -370,8 +379,9 @@ class _Configured:
     inside_cidr: str | None
 
 
-def _tunnels_of_ike(conn_name: str, ike: Message, configured: dict[tuple[str, str], _Configured],
-                    now: float) -> Iterator[tuple[tuple[str, str], tuple[tuple[int, int], Tunnel]]]:
+def _tunnels_of_ike(
+    conn_name: str, ike: Message, configured: dict[tuple[str, str], _Configured], now: float
+) -> Iterator[tuple[tuple[str, str], tuple[tuple[int, int], Tunnel]]]:
     ike_state = str(ike.get("state", "UNKNOWN"))
     local, remote = str(ike.get("local-host", "")), str(ike.get("remote-host", ""))
     established = _int(ike.get("established"))
@@ -400,10 +410,23 @@ def _tunnels_of_ike(conn_name: str, ike: Message, configured: dict[tuple[str, st
         rank = (0 if up else 1, _IKE_ORDER.get(ike_state, 9))
         conf = configured.get((conn_name, child_name))
         inside = _link_local(child.get("local-ts")) if child else None
-        yield (conn_name, child_name), (rank, Tunnel(
-            connection=conn_name, name=child_name, local_ip=local, peer_ip=remote, up=up,
-            status=status, detail=detail, status_change=changed if up else None,
-            inside_cidr=inside or (conf.inside_cidr if conf else None)))
+        yield (
+            (conn_name, child_name),
+            (
+                rank,
+                Tunnel(
+                    connection=conn_name,
+                    name=child_name,
+                    local_ip=local,
+                    peer_ip=remote,
+                    up=up,
+                    status=status,
+                    detail=detail,
+                    status_change=changed if up else None,
+                    inside_cidr=inside or (conf.inside_cidr if conf else None),
+                ),
+            ),
+        )
 
 
 def _algorithms(sa: Message, keys: tuple[str, ...]) -> str:

@@ -85,22 +85,39 @@ class Lab:
         self.aws.clear_requests()
         self.expected = replace(inventory, aws=(account,))
         self.config = self.tmp_path / "config.yaml"
-        aws_entry: dict[str, Any] = {"name": "aws-tokyo", "type": "aws", "region": topo.AWS_REGION,
-                                     "endpoint_url": self.aws.endpoint_url, "timeout": "20s", **aws_extra}
-        self.config.write_text(yaml.safe_dump({
-            "exporters": [
-                aws_entry,
-                {"name": "gcp-hub", "type": "gcp", "project": topo.PROJECT, "region": topo.REGION,
-                 "endpoint": self.gcp.url, "monitoring": False,
-                 "credentials_file": self.gcp.write_credentials(self.tmp_path)},
-            ],
-        }))
+        aws_entry: dict[str, Any] = {
+            "name": "aws-tokyo",
+            "type": "aws",
+            "region": topo.AWS_REGION,
+            "endpoint_url": self.aws.endpoint_url,
+            "timeout": "20s",
+            **aws_extra,
+        }
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "exporters": [
+                        aws_entry,
+                        {
+                            "name": "gcp-hub",
+                            "type": "gcp",
+                            "project": topo.PROJECT,
+                            "region": topo.REGION,
+                            "endpoint": self.gcp.url,
+                            "monitoring": False,
+                            "credentials_file": self.gcp.write_credentials(self.tmp_path),
+                        },
+                    ],
+                }
+            )
+        )
         return self.expected
 
     def run(self, *args: str, **kwargs: Any) -> tuple[int, str]:
         out = io.StringIO()
-        code = audit_main(str(self.config), fmt="json", fix_ipsec="--fix-ipsec" in args, apply="--apply" in args,
-                          out=out, **kwargs)
+        code = audit_main(
+            str(self.config), fmt="json", fix_ipsec="--fix-ipsec" in args, apply="--apply" in args, out=out, **kwargs
+        )
         return code, out.getvalue()
 
     def vpn(self, index: int) -> str:
@@ -165,7 +182,10 @@ def test_aws_default_tunnel_options_are_errors_and_no_secret_is_printed(
     assert code == 1
     tunnel = f"aws-tokyo:{lab.vpn(0)} tunnel {topo.AWS_IPS[0]}"
     assert {(f["rule"], f["object"]) for f in doc["findings"]} == {
-        ("ipsec.ike-version", tunnel), ("ipsec.single-transform", tunnel), ("ipsec.message-size", tunnel)}
+        ("ipsec.ike-version", tunnel),
+        ("ipsec.single-transform", tunnel),
+        ("ipsec.message-size", tunnel),
+    }
     assert all(set(f) == {"rule", "severity", "object", "message", "fix"} for f in doc["findings"])
     assert doc["summary"]["errors"] == 3 and doc["summary"]["by_rule"]["ipsec.message-size"] == 1
     text = captured.out + captured.err + caplog.text
@@ -200,7 +220,8 @@ def test_missing_dns_peering_zone_is_a_warning_only(lab: Lab) -> None:
 def test_unpropagated_attachment_is_found_in_the_tgw(lab: Lab) -> None:
     lab.seed(topo.four_tunnels())
     lab.aws.client().disable_transit_gateway_route_table_propagation(
-        TransitGatewayRouteTableId=lab.rename["tgw-rtb-0001"], TransitGatewayAttachmentId=lab.rename["tgw-attach-000b"])
+        TransitGatewayRouteTableId=lab.rename["tgw-rtb-0001"], TransitGatewayAttachmentId=lab.rename["tgw-attach-000b"]
+    )
     code, out = lab.run()
     assert code == 1
     (finding,) = json.loads(out)["findings"]
@@ -208,6 +229,7 @@ def test_unpropagated_attachment_is_found_in_the_tgw(lab: Lab) -> None:
 
 
 # -- --fix-ipsec ------------------------------------------------------------------------------------
+
 
 def _broken_three(lab: Lab) -> Inventory:
     inv = topo.four_tunnels()
@@ -224,21 +246,24 @@ def test_fix_plan_prints_the_exact_call_and_changes_nothing(lab: Lab) -> None:
     assert code == 1 and doc["changes_needed"] is True
     by_ip = {t["outside_ip"]: t for t in doc["tunnels"]}
     assert by_ip[topo.AWS_IPS[3]]["changes_needed"] is False and by_ip[topo.AWS_IPS[3]]["call"] is None
-    assert by_ip[topo.AWS_IPS[0]]["call"] == {"ModifyVpnTunnelOptions": {
-        "VpnConnectionId": lab.vpn(0),
-        "VpnTunnelOutsideIpAddress": topo.AWS_IPS[0],
-        "TunnelOptions": {
-            "IKEVersions": [{"Value": "ikev2"}],
-            "Phase1EncryptionAlgorithms": [{"Value": "AES256"}],
-            "Phase1IntegrityAlgorithms": [{"Value": "SHA2-256"}],
-            "Phase1DHGroupNumbers": [{"Value": 14}],
-            "Phase2EncryptionAlgorithms": [{"Value": "AES256"}],
-            "Phase2IntegrityAlgorithms": [{"Value": "SHA2-256"}],
-            "Phase2DHGroupNumbers": [{"Value": 14}],
-        },
-    }}
+    assert by_ip[topo.AWS_IPS[0]]["call"] == {
+        "ModifyVpnTunnelOptions": {
+            "VpnConnectionId": lab.vpn(0),
+            "VpnTunnelOutsideIpAddress": topo.AWS_IPS[0],
+            "TunnelOptions": {
+                "IKEVersions": [{"Value": "ikev2"}],
+                "Phase1EncryptionAlgorithms": [{"Value": "AES256"}],
+                "Phase1IntegrityAlgorithms": [{"Value": "SHA2-256"}],
+                "Phase1DHGroupNumbers": [{"Value": 14}],
+                "Phase2EncryptionAlgorithms": [{"Value": "AES256"}],
+                "Phase2IntegrityAlgorithms": [{"Value": "SHA2-256"}],
+                "Phase2DHGroupNumbers": [{"Value": 14}],
+            },
+        }
+    }
     assert by_ip[topo.AWS_IPS[1]]["call"]["ModifyVpnTunnelOptions"]["TunnelOptions"] == {
-        "Phase2IntegrityAlgorithms": [{"Value": "SHA2-256"}]}
+        "Phase2IntegrityAlgorithms": [{"Value": "SHA2-256"}]
+    }
     assert by_ip[topo.AWS_IPS[2]]["terraform"]["tunnel1_phase1_dh_group_numbers"] == [14]
     assert by_ip[topo.AWS_IPS[1]]["terraform"]["tunnel2_ike_versions"] == ["ikev2"]
     assert lab.aws.calls("ModifyVpnTunnelOptions") == []
@@ -250,8 +275,11 @@ def test_fix_apply_changes_one_tunnel_at_a_time_and_waits_for_up(lab: Lab) -> No
     code, out = lab.run("--fix-ipsec", "--apply", poll_interval=0.01, settle=5, wait_timeout=10)
     assert code == 0, out
     assert json.loads(out)["ok"] is True
-    sequence = [(r.action, r.params.get("VpnTunnelOutsideIpAddress")) for r in lab.aws.requests
-                if r.action in ("ModifyVpnTunnelOptions", "DescribeVpnConnections")]
+    sequence = [
+        (r.action, r.params.get("VpnTunnelOutsideIpAddress"))
+        for r in lab.aws.requests
+        if r.action in ("ModifyVpnTunnelOptions", "DescribeVpnConnections")
+    ]
     modifies = [ip for action, ip in sequence if action == "ModifyVpnTunnelOptions"]
     assert modifies == list(topo.AWS_IPS[:3])
     # Between two modifies: DOWN twice, then UP once (down_polls=2), before the next tunnel is touched.
@@ -299,6 +327,7 @@ def test_fix_apply_stops_when_a_tunnel_does_not_come_back(lab: Lab) -> None:
 
 
 # -- CLI and errors -----------------------------------------------------------------------------------
+
 
 def test_api_error_exits_2_with_a_message(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     lab.seed(topo.four_tunnels())

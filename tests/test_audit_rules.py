@@ -72,10 +72,15 @@ def _peer_wrong(inv: Inventory) -> Inventory:
 
 
 def _networks(inv: Inventory, hub_export: bool = True, spoke_import: bool = True) -> Inventory:
-    return topo.with_gcp(inv, networks=(
-        Network(topo.HUB, topo.HUB_SUBNETS, (Peering("hub-to-spoke", topo.SPOKE, "ACTIVE", hub_export, False),)),
-        Network(topo.SPOKE, topo.SPOKE_SUBNETS, (Peering("spoke-to-hub", topo.HUB, "ACTIVE", False, spoke_import),)),
-    ))
+    return topo.with_gcp(
+        inv,
+        networks=(
+            Network(topo.HUB, topo.HUB_SUBNETS, (Peering("hub-to-spoke", topo.SPOKE, "ACTIVE", hub_export, False),)),
+            Network(
+                topo.SPOKE, topo.SPOKE_SUBNETS, (Peering("spoke-to-hub", topo.HUB, "ACTIVE", False, spoke_import),)
+            ),
+        ),
+    )
 
 
 def _zones(inv: Inventory, *zones: DnsZone) -> Inventory:
@@ -90,75 +95,203 @@ PEER = DnsZone("aws-internal-peer", "aws.internal.", "peering", (topo.SPOKE,), t
 BROKEN: list[tuple[str, Callable[[], Inventory], str, str, int]] = [
     # (case, fixture, rule, severity, how many findings of it)
     ("three-gcp-tunnels", lambda: _gcp_drop_tunnel(FOUR()), "ha.tunnel-count", "warning", 1),
-    ("cheap-cgw-on-second-ip", lambda: topo.with_connection(CHEAP(), 0, customer_gateway_ip=topo.HA_IPS[1]),
-     "ha.cheap-mode-customer-gateway", "error", 1),
-    ("four-ips-declared-two", lambda: _ext(FOUR(), redundancy_type="TWO_IPS_REDUNDANCY"),
-     "ha.redundancy-type", "error", 1),
-    ("cheap-declared-two", lambda: _ext(CHEAP(), redundancy_type="TWO_IPS_REDUNDANCY"),
-     "ha.redundancy-type", "error", 1),
-    ("redundancy-not-met", lambda: _gw(FOUR(), redundancy=(("aws-peer", "CONNECTION_REDUNDANCY_NOT_MET"),)),
-     "ha.redundancy-not-met", "error", 1),
+    (
+        "cheap-cgw-on-second-ip",
+        lambda: topo.with_connection(CHEAP(), 0, customer_gateway_ip=topo.HA_IPS[1]),
+        "ha.cheap-mode-customer-gateway",
+        "error",
+        1,
+    ),
+    (
+        "four-ips-declared-two",
+        lambda: _ext(FOUR(), redundancy_type="TWO_IPS_REDUNDANCY"),
+        "ha.redundancy-type",
+        "error",
+        1,
+    ),
+    (
+        "cheap-declared-two",
+        lambda: _ext(CHEAP(), redundancy_type="TWO_IPS_REDUNDANCY"),
+        "ha.redundancy-type",
+        "error",
+        1,
+    ),
+    (
+        "redundancy-not-met",
+        lambda: _gw(FOUR(), redundancy=(("aws-peer", "CONNECTION_REDUNDANCY_NOT_MET"),)),
+        "ha.redundancy-not-met",
+        "error",
+        1,
+    ),
     ("aws-tunnel-down", lambda: topo.with_tunnel(FOUR(), 2, status="DOWN"), "ha.tunnel-down", "warning", 1),
-    ("gcp-tunnel-down", lambda: topo.with_gcp(FOUR(), tunnels=(
-        *FOUR().gcp[0].tunnels[:3], replace(FOUR().gcp[0].tunnels[3], status="NO_INCOMING_PACKETS"))),
-     "ha.tunnel-down", "warning", 1),
-    ("external-ip-hard-coded", lambda: _ext(FOUR(), interfaces=(
-        *FOUR().gcp[0].external_gateways[0].interfaces[:3], (3, "198.51.100.99"))),
-     "wiring.external-interface-ip", "error", 1),
-    ("external-ips-swapped", lambda: _ext(FOUR(), interfaces=(
-        (0, topo.AWS_IPS[2]), (1, topo.AWS_IPS[3]), (2, topo.AWS_IPS[0]), (3, topo.AWS_IPS[1]))),
-     "wiring.external-interface-ip", "error", 4),
-    ("cgw-not-gcp-ip", lambda: topo.with_connection(FOUR(), 1, customer_gateway_ip="203.0.113.99"),
-     "wiring.customer-gateway-ip", "error", 1),
-    ("cgw-shared", lambda: topo.with_connection(FOUR(), 1, customer_gateway_id="cgw-000a"),
-     "wiring.customer-gateway-shared", "error", 1),
-    ("inside-reserved", lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.169.252/30"),
-     "inside.cidr-invalid", "error", 1),
-    ("inside-reserved-low", lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.3.0/30"),
-     "inside.cidr-invalid", "error", 1),
-    ("inside-not-30", lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.10.0/29"),
-     "inside.cidr-invalid", "error", 1),
-    ("inside-not-link-local", lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="192.0.2.0/30"),
-     "inside.cidr-invalid", "error", 1),
+    (
+        "gcp-tunnel-down",
+        lambda: topo.with_gcp(
+            FOUR(),
+            tunnels=(*FOUR().gcp[0].tunnels[:3], replace(FOUR().gcp[0].tunnels[3], status="NO_INCOMING_PACKETS")),
+        ),
+        "ha.tunnel-down",
+        "warning",
+        1,
+    ),
+    (
+        "external-ip-hard-coded",
+        lambda: _ext(FOUR(), interfaces=(*FOUR().gcp[0].external_gateways[0].interfaces[:3], (3, "198.51.100.99"))),
+        "wiring.external-interface-ip",
+        "error",
+        1,
+    ),
+    (
+        "external-ips-swapped",
+        lambda: _ext(
+            FOUR(), interfaces=((0, topo.AWS_IPS[2]), (1, topo.AWS_IPS[3]), (2, topo.AWS_IPS[0]), (3, topo.AWS_IPS[1]))
+        ),
+        "wiring.external-interface-ip",
+        "error",
+        4,
+    ),
+    (
+        "cgw-not-gcp-ip",
+        lambda: topo.with_connection(FOUR(), 1, customer_gateway_ip="203.0.113.99"),
+        "wiring.customer-gateway-ip",
+        "error",
+        1,
+    ),
+    (
+        "cgw-shared",
+        lambda: topo.with_connection(FOUR(), 1, customer_gateway_id="cgw-000a"),
+        "wiring.customer-gateway-shared",
+        "error",
+        1,
+    ),
+    (
+        "inside-reserved",
+        lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.169.252/30"),
+        "inside.cidr-invalid",
+        "error",
+        1,
+    ),
+    (
+        "inside-reserved-low",
+        lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.3.0/30"),
+        "inside.cidr-invalid",
+        "error",
+        1,
+    ),
+    (
+        "inside-not-30",
+        lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="169.254.10.0/29"),
+        "inside.cidr-invalid",
+        "error",
+        1,
+    ),
+    (
+        "inside-not-link-local",
+        lambda: topo.with_tunnel(FOUR(), 0, inside_cidr="192.0.2.0/30"),
+        "inside.cidr-invalid",
+        "error",
+        1,
+    ),
     ("inside-unset", lambda: topo.with_tunnel(FOUR(), 0, inside_cidr=None), "inside.cidr-invalid", "error", 1),
-    ("inside-duplicate", lambda: topo.with_tunnel(FOUR(), 3, inside_cidr=topo.INSIDE[0]),
-     "inside.cidr-duplicate", "error", 1),
+    (
+        "inside-duplicate",
+        lambda: topo.with_tunnel(FOUR(), 3, inside_cidr=topo.INSIDE[0]),
+        "inside.cidr-duplicate",
+        "error",
+        1,
+    ),
     ("router-peer-ip", lambda: _peer_wrong(FOUR()), "inside.router-mismatch", "error", 1),
-    ("ikev1-allowed", lambda: topo.with_options(FOUR(), 0, ike_versions=("ikev1", "ikev2")),
-     "ipsec.ike-version", "error", 1),
+    (
+        "ikev1-allowed",
+        lambda: topo.with_options(FOUR(), 0, ike_versions=("ikev1", "ikev2")),
+        "ipsec.ike-version",
+        "error",
+        1,
+    ),
     ("ike-default", lambda: topo.with_options(FOUR(), 1, ike_versions=()), "ipsec.ike-version", "error", 1),
-    ("two-encryptions", lambda: topo.with_options(FOUR(), 0, phase1_encryption=("AES128", "AES256")),
-     "ipsec.single-transform", "error", 1),
-    ("phase2-sha384", lambda: topo.with_options(FOUR(), 0, phase2_integrity=("SHA2-384",)),
-     "ipsec.unsupported-algorithm", "error", 1),
+    (
+        "two-encryptions",
+        lambda: topo.with_options(FOUR(), 0, phase1_encryption=("AES128", "AES256")),
+        "ipsec.single-transform",
+        "error",
+        1,
+    ),
+    (
+        "phase2-sha384",
+        lambda: topo.with_options(FOUR(), 0, phase2_integrity=("SHA2-384",)),
+        "ipsec.unsupported-algorithm",
+        "error",
+        1,
+    ),
     ("dh-not-gcp-first", lambda: topo.with_options(FOUR(), 0, phase1_dh=(19,)), "ipsec.dh-gcp-first", "error", 1),
     ("small-path-mtu", lambda: replace(FOUR(), mtu=400), "ipsec.message-size", "error", 4),
-    ("spoke-not-advertised", lambda: _router(FOUR(), advertised_ranges=(topo.DNS_RANGE,)),
-     "routing.spoke-not-advertised", "error", 1),
+    (
+        "spoke-not-advertised",
+        lambda: _router(FOUR(), advertised_ranges=(topo.DNS_RANGE,)),
+        "routing.spoke-not-advertised",
+        "error",
+        1,
+    ),
     ("hub-does-not-export", lambda: _networks(FOUR(), hub_export=False), "routing.peering-custom-routes", "error", 1),
-    ("spoke-does-not-import", lambda: _networks(FOUR(), spoke_import=False),
-     "routing.peering-custom-routes", "error", 1),
+    (
+        "spoke-does-not-import",
+        lambda: _networks(FOUR(), spoke_import=False),
+        "routing.peering-custom-routes",
+        "error",
+        1,
+    ),
     ("aws-did-not-learn", lambda: _without_route(FOUR(), "10.30.0.0/16"), "routing.aws-not-learned", "error", 1),
-    ("route-limit-reached", lambda: topo.with_tunnel(FOUR(), 0, accepted_routes=100),
-     "routing.route-limit", "error", 1),
-    ("route-limit-close", lambda: topo.with_tunnel(FOUR(), 0, accepted_routes=95),
-     "routing.route-limit", "warning", 1),
-    ("not-propagating", lambda: _table(FOUR(), propagations=("tgw-attach-000a",)),
-     "routing.tgw-association", "error", 1),
-    ("wrong-route-table", lambda: topo.with_aws(FOUR(), intended_route_tables=("tgw-rtb-0002",)),
-     "routing.tgw-association", "error", 2),
-    ("no-dns-return-route", lambda: _router(_without_route(FOUR(), topo.DNS_RANGE),
-                                            advertised_ranges=topo.SPOKE_SUBNETS),
-     "dns.return-route", "error", 1),
-    ("resolver-vpc-no-return-route",
-     lambda: topo.with_aws(FOUR(), resolver_route_tables=(VpcRouteTable("rtb-0001", (("0.0.0.0/0", "igw-1"),)),)),
-     "dns.return-route", "error", 1),
-    ("forwarding-in-two-vpcs",
-     lambda: _zones(FOUR(), FORWARD, PEER, replace(FORWARD, name="fwd2", networks=(topo.SPOKE,))),
-     "dns.forwarding-multiple-vpcs", "error", 1),
+    (
+        "route-limit-reached",
+        lambda: topo.with_tunnel(FOUR(), 0, accepted_routes=100),
+        "routing.route-limit",
+        "error",
+        1,
+    ),
+    ("route-limit-close", lambda: topo.with_tunnel(FOUR(), 0, accepted_routes=95), "routing.route-limit", "warning", 1),
+    (
+        "not-propagating",
+        lambda: _table(FOUR(), propagations=("tgw-attach-000a",)),
+        "routing.tgw-association",
+        "error",
+        1,
+    ),
+    (
+        "wrong-route-table",
+        lambda: topo.with_aws(FOUR(), intended_route_tables=("tgw-rtb-0002",)),
+        "routing.tgw-association",
+        "error",
+        2,
+    ),
+    (
+        "no-dns-return-route",
+        lambda: _router(_without_route(FOUR(), topo.DNS_RANGE), advertised_ranges=topo.SPOKE_SUBNETS),
+        "dns.return-route",
+        "error",
+        1,
+    ),
+    (
+        "resolver-vpc-no-return-route",
+        lambda: topo.with_aws(FOUR(), resolver_route_tables=(VpcRouteTable("rtb-0001", (("0.0.0.0/0", "igw-1"),)),)),
+        "dns.return-route",
+        "error",
+        1,
+    ),
+    (
+        "forwarding-in-two-vpcs",
+        lambda: _zones(FOUR(), FORWARD, PEER, replace(FORWARD, name="fwd2", networks=(topo.SPOKE,))),
+        "dns.forwarding-multiple-vpcs",
+        "error",
+        1,
+    ),
     ("no-peering-zone", lambda: _zones(FOUR(), FORWARD), "dns.peering-zone", "warning", 1),
-    ("peering-zone-wrong-target", lambda: _zones(FOUR(), FORWARD, replace(PEER, target_network=topo.SPOKE)),
-     "dns.peering-zone", "warning", 1),
+    (
+        "peering-zone-wrong-target",
+        lambda: _zones(FOUR(), FORWARD, replace(PEER, target_network=topo.SPOKE)),
+        "dns.peering-zone",
+        "warning",
+        1,
+    ),
 ]
 
 
@@ -210,10 +343,19 @@ def test_aws_only_inventory_audits_every_connection() -> None:
 
 def test_onprem_connection_on_the_same_region_is_not_held_to_gcp_rules() -> None:
     onprem = replace(
-        FOUR().aws[0].connections[0], id="vpn-onprem", customer_gateway_id="cgw-onprem",
-        customer_gateway_ip="192.0.2.50", attachment_id="tgw-attach-onprem",
-        tunnels=(replace(FOUR().aws[0].connections[0].tunnels[0], outside_ip="198.51.100.50",
-                         inside_cidr="169.254.20.0/30", options=topo.GOOD_OPTIONS.__class__()),),
+        FOUR().aws[0].connections[0],
+        id="vpn-onprem",
+        customer_gateway_id="cgw-onprem",
+        customer_gateway_ip="192.0.2.50",
+        attachment_id="tgw-attach-onprem",
+        tunnels=(
+            replace(
+                FOUR().aws[0].connections[0].tunnels[0],
+                outside_ip="198.51.100.50",
+                inside_cidr="169.254.20.0/30",
+                options=topo.GOOD_OPTIONS.__class__(),
+            ),
+        ),
     )
     inv = topo.with_aws(FOUR(), connections=(*FOUR().aws[0].connections, onprem))
     assert _non_info(inv) == []
@@ -227,7 +369,3 @@ def test_resolver_vpc_route_to_the_tgw_is_enough() -> None:
 def test_counts_feed_the_metric() -> None:
     result = audit(topo.with_options(FOUR(), 0, phase1_dh=(19,)))
     assert result.counts() == {("ipsec.dh-gcp-first", "error"): 1}
-
-
-
-

@@ -19,137 +19,121 @@ from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, LearnedRoute
 
 SUMMARY: dict = {
- "ipv4Unicast": {
-  "routerId": "169.254.10.2",
-  "as": 64514,
-  "vrfId": 0,
-  "vrfName": "default",
-  "peerCount": 4,
-  "peers": {
-   "169.254.10.1": {
-    "hostname": "aws-bgpd",
-    "remoteAs": 64512,
-    "localAs": 64514,
-    "peerUptime": "00:00:03",
-    "peerUptimeMsec": 3000,
-    "peerUptimeEstablishedEpoch": 1795696868,
-    "pfxRcd": 0,
-    "pfxSnt": 0,
-    "state": "Connect",
-    "connectionsEstablished": 1,
-    "connectionsDropped": 1
-   },
-   "169.254.10.5": {
-    "hostname": "aws-bgpd",
-    "remoteAs": 64512,
-    "localAs": 64514,
-    "peerUptime": "00:00:19",
-    "peerUptimeMsec": 19000,
-    "peerUptimeEstablishedEpoch": 1795696852,
-    "pfxRcd": 2,
-    "pfxSnt": 4,
-    "state": "Established",
-    "connectionsEstablished": 1,
-    "connectionsDropped": 0
-   }
-  },
-  "failedPeers": 1,
-  "displayedPeers": 4,
-  "totalPeers": 4,
-  "dynamicPeers": 0,
-  "bestPath": {
-   "multiPathRelax": "False"
-  }
- }
+    "ipv4Unicast": {
+        "routerId": "169.254.10.2",
+        "as": 64514,
+        "vrfId": 0,
+        "vrfName": "default",
+        "peerCount": 4,
+        "peers": {
+            "169.254.10.1": {
+                "hostname": "aws-bgpd",
+                "remoteAs": 64512,
+                "localAs": 64514,
+                "peerUptime": "00:00:03",
+                "peerUptimeMsec": 3000,
+                "peerUptimeEstablishedEpoch": 1795696868,
+                "pfxRcd": 0,
+                "pfxSnt": 0,
+                "state": "Connect",
+                "connectionsEstablished": 1,
+                "connectionsDropped": 1,
+            },
+            "169.254.10.5": {
+                "hostname": "aws-bgpd",
+                "remoteAs": 64512,
+                "localAs": 64514,
+                "peerUptime": "00:00:19",
+                "peerUptimeMsec": 19000,
+                "peerUptimeEstablishedEpoch": 1795696852,
+                "pfxRcd": 2,
+                "pfxSnt": 4,
+                "state": "Established",
+                "connectionsEstablished": 1,
+                "connectionsDropped": 0,
+            },
+        },
+        "failedPeers": 1,
+        "displayedPeers": 4,
+        "totalPeers": 4,
+        "dynamicPeers": 0,
+        "bestPath": {"multiPathRelax": "False"},
+    }
 }
 ROUTES: dict = {
- "vrfId": 0,
- "vrfName": "default",
- "tableVersion": 6,
- "routerId": "169.254.10.2",
- "defaultLocPrf": 100,
- "localAS": 64514,
- "routes": {
-  "198.18.0.0/24": [
-   {
-    "valid": True,
-    "bestpath": True,
-    "selectionReason": "First path received",
-    "pathFrom": "external",
-    "prefix": "198.18.0.0",
-    "prefixLen": 24,
-    "network": "198.18.0.0/24",
-    "version": 1,
-    "metric": 0,
-    "weight": 32768,
-    "peerId": "(unspec)",
-    "path": "",
-    "origin": "IGP",
-    "nexthops": [
-     {
-      "ip": "0.0.0.0",
-      "hostname": "gcp-bgpd",
-      "afi": "ipv4",
-      "used": True
-     }
-    ]
-   }
-  ],
-  "198.18.1.0/24": [
-   {
-    "valid": True,
-    "bestpath": True,
-    "selectionReason": "Neighbor IP",
-    "pathFrom": "external",
-    "prefix": "198.18.1.0",
-    "prefixLen": 24,
-    "network": "198.18.1.0/24",
-    "version": 5,
-    "metric": 0,
-    "weight": 0,
-    "peerId": "169.254.10.5",
-    "path": "64512",
-    "origin": "IGP",
-    "nexthops": [
-     {
-      "ip": "169.254.10.5",
-      "hostname": "aws-bgpd",
-      "afi": "ipv4",
-      "used": True
-     }
-    ]
-   }
-  ]
- }
+    "vrfId": 0,
+    "vrfName": "default",
+    "tableVersion": 6,
+    "routerId": "169.254.10.2",
+    "defaultLocPrf": 100,
+    "localAS": 64514,
+    "routes": {
+        "198.18.0.0/24": [
+            {
+                "valid": True,
+                "bestpath": True,
+                "selectionReason": "First path received",
+                "pathFrom": "external",
+                "prefix": "198.18.0.0",
+                "prefixLen": 24,
+                "network": "198.18.0.0/24",
+                "version": 1,
+                "metric": 0,
+                "weight": 32768,
+                "peerId": "(unspec)",
+                "path": "",
+                "origin": "IGP",
+                "nexthops": [{"ip": "0.0.0.0", "hostname": "gcp-bgpd", "afi": "ipv4", "used": True}],
+            }
+        ],
+        "198.18.1.0/24": [
+            {
+                "valid": True,
+                "bestpath": True,
+                "selectionReason": "Neighbor IP",
+                "pathFrom": "external",
+                "prefix": "198.18.1.0",
+                "prefixLen": 24,
+                "network": "198.18.1.0/24",
+                "version": 5,
+                "metric": 0,
+                "weight": 0,
+                "peerId": "169.254.10.5",
+                "path": "64512",
+                "origin": "IGP",
+                "nexthops": [{"ip": "169.254.10.5", "hostname": "aws-bgpd", "afi": "ipv4", "used": True}],
+            }
+        ],
+    },
 }
 NEIGHBORS: dict = {
- "169.254.10.1": {
-  "remoteAs": 64512,
-  "localAs": 64514,
-  "hostname": "aws-bgpd",
-  "remoteRouterId": "0.0.0.0",
-  "localRouterId": "169.254.10.2",
-  "bgpState": "Connect",
-  "lastResetDueTo": "BGP Notification send",
-  "hostLocal": "Unknown",
-  "portLocal": -1,
-  "hostForeign": "Unknown",
-  "portForeign": -1
- },
- "169.254.10.5": {
-  "remoteAs": 64512,
-  "localAs": 64514,
-  "hostname": "aws-bgpd",
-  "remoteRouterId": "169.254.10.1",
-  "localRouterId": "169.254.10.2",
-  "bgpState": "Established",
-  "bgpTimerUpMsec": 19000,
-  "lastResetDueTo": "Waiting for peer OPEN",
-  "hostLocal": "169.254.10.6",
-  "portLocal": 41144,
-  "hostForeign": "169.254.10.5",
-  "portForeign": 179
- }
+    "169.254.10.1": {
+        "remoteAs": 64512,
+        "localAs": 64514,
+        "hostname": "aws-bgpd",
+        "remoteRouterId": "0.0.0.0",
+        "localRouterId": "169.254.10.2",
+        "bgpState": "Connect",
+        "lastResetDueTo": "BGP Notification send",
+        "hostLocal": "Unknown",
+        "portLocal": -1,
+        "hostForeign": "Unknown",
+        "portForeign": -1,
+    },
+    "169.254.10.5": {
+        "remoteAs": 64512,
+        "localAs": 64514,
+        "hostname": "aws-bgpd",
+        "remoteRouterId": "169.254.10.1",
+        "localRouterId": "169.254.10.2",
+        "bgpState": "Established",
+        "bgpTimerUpMsec": 19000,
+        "lastResetDueTo": "Waiting for peer OPEN",
+        "hostLocal": "169.254.10.6",
+        "portLocal": 41144,
+        "hostForeign": "169.254.10.5",
+        "portForeign": 179,
+    },
 }
 
 FAKE_VTYSH = """
@@ -178,8 +162,11 @@ else:
 def fake_vtysh(tmp_path: Path) -> tuple[list[str], Path]:
     script = tmp_path / "vtysh.py"
     script.write_text(FAKE_VTYSH)
-    for command, data in (("show bgp summary json", SUMMARY), ("show bgp neighbors json", NEIGHBORS),
-                          ("show ip bgp json", ROUTES)):
+    for command, data in (
+        ("show bgp summary json", SUMMARY),
+        ("show bgp neighbors json", NEIGHBORS),
+        ("show ip bgp json", ROUTES),
+    ):
         (tmp_path / (command.replace(" ", "_") + ".out")).write_text(json.dumps(data))
     return [sys.executable, str(script), str(tmp_path)], tmp_path
 
@@ -192,19 +179,35 @@ def test_sessions_report_state_uptime_prefixes_and_local_address(fake_vtysh: tup
     snapshot = exporter(fake_vtysh[0]).poll()
     assert snapshot.cloud == "frr" and snapshot.exporter == "gcp-frr"
     assert snapshot.bgp_sessions == (
-        BgpSession(router="169.254.10.2", peer="169.254.10.1", local_ip="", peer_ip="169.254.10.1",
-                   up=False, state="Connect", uptime_seconds=None, received_prefixes=0),
-        BgpSession(router="169.254.10.2", peer="169.254.10.5", local_ip="169.254.10.6",
-                   peer_ip="169.254.10.5", up=True, state="Established", uptime_seconds=19.0,
-                   received_prefixes=2),
+        BgpSession(
+            router="169.254.10.2",
+            peer="169.254.10.1",
+            local_ip="",
+            peer_ip="169.254.10.1",
+            up=False,
+            state="Connect",
+            uptime_seconds=None,
+            received_prefixes=0,
+        ),
+        BgpSession(
+            router="169.254.10.2",
+            peer="169.254.10.5",
+            local_ip="169.254.10.6",
+            peer_ip="169.254.10.5",
+            up=True,
+            state="Established",
+            uptime_seconds=19.0,
+            received_prefixes=2,
+        ),
     )
 
 
 def test_learned_routes_name_their_neighbor_and_skip_local_networks(fake_vtysh: tuple[list[str], Path]) -> None:
     routes = exporter(fake_vtysh[0]).poll().routes
     # 198.18.0.0/24 is gcp's own `network` (peerId "(unspec)", next hop 0.0.0.0): not learned.
-    assert routes == (LearnedRoute(router="169.254.10.2", prefix="198.18.1.0/24", next_hop="169.254.10.5",
-                                   peer="169.254.10.5"),)
+    assert routes == (
+        LearnedRoute(router="169.254.10.2", prefix="198.18.1.0/24", next_hop="169.254.10.5", peer="169.254.10.5"),
+    )
 
 
 def test_invalid_paths_are_not_learned(fake_vtysh: tuple[list[str], Path]) -> None:
@@ -224,8 +227,9 @@ def test_invalid_paths_are_not_learned(fake_vtysh: tuple[list[str], Path]) -> No
         ("down", "network", "failed to connect"),
     ],
 )
-def test_bad_vtysh_output_is_an_exporter_error(fake_vtysh: tuple[list[str], Path], mode: str, reason: str,
-                                               text: str) -> None:
+def test_bad_vtysh_output_is_an_exporter_error(
+    fake_vtysh: tuple[list[str], Path], mode: str, reason: str, text: str
+) -> None:
     vtysh, data = fake_vtysh
     (data / "mode").write_text(mode)
     with pytest.raises(ExporterError) as caught:

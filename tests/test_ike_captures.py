@@ -21,8 +21,14 @@ from tests.data.ike.tshark_truth import truth
 
 DATA = Path(__file__).parent / "data" / "ike"
 CAPTURES = ["normal.pcap", "lowmtu.pcap", "rfc7383.pcap", "unanswered.pcap"]
-COMPARED = ["messages", "by_exchange", "ip_fragmented", "ikev2_fragmented", "largest_message_bytes",
-            "incomplete_datagrams"]
+COMPARED = [
+    "messages",
+    "by_exchange",
+    "ip_fragmented",
+    "ikev2_fragmented",
+    "largest_message_bytes",
+    "incomplete_datagrams",
+]
 
 
 def analyze(name: str) -> tuple[int, dict[str, Any]]:
@@ -76,8 +82,11 @@ def test_low_mtu_rekeys_are_ip_fragmented() -> None:
     assert doc["ip_fragmented"]["CREATE_CHILD_SA"] == doc["by_exchange"]["CREATE_CHILD_SA"] == 8
     assert doc["incomplete_datagrams"] == 0
     assert doc["rekeys"] == {"ike": 1, "child": 3}
-    requests = [e for e in doc["events"] if e["type"] == "ip_fragmented" and e["exchange"] == "CREATE_CHILD_SA"
-                and not e["response"]]
+    requests = [
+        e
+        for e in doc["events"]
+        if e["type"] == "ip_fragmented" and e["exchange"] == "CREATE_CHILD_SA" and not e["response"]
+    ]
     assert len(requests) == 4 and all(e["complete"] and e["fragments"] == 3 for e in requests)
 
 

@@ -273,8 +273,16 @@ def test_message_over_mtu_is_a_risk_not_a_failure(tmp_path: Path) -> None:
 
 def test_json_has_the_design_contract_keys(tmp_path: Path) -> None:
     code, doc = analyze(tmp_path, [udp4(A, B, ike(37, size=80))])
-    for key in ("messages", "by_exchange", "ip_fragmented", "ikev2_fragmented", "rekeys", "largest_message_bytes",
-                "incomplete_datagrams", "events"):
+    for key in (
+        "messages",
+        "by_exchange",
+        "ip_fragmented",
+        "ikev2_fragmented",
+        "rekeys",
+        "largest_message_bytes",
+        "incomplete_datagrams",
+        "events",
+    ):
         assert key in doc
     assert set(doc["rekeys"]) == {"ike", "child"}
     assert list(doc["peers"]) == [PAIR]

@@ -90,8 +90,19 @@ def test_corpus_is_not_empty() -> None:
 def fragment_frame(src: int, ipid: int, offset: int, length: int = 64, more: bool = True, proto: int = 17) -> bytes:
     """Ethernet + IPv4 fragment header by hand (fast enough for floods)."""
     ff = (0x2000 if more else 0) | (offset // 8)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, ipid, ff, 64, proto, 0,
-                     struct.pack("!I", 0xC6336400 + src), bytes([203, 0, 113, 1]))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + length,
+        ipid,
+        ff,
+        64,
+        proto,
+        0,
+        struct.pack("!I", 0xC6336400 + src),
+        bytes([203, 0, 113, 1]),
+    )
     return b"\x02" * 12 + b"\x08\x00" + ip + b"\x00" * length
 
 

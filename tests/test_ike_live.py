@@ -103,7 +103,11 @@ def test_sniffer_counts_kernel_fragmented_ike_and_notices_the_interface_vanish(
     ns_a, ns_b, dev_b = veth_pair
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -154,7 +158,11 @@ def test_the_timer_flags_an_unanswered_fragmented_rekey_when_traffic_stops(veth_
     # arrives after the request, so only the 1 s timer can notice.
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP, "60"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -179,10 +187,17 @@ def test_the_timer_flags_an_unanswered_fragmented_rekey_when_traffic_stops(veth_
 @pytest.mark.netns
 def test_sniff_command_prints_a_summary_and_exits_1(veth_pair: tuple[str, str, str]) -> None:
     ns_a, ns_b, dev_b = veth_pair
-    code = "from probes.ike.commands import sniff_main; import sys; " \
-           "raise SystemExit(sniff_main([sys.argv[1]], [sys.argv[2]], 3.0, 1460))"
-    proc = subprocess.Popen(["ip", "netns", "exec", ns_b, PY, "-c", code, dev_b, A_IP], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = (
+        "from probes.ike.commands import sniff_main; import sys; "
+        "raise SystemExit(sniff_main([sys.argv[1]], [sys.argv[2]], 3.0, 1460))"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, PY, "-c", code, dev_b, A_IP],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     assert proc.stderr.readline() == f"ike sniff: capturing on {dev_b} for 3 s\n"
     subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", SEND, A_IP, B_IP], check=True, timeout=20)
@@ -229,14 +244,20 @@ def test_a_peer_that_is_not_an_ip_is_a_config_error() -> None:
 
 # -- a real strongSwan rekey over a low-MTU link --------------------------------------------------
 
-BIG_IKE = ("aes256gcm16-aes128gcm16-prfsha512-prfsha384-prfsha256-modp8192-modp6144-modp4096-modp3072-ecp521-ecp384-"
-           "ecp256-curve25519,aes256-aes192-aes128-sha512-sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-"
-           "modp2048-ecp521-ecp384-ecp256-curve25519")
-BIG_ESP = ("aes256gcm16-aes192gcm16-aes128gcm16-modp8192-modp6144-modp4096-ecp521-ecp384,aes256-aes192-aes128-sha512-"
-           "sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-modp2048-ecp521-ecp384-ecp256")
+BIG_IKE = (
+    "aes256gcm16-aes128gcm16-prfsha512-prfsha384-prfsha256-modp8192-modp6144-modp4096-modp3072-ecp521-ecp384-"
+    "ecp256-curve25519,aes256-aes192-aes128-sha512-sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-"
+    "modp2048-ecp521-ecp384-ecp256-curve25519"
+)
+BIG_ESP = (
+    "aes256gcm16-aes192gcm16-aes128gcm16-modp8192-modp6144-modp4096-ecp521-ecp384,aes256-aes192-aes128-sha512-"
+    "sha384-sha256-sha1-modp8192-modp6144-modp4096-modp3072-modp2048-ecp521-ecp384-ecp256"
+)
 
-PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 pem pkcs1 x509 pubkey kdf kernel-libipsec "
-           "kernel-netlink socket-default vici updown")
+PLUGINS = (
+    "random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 pem pkcs1 x509 pubkey kdf kernel-libipsec "
+    "kernel-netlink socket-default vici updown"
+)
 STRONGSWAN_CONF = """
 charon-systemd {{
   journal {{ default = -1 }}
@@ -284,8 +305,14 @@ secrets {{
 
 def swanctl(d: Path, *args: str) -> str:
     env = dict(os.environ, STRONGSWAN_CONF=str(d / "strongswan.conf"))
-    return subprocess.run(["swanctl", *args, "--uri", f"unix://{d}/charon.vici"], env=env, check=True,
-                          capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(
+        ["swanctl", *args, "--uri", f"unix://{d}/charon.vici"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
 
 
 @pytest.mark.netns
@@ -304,23 +331,38 @@ def test_sniffer_sees_a_real_strongswan_rekey_ip_fragmented(veth_pair: tuple[str
     charons: list[subprocess.Popen[bytes]] = []
     sniffer = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert sniffer.stdout is not None
         assert json.loads(sniffer.stdout.readline()) == {"ready": {dev_b: True}}
-        sides = {"a": (ns_a, A_IP, B_IP, "169.254.10.2", "169.254.10.1", "start"),
-                 "b": (ns_b, B_IP, A_IP, "169.254.10.1", "169.254.10.2", "none")}
+        sides = {
+            "a": (ns_a, A_IP, B_IP, "169.254.10.2", "169.254.10.1", "start"),
+            "b": (ns_b, B_IP, A_IP, "169.254.10.1", "169.254.10.2", "none"),
+        }
         for name, (ns, local, remote, lin, rin, start) in sides.items():
             d = tmp_path / name
             d.mkdir()
             (d / "strongswan.conf").write_text(STRONGSWAN_CONF.format(d=d, plugins=PLUGINS))
-            (d / "swanctl.conf").write_text(SWANCTL_CONF.format(local=local, remote=remote, lin=lin, rin=rin,
-                                                                start=start, ike=BIG_IKE, esp=BIG_ESP, A=A_IP, B=B_IP))
+            (d / "swanctl.conf").write_text(
+                SWANCTL_CONF.format(
+                    local=local, remote=remote, lin=lin, rin=rin, start=start, ike=BIG_IKE, esp=BIG_ESP, A=A_IP, B=B_IP
+                )
+            )
             env = dict(os.environ, STRONGSWAN_CONF=str(d / "strongswan.conf"))
-            charons.append(subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/charon-systemd"], env=env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True))
+            charons.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", ns, "/usr/sbin/charon-systemd"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             deadline = time.monotonic() + 10
             while not (d / "charon.vici").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)

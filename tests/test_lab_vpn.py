@@ -39,8 +39,13 @@ GCP_PREFIXES = {"198.18.0.0/24", "198.18.2.0/24"}
 def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     # The lab tool is stdlib-only and meant to run with the system python3, before any venv exists.
     python = shutil.which("python3") or sys.executable
-    return subprocess.run([python, str(LABCTL), "--dir", str(lab_dir), *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [python, str(LABCTL), "--dir", str(lab_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,9 @@ def lab_dir() -> Iterator[Path]:
     directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
     try:
         start = time.monotonic()
-        result = labctl(directory, "up", "--prefix", PREFIX, "--prom-port", str(free_port()),
-                        "--am-port", str(free_port()))
+        result = labctl(
+            directory, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port())
+        )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         print(f"\nlab up: {time.monotonic() - start:.2f} s; {result.stdout.splitlines()[0]}")
         yield directory
@@ -96,11 +102,12 @@ def session_up(snapshot: Snapshot, peer: str) -> bool:
 def test_generated_daemon_config_is_valid_and_complete(config: Config, lab_dir: Path) -> None:
     assert sorted(e.name for e in config.exporters) == ["aws-frr", "aws-strongswan", "gcp-frr", "gcp-strongswan"]
     assert {(e.exporter, e.prefixes, e.min_paths) for e in config.expected_prefixes} == {
-        ("gcp-frr", tuple(sorted(AWS_PREFIXES)), 4), ("aws-frr", tuple(sorted(GCP_PREFIXES)), 4)}
+        ("gcp-frr", tuple(sorted(AWS_PREFIXES)), 4),
+        ("aws-frr", tuple(sorted(GCP_PREFIXES)), 4),
+    }
     assert config.ike is not None
     assert (config.ike.netns, config.ike.interfaces, len(config.ike.peers)) == (f"{PREFIX}aws", ("aws-wan",), 4)
-    assert sorted(p.name for p in config.probes) == ["aws-db-dns", "tun1-ping", "tun2-ping", "tun3-ping",
-                                                      "tun4-ping"]
+    assert sorted(p.name for p in config.probes) == ["aws-db-dns", "tun1-ping", "tun2-ping", "tun3-ping", "tun4-ping"]
     assert {p.netns for p in config.probes} == {f"{PREFIX}gcp"}
     assert config.alertmanager is not None
 
@@ -109,13 +116,18 @@ def test_strongswan_sees_four_tunnels_up_from_both_sides(exporters: dict[str, Ex
     gcp = exporters["gcp-strongswan"].poll().tunnels
     aws = exporters["aws-strongswan"].poll().tunnels
     assert [(t.name, t.up, t.local_ip, t.peer_ip) for t in gcp] == [
-        ("tun1", True, "203.0.113.1", "198.51.100.1"), ("tun2", True, "203.0.113.1", "198.51.100.2"),
-        ("tun3", True, "203.0.113.2", "198.51.100.3"), ("tun4", True, "203.0.113.2", "198.51.100.4")]
+        ("tun1", True, "203.0.113.1", "198.51.100.1"),
+        ("tun2", True, "203.0.113.1", "198.51.100.2"),
+        ("tun3", True, "203.0.113.2", "198.51.100.3"),
+        ("tun4", True, "203.0.113.2", "198.51.100.4"),
+    ]
     assert [(t.name, t.up, t.local_ip) for t in aws] == [
-        ("tun1", True, "198.51.100.1"), ("tun2", True, "198.51.100.2"),
-        ("tun3", True, "198.51.100.3"), ("tun4", True, "198.51.100.4")]
-    assert [t.inside_cidr for t in gcp] == ["169.254.10.2/32", "169.254.10.6/32", "169.254.11.2/32",
-                                            "169.254.11.6/32"]
+        ("tun1", True, "198.51.100.1"),
+        ("tun2", True, "198.51.100.2"),
+        ("tun3", True, "198.51.100.3"),
+        ("tun4", True, "198.51.100.4"),
+    ]
+    assert [t.inside_cidr for t in gcp] == ["169.254.10.2/32", "169.254.10.6/32", "169.254.11.2/32", "169.254.11.6/32"]
 
 
 def test_frr_sees_four_sessions_and_each_prefix_over_four_paths(exporters: dict[str, Exporter]) -> None:
@@ -130,13 +142,27 @@ def test_frr_sees_four_sessions_and_each_prefix_over_four_paths(exporters: dict[
 
 
 def test_dns_answers_from_gcp_across_the_vpn() -> None:
-    result = subprocess.run(["ip", "netns", "exec", f"{PREFIX}gcp", "dig", "+short", "+time=2", "+tries=1",
-                             "@198.18.1.10", "db.aws.internal"], capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"{PREFIX}gcp",
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "@198.18.1.10",
+            "db.aws.internal",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert result.stdout.split() == ["198.18.1.10"]
 
 
-def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path,
-                                                             exporters: dict[str, Exporter]) -> None:
+def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path, exporters: dict[str, Exporter]) -> None:
     views: dict[str, Callable[[], bool]] = {
         "gcp-strongswan": lambda: tunnel_up(exporters["gcp-strongswan"].poll(), "tun1"),
         "aws-strongswan": lambda: tunnel_up(exporters["aws-strongswan"].poll(), "tun1"),
@@ -151,7 +177,10 @@ def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path,
     assert [t.name for t in others if t.up] == ["tun2", "tun3", "tun4"]
     gcp_routes = exporters["gcp-frr"].poll().routes
     assert {r.peer for r in gcp_routes if r.prefix == "198.18.1.0/24"} == {
-        "169.254.10.5", "169.254.11.1", "169.254.11.5"}
+        "169.254.10.5",
+        "169.254.11.1",
+        "169.254.11.5",
+    }
 
     assert labctl(lab_dir, "restore", "1").returncode == 0
     back = seconds_until(views, True, 20)
@@ -159,8 +188,9 @@ def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path,
     assert all(seconds is not None for seconds in back.values()), back
 
 
-def capture(tap: str, action: Callable[[], None], stop: Callable[[set[tuple[str, int, bool]]], bool],
-            seconds: float = 8) -> set[tuple[str, int, bool]]:
+def capture(
+    tap: str, action: Callable[[], None], stop: Callable[[set[tuple[str, int, bool]]], bool], seconds: float = 8
+) -> set[tuple[str, int, bool]]:
     """(destination, UDP port or 0 for a non-first fragment, IP-fragmented?) of IPv4 UDP frames
     seen on `tap` while `action` runs and until `stop(seen)` or `seconds` pass."""
     seen: set[tuple[str, int, bool]] = set()
@@ -187,18 +217,25 @@ def capture(tap: str, action: Callable[[], None], stop: Callable[[set[tuple[str,
 
 def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab_dir: Path) -> None:
     """tcpdump or `watchdog ike sniff -i <prefix>aws-tap` can watch IKE from the host."""
-    seen = capture(f"{PREFIX}aws-tap", lambda: _ok(labctl(lab_dir, "rekey", "2", "--ike")),
-                   lambda seen: ("198.51.100.2", 4500, False) in seen)
+    seen = capture(
+        f"{PREFIX}aws-tap",
+        lambda: _ok(labctl(lab_dir, "rekey", "2", "--ike")),
+        lambda seen: ("198.51.100.2", 4500, False) in seen,
+    )
     assert ("198.51.100.2", 4500, False) in seen, seen
 
 
-def test_small_mtu_and_big_proposals_fragment_ike_and_tunnels_still_come_up(lab_dir: Path,
-                                                                            exporters: dict[str, Exporter]) -> None:
+def test_small_mtu_and_big_proposals_fragment_ike_and_tunnels_still_come_up(
+    lab_dir: Path, exporters: dict[str, Exporter]
+) -> None:
     """The field notes' failure: AWS's large default proposal set, IP-fragmented at a small MTU."""
     _ok(labctl(lab_dir, "mtu", "576"))
     try:
-        seen = capture(f"{PREFIX}aws-tap", lambda: _ok(labctl(lab_dir, "proposals", "big")),
-                       lambda seen: any(fragmented for _, _, fragmented in seen))
+        seen = capture(
+            f"{PREFIX}aws-tap",
+            lambda: _ok(labctl(lab_dir, "proposals", "big")),
+            lambda seen: any(fragmented for _, _, fragmented in seen),
+        )
         assert any(fragmented for _, _, fragmented in seen), seen
         assert all(t.up for t in exporters["aws-strongswan"].poll().tunnels)
     finally:
@@ -215,9 +252,19 @@ def test_status_reports_every_process_running(lab_dir: Path) -> None:
     result = labctl(lab_dir, "status", "--json")
     status = json.loads(result.stdout)
     assert result.returncode == 0 and status["up"] is True
-    assert sorted(status["processes"]) == sorted([
-        "charon-gcp", "zebra-gcp", "bgpd-gcp", "charon-aws", "zebra-aws", "bgpd-aws", "dnsmasq-aws",
-        "alertmanager", "prometheus"])
+    assert sorted(status["processes"]) == sorted(
+        [
+            "charon-gcp",
+            "zebra-gcp",
+            "bgpd-gcp",
+            "charon-aws",
+            "zebra-aws",
+            "bgpd-aws",
+            "dnsmasq-aws",
+            "alertmanager",
+            "prometheus",
+        ]
+    )
     assert status["child_sas"] == {"gcp": 4, "aws": 4}
 
 
@@ -231,13 +278,15 @@ def test_down_after_a_crash_leaves_nothing_and_up_works_again(lab_dir: Path) -> 
     start = time.monotonic()
     assert labctl(lab_dir, "down").returncode == 0
     print(f"\nlab down: {time.monotonic() - start:.2f} s")
-    assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-                if ns.startswith(PREFIX)]
+    assert not [
+        ns
+        for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        if ns.startswith(PREFIX)
+    ]
     assert subprocess.run(["ip", "link", "show", f"{PREFIX}aws-tap"], capture_output=True).returncode != 0
     assert not [pid for pid in pids if _running(pid)]
 
-    again = labctl(lab_dir, "up", "--prefix", PREFIX, "--prom-port", str(free_port()),
-                   "--am-port", str(free_port()))
+    again = labctl(lab_dir, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port()))
     assert again.returncode == 0, again.stderr
     assert json.loads(labctl(lab_dir, "status", "--json").stdout)["up"] is True
 

@@ -46,7 +46,9 @@ def hanging_alertmanager() -> Iterator[tuple[str, list[float]]]:
     server.close()
 
 
-def test_sigterm_mid_poll_and_mid_push(tmp_path: Path, port: int, hanging_alertmanager: tuple[str, list[float]]) -> None:
+def test_sigterm_mid_poll_and_mid_push(
+    tmp_path: Path, port: int, hanging_alertmanager: tuple[str, list[float]]
+) -> None:
     am_url, accepted = hanging_alertmanager
     with FakeGcp() as gcp, FakeDnsServer() as dns:
         gcp.fault(r"/vpnTunnels$", status=0, delay=60)  # the API hangs (the fake answers after 60 s)

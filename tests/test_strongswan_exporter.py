@@ -24,29 +24,68 @@ from watchdog.model import Tunnel
 
 
 def conn(name: str, local: str, remote: str, inside: str) -> dict[str, Any]:
-    return {name: {
-        "local_addrs": [local], "remote_addrs": [remote], "version": "IKEv2", "dpd_delay": "2",
-        "local-1": {"id": local, "class": "pre-shared key", "groups": []},
-        "remote-1": {"id": remote, "class": "pre-shared key", "groups": []},
-        "children": {name: {"mode": "TUNNEL", "rekey_time": "3600", "dpd_action": "start",
-                            "local-ts": [inside, "198.18.0.0/24"], "remote-ts": ["198.18.1.0/24"]}},
-    }}
+    return {
+        name: {
+            "local_addrs": [local],
+            "remote_addrs": [remote],
+            "version": "IKEv2",
+            "dpd_delay": "2",
+            "local-1": {"id": local, "class": "pre-shared key", "groups": []},
+            "remote-1": {"id": remote, "class": "pre-shared key", "groups": []},
+            "children": {
+                name: {
+                    "mode": "TUNNEL",
+                    "rekey_time": "3600",
+                    "dpd_action": "start",
+                    "local-ts": [inside, "198.18.0.0/24"],
+                    "remote-ts": ["198.18.1.0/24"],
+                }
+            },
+        }
+    }
 
 
 def child(name: str, uid: str, state: str, inside: str) -> dict[str, Any]:
-    return {"name": name, "uniqueid": uid, "reqid": uid, "state": state, "mode": "TUNNEL", "protocol": "ESP",
-            "encap": "yes", "spi-in": "fad3e6d6", "spi-out": "e8d5685b", "encr-alg": "AES_CBC",
-            "encr-keysize": "256", "integ-alg": "HMAC_SHA2_256_128", "bytes-in": "1107",
-            "install-time": "8", "local-ts": [inside, "198.18.0.0/24"], "remote-ts": ["198.18.1.0/24"]}
+    return {
+        "name": name,
+        "uniqueid": uid,
+        "reqid": uid,
+        "state": state,
+        "mode": "TUNNEL",
+        "protocol": "ESP",
+        "encap": "yes",
+        "spi-in": "fad3e6d6",
+        "spi-out": "e8d5685b",
+        "encr-alg": "AES_CBC",
+        "encr-keysize": "256",
+        "integ-alg": "HMAC_SHA2_256_128",
+        "bytes-in": "1107",
+        "install-time": "8",
+        "local-ts": [inside, "198.18.0.0/24"],
+        "remote-ts": ["198.18.1.0/24"],
+    }
 
 
-def ike_sa(name: str, local: str, remote: str, state: str, children: dict[str, Any],
-           established: str = "8") -> dict[str, Any]:
+def ike_sa(
+    name: str, local: str, remote: str, state: str, children: dict[str, Any], established: str = "8"
+) -> dict[str, Any]:
     sa: dict[str, Any] = {
-        "uniqueid": "1", "version": "2", "state": state, "local-host": local, "local-port": "4500",
-        "local-id": local, "remote-host": remote, "remote-port": "4500", "remote-id": remote,
-        "initiator": "yes", "nat-remote": "yes", "encr-alg": "AES_CBC", "encr-keysize": "256",
-        "integ-alg": "HMAC_SHA2_256_128", "prf-alg": "PRF_HMAC_SHA2_256", "dh-group": "MODP_2048",
+        "uniqueid": "1",
+        "version": "2",
+        "state": state,
+        "local-host": local,
+        "local-port": "4500",
+        "local-id": local,
+        "remote-host": remote,
+        "remote-port": "4500",
+        "remote-id": remote,
+        "initiator": "yes",
+        "nat-remote": "yes",
+        "encr-alg": "AES_CBC",
+        "encr-keysize": "256",
+        "integ-alg": "HMAC_SHA2_256_128",
+        "prf-alg": "PRF_HMAC_SHA2_256",
+        "dh-group": "MODP_2048",
         "child-sas": children,
     }
     if state == "ESTABLISHED":
@@ -54,11 +93,14 @@ def ike_sa(name: str, local: str, remote: str, state: str, children: dict[str, A
     return {name: sa}
 
 
-CONNS = [conn("tun1", "203.0.113.1", "198.51.100.1", "169.254.10.2/32"),
-         conn("tun2", "203.0.113.1", "198.51.100.2", "169.254.10.6/32")]
+CONNS = [
+    conn("tun1", "203.0.113.1", "198.51.100.1", "169.254.10.2/32"),
+    conn("tun2", "203.0.113.1", "198.51.100.2", "169.254.10.6/32"),
+]
 
 
 # --- the fake charon -----------------------------------------------------------------------------
+
 
 def encode(message: dict[str, Any]) -> bytes:
     out = b""
@@ -85,8 +127,7 @@ class FakeCharon:
     """Serves list-conns/list-sas from canned messages, confirms event registrations and pushes
     events to subscribers. `mode`: "ok", "silent" (never answers) or "garbage"."""
 
-    def __init__(self, path: Path, conns: list[dict[str, Any]], sas: list[dict[str, Any]],
-                 mode: str = "ok") -> None:
+    def __init__(self, path: Path, conns: list[dict[str, Any]], sas: list[dict[str, Any]], mode: str = "ok") -> None:
         self.path, self.conns, self.sas, self.mode = path, conns, sas, mode
         self.subscribers: dict[socket.socket, set[str]] = {}
         self.lock = threading.Lock()
@@ -186,9 +227,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 # --- poll ----------------------------------------------------------------------------------------
 
+
 def test_established_tunnel_is_up_and_a_configured_one_without_sa_is_down(vici_path: Path) -> None:
-    sas = [ike_sa("tun1", "203.0.113.1", "198.51.100.1", "ESTABLISHED",
-                  {"tun1-1": child("tun1", "1", "INSTALLED", "169.254.10.2/32")})]
+    sas = [
+        ike_sa(
+            "tun1",
+            "203.0.113.1",
+            "198.51.100.1",
+            "ESTABLISHED",
+            {"tun1-1": child("tun1", "1", "INSTALLED", "169.254.10.2/32")},
+        )
+    ]
     charon = FakeCharon(vici_path, CONNS, sas)
     try:
         before = time.time()
@@ -198,18 +247,34 @@ def test_established_tunnel_is_up_and_a_configured_one_without_sa_is_down(vici_p
     assert snapshot.cloud == "strongswan" and snapshot.exporter == "onprem"
     tun1, tun2 = snapshot.tunnels
     assert tun1 == Tunnel(
-        connection="tun1", name="tun1", local_ip="203.0.113.1", peer_ip="198.51.100.1", up=True,
+        connection="tun1",
+        name="tun1",
+        local_ip="203.0.113.1",
+        peer_ip="198.51.100.1",
+        up=True,
         status="ESTABLISHED",
         detail="ike AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048; esp AES_CBC-256/HMAC_SHA2_256_128",
-        status_change=tun1.status_change, inside_cidr="169.254.10.2/32")
+        status_change=tun1.status_change,
+        inside_cidr="169.254.10.2/32",
+    )
     assert tun1.status_change is not None and abs(tun1.status_change - (before - 8)) <= 2
-    assert tun2 == Tunnel(connection="tun2", name="tun2", local_ip="203.0.113.1", peer_ip="198.51.100.2",
-                          up=False, status="DOWN", detail="no IKE SA", inside_cidr="169.254.10.6/32")
+    assert tun2 == Tunnel(
+        connection="tun2",
+        name="tun2",
+        local_ip="203.0.113.1",
+        peer_ip="198.51.100.2",
+        up=False,
+        status="DOWN",
+        detail="no IKE SA",
+        inside_cidr="169.254.10.6/32",
+    )
 
 
 def test_ike_up_without_installed_child_and_connecting_ike_are_down(vici_path: Path) -> None:
-    sas = [ike_sa("tun1", "203.0.113.1", "198.51.100.1", "ESTABLISHED", {}),
-           ike_sa("tun2", "203.0.113.1", "198.51.100.2", "CONNECTING", {})]
+    sas = [
+        ike_sa("tun1", "203.0.113.1", "198.51.100.1", "ESTABLISHED", {}),
+        ike_sa("tun2", "203.0.113.1", "198.51.100.2", "CONNECTING", {}),
+    ]
     charon = FakeCharon(vici_path, CONNS, sas)
     try:
         tun1, tun2 = exporter(vici_path).poll().tunnels
@@ -221,9 +286,18 @@ def test_ike_up_without_installed_child_and_connecting_ike_are_down(vici_path: P
 
 def test_a_rekey_in_progress_is_still_one_up_tunnel(vici_path: Path) -> None:
     """During a CHILD rekey charon lists the old (REKEYED) and the new (INSTALLED) SA."""
-    sas = [ike_sa("tun1", "203.0.113.1", "198.51.100.1", "ESTABLISHED", {
-        "tun1-1": child("tun1", "1", "REKEYED", "169.254.10.2/32"),
-        "tun1-5": child("tun1", "5", "INSTALLED", "169.254.10.2/32")})]
+    sas = [
+        ike_sa(
+            "tun1",
+            "203.0.113.1",
+            "198.51.100.1",
+            "ESTABLISHED",
+            {
+                "tun1-1": child("tun1", "1", "REKEYED", "169.254.10.2/32"),
+                "tun1-5": child("tun1", "5", "INSTALLED", "169.254.10.2/32"),
+            },
+        )
+    ]
     charon = FakeCharon(vici_path, CONNS[:1], sas)
     try:
         tunnels = exporter(vici_path).poll().tunnels
@@ -263,6 +337,7 @@ def test_garbage_from_the_socket_is_malformed(vici_path: Path) -> None:
 
 # --- events --------------------------------------------------------------------------------------
 
+
 def test_events_ask_for_a_poll_and_survive_a_charon_restart(vici_path: Path) -> None:
     notified = []
     exp = exporter(vici_path)
@@ -270,8 +345,9 @@ def test_events_ask_for_a_poll_and_survive_a_charon_restart(vici_path: Path) -> 
     charon = FakeCharon(vici_path, CONNS, [])
     try:
         exp.subscribe(lambda: notified.append(time.monotonic()))
-        assert wait_until(lambda: all(charon.registered(e) for e in
-                                      ("ike-updown", "child-updown", "ike-rekey", "child-rekey")))
+        assert wait_until(
+            lambda: all(charon.registered(e) for e in ("ike-updown", "child-updown", "ike-rekey", "child-rekey"))
+        )
         charon.push("child-updown", {"up": "yes", "tun1": {"state": "ESTABLISHED"}})
         assert wait_until(lambda: len(notified) == 1)
 

@@ -56,9 +56,7 @@ def post_alerts(url: str, body: Sequence[dict[str, Any]], timeout: float) -> Non
     """Blocking POST of one batch to `{url}/api/v2/alerts`; raises AlertmanagerError."""
     endpoint = url.rstrip("/") + "/api/v2/alerts"
     data = json.dumps(list(body)).encode()
-    request = urllib.request.Request(
-        endpoint, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(endpoint, data=data, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
             response.read()
@@ -101,9 +99,7 @@ class AlertmanagerClient:
         self.clock = clock
         self._post = post
         self.targets = [_Target(url) for url in urls]
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, len(self.targets)), thread_name_prefix="alertmanager"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="alertmanager")
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property

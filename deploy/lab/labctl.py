@@ -50,12 +50,19 @@ class LabError(Exception):
 # --- small process helpers -----------------------------------------------------------------------
 
 
-def run(argv: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 20.0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 20.0,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command to completion; a failure raises LabError naming the command and its stderr."""
     try:
-        result = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
     except FileNotFoundError as exc:
         raise LabError(f"{argv[0]}: not installed (run scripts/install-deps.sh)") from exc
     except subprocess.TimeoutExpired as exc:
@@ -65,8 +72,9 @@ def run(argv: Sequence[str], *, env: dict[str, str] | None = None, check: bool =
     return result
 
 
-def nsrun(ns: str, *argv: str, check: bool = True, env: dict[str, str] | None = None,
-          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def nsrun(
+    ns: str, *argv: str, check: bool = True, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return run(["ip", "netns", "exec", ns, *argv], check=check, env=env, stdin=stdin)
 
 
@@ -176,11 +184,11 @@ class Lab:
         for side in topo.SIDES:
             d = L.side_dir(side)
             conf = L.swan_dir(side) / "strongswan.conf"
-            found.append(Daemon(f"charon-{side.key}", d / "charon.pid", "charon-systemd",
-                                env_marker=f"STRONGSWAN_CONF={conf}"))
+            found.append(
+                Daemon(f"charon-{side.key}", d / "charon.pid", "charon-systemd", env_marker=f"STRONGSWAN_CONF={conf}")
+            )
             for daemon in ("zebra", "bgpd"):
-                found.append(Daemon(f"{daemon}-{side.key}", L.frr_dir(side) / f"{daemon}.pid",
-                                    str(L.frr_dir(side))))
+                found.append(Daemon(f"{daemon}-{side.key}", L.frr_dir(side) / f"{daemon}.pid", str(L.frr_dir(side))))
         found.append(Daemon("dnsmasq-aws", self.root / "aws" / "dns" / "dnsmasq.pid", str(self.root)))
         found.append(Daemon("alertmanager", L.prom_dir / "alertmanager.pid", str(L.prom_dir)))
         found.append(Daemon("prometheus", L.prom_dir / "prometheus.pid", str(L.prom_dir)))
@@ -190,8 +198,12 @@ class Lab:
         return {**os.environ, "STRONGSWAN_CONF": str(self.layout.swan_dir(side) / "strongswan.conf")}
 
     def swanctl(self, side: topo.Side, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["swanctl", *args, "--uri", f"unix://{self.layout.vici(side)}"],
-                   env=self.swan_env(side), check=check, timeout=30)
+        return run(
+            ["swanctl", *args, "--uri", f"unix://{self.layout.vici(side)}"],
+            env=self.swan_env(side),
+            check=check,
+            timeout=30,
+        )
 
     def vtysh_json(self, side: topo.Side, command: str) -> dict[str, object]:
         out = run(["vtysh", "--vty_socket", str(self.layout.frr_dir(side)), "-c", command], check=False)
@@ -225,8 +237,11 @@ class Lab:
     def bgp_ready(self, side: topo.Side) -> int:
         """Established sessions that carry all of the other side's prefixes."""
         want = len(topo.other(side).vpc)
-        return sum(1 for p in self.bgp_peers(side).values()
-                   if p.get("state") == "Established" and int(str(p.get("pfxRcd", 0))) >= want)
+        return sum(
+            1
+            for p in self.bgp_peers(side).values()
+            if p.get("state") == "Established" and int(str(p.get("pfxRcd", 0))) >= want
+        )
 
     def existing_namespaces(self) -> list[str]:
         listed = run(["ip", "netns", "list"], check=False).stdout.split()
@@ -255,8 +270,7 @@ class Lab:
 
     # --- up ----------------------------------------------------------------------------------------
 
-    def up(self, *, bgp_timers: tuple[int, int], prom_port: int, am_port: int,
-           watchdog_addr: str) -> dict[str, float]:
+    def up(self, *, bgp_timers: tuple[int, int], prom_port: int, am_port: int, watchdog_addr: str) -> dict[str, float]:
         t0 = time.monotonic()
         previous = self.load_state().get("prefix")
         if previous and previous != self.prefix:
@@ -267,27 +281,43 @@ class Lab:
                 raise LabError(f"127.0.0.1:{port} is already in use; pick another with --prom-port/--am-port")
         self._prepare_dirs()
         self._write_configs(bgp_timers, prom_port, am_port, watchdog_addr)
-        self.save_state(up=True, prefix=self.prefix, bgp_timers=list(bgp_timers), prom_port=prom_port,
-                        am_port=am_port, watchdog_addr=watchdog_addr, cuts=[], mtu=1500, proposals="small")
+        self.save_state(
+            up=True,
+            prefix=self.prefix,
+            bgp_timers=list(bgp_timers),
+            prom_port=prom_port,
+            am_port=am_port,
+            watchdog_addr=watchdog_addr,
+            cuts=[],
+            mtu=1500,
+            proposals="small",
+        )
         alertmanager = self._start_alertmanager(am_port)
         self._build_network()
         for side in topo.SIDES:
             self._start_charon(side)
         t_charon = time.monotonic()
         for side in (topo.AWS, topo.GCP):  # responder first, so the initiator's first try works
-            self.swanctl(side, "--load-all", "--noprompt", "--file",
-                         str(self.layout.swan_dir(side) / "swanctl.conf"))
+            self.swanctl(side, "--load-all", "--noprompt", "--file", str(self.layout.swan_dir(side) / "swanctl.conf"))
         for side in topo.SIDES:
             self._start_frr(side)
         self._start_dnsmasq()
         self._wait_serving("alertmanager", alertmanager, f"http://127.0.0.1:{am_port}/-/ready")
         prometheus = self._start_prometheus(prom_port)
         n = len(topo.TUNNELS)
-        wait_for(f"{n}/{n} CHILD SAs on both sides",
-                 lambda: all(self.installed_children(s) >= n for s in topo.SIDES), 30, 0.05)
+        wait_for(
+            f"{n}/{n} CHILD SAs on both sides",
+            lambda: all(self.installed_children(s) >= n for s in topo.SIDES),
+            30,
+            0.05,
+        )
         t_sas = time.monotonic()
-        wait_for(f"{n}/{n} BGP sessions with prefixes on both sides",
-                 lambda: all(self.bgp_ready(s) >= n for s in topo.SIDES), 60, 0.1)
+        wait_for(
+            f"{n}/{n} BGP sessions with prefixes on both sides",
+            lambda: all(self.bgp_ready(s) >= n for s in topo.SIDES),
+            60,
+            0.1,
+        )
         t_bgp = time.monotonic()
         self._wait_serving("prometheus", prometheus, f"http://127.0.0.1:{prom_port}/-/ready")
         return {"total": time.monotonic() - t0, "child_sas": t_sas - t_charon, "bgp": t_bgp - t_charon}
@@ -297,8 +327,10 @@ class Lab:
         os.chmod(self.root, 0o755)  # the frr user must reach its directory below it
         for parent in self.root.parents:
             if not parent.stat().st_mode & 0o001:
-                raise LabError(f"FRR runs as the frr user and cannot reach {self.root}: {parent} is not "
-                               "searchable by others; choose another --dir")
+                raise LabError(
+                    f"FRR runs as the frr user and cannot reach {self.root}: {parent} is not "
+                    "searchable by others; choose another --dir"
+                )
         for sub in ("gcp", "aws", "prom"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
         for side in topo.SIDES:
@@ -309,8 +341,7 @@ class Lab:
         (self.layout.prom_dir / "data").mkdir(parents=True, exist_ok=True)
         (self.layout.prom_dir / "am-data").mkdir(parents=True, exist_ok=True)
 
-    def _write_configs(self, bgp_timers: tuple[int, int], prom_port: int, am_port: int,
-                       watchdog_addr: str) -> None:
+    def _write_configs(self, bgp_timers: tuple[int, int], prom_port: int, am_port: int, watchdog_addr: str) -> None:
         L = self.layout
         fast = _fast(bgp_timers)
         for side in topo.SIDES:
@@ -320,27 +351,42 @@ class Lab:
             swanctl.chmod(0o600)  # it holds the pre-shared keys
             (L.frr_dir(side) / "zebra.conf").write_text(topo.zebra_conf(L, side))
             (L.frr_dir(side) / "bgpd.conf").write_text(
-                topo.bgpd_conf(L, side, keepalive=bgp_timers[0], hold=bgp_timers[1]))
+                topo.bgpd_conf(L, side, keepalive=bgp_timers[0], hold=bgp_timers[1])
+            )
         rules_glob = str(REPO / "deploy" / "prometheus" / "*.rules.yml")
         (L.prom_dir / "prometheus.yml").write_text(
-            topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob))
+            topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob)
+        )
         (L.prom_dir / "alertmanager.yml").write_text(topo.alertmanager_yml())
-        L.watchdog_yaml.write_text(topo.watchdog_yaml(
-            L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns))
+        L.watchdog_yaml.write_text(topo.watchdog_yaml(L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns))
 
     def _build_network(self) -> None:
         for ns in self.ns.values():
             run(["ip", "netns", "add", ns])
             # No IPv6 chatter on the underlay (keeps captures and the IKE tap to IPv4).
-            nsrun(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                  "net.ipv6.conf.default.disable_ipv6=1")
+            nsrun(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         inet = self.ns["inet"]
         nsrun(inet, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for side in topo.SIDES:
             ns = self.ns[side.key]
-            run(["ip", "-n", inet, "link", "add", side.router_iface, "type", "veth",
-                 "peer", "name", side.wan_iface, "netns", ns])
+            run(
+                [
+                    "ip",
+                    "-n",
+                    inet,
+                    "link",
+                    "add",
+                    side.router_iface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    side.wan_iface,
+                    "netns",
+                    ns,
+                ]
+            )
             run(["ip", "-n", inet, "addr", "add", f"{side.router_ip}/24", "dev", side.router_iface])
             run(["ip", "-n", inet, "link", "set", side.router_iface, "up"])
             for address in side.addresses:
@@ -358,33 +404,61 @@ class Lab:
         tcpdump or `watchdog ike sniff -i` can watch IKE from the host without entering a namespace."""
         inet = self.ns["inet"]
         try:
-            run(["ip", "link", "add", self.tap, "type", "veth", "peer", "name", "inet-tap",
-                 "netns", inet])
+            run(["ip", "link", "add", self.tap, "type", "veth", "peer", "name", "inet-tap", "netns", inet])
             run(["sysctl", "-qw", f"net.ipv6.conf.{self.tap}.disable_ipv6=1"])
             run(["ip", "link", "set", self.tap, "arp", "off", "up"])
             run(["ip", "-n", inet, "link", "set", "inet-tap", "arp", "off", "up"])
             run(["tc", "-n", inet, "qdisc", "add", "dev", topo.AWS.router_iface, "clsact"])
             for direction in ("ingress", "egress"):
-                run(["tc", "-n", inet, "filter", "add", "dev", topo.AWS.router_iface, direction,
-                     "protocol", "all", "u32", "match", "u32", "0", "0",
-                     "action", "mirred", "egress", "mirror", "dev", "inet-tap"])
+                run(
+                    [
+                        "tc",
+                        "-n",
+                        inet,
+                        "filter",
+                        "add",
+                        "dev",
+                        topo.AWS.router_iface,
+                        direction,
+                        "protocol",
+                        "all",
+                        "u32",
+                        "match",
+                        "u32",
+                        "0",
+                        "0",
+                        "action",
+                        "mirred",
+                        "egress",
+                        "mirror",
+                        "dev",
+                        "inet-tap",
+                    ]
+                )
         except LabError as exc:
             print(f"labctl: warning: no root-namespace IKE tap ({exc})", file=sys.stderr)
 
     def _start_charon(self, side: topo.Side) -> None:
         d = self.layout.side_dir(side)
         with open(d / "charon.stdout", "wb") as log:
-            proc = subprocess.Popen(["ip", "netns", "exec", self.ns[side.key], CHARON],
-                                    env=self.swan_env(side), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[side.key], CHARON],
+                env=self.swan_env(side),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (d / "charon.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs: this is charon
         ns = self.ns[side.key]
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise LabError(f"charon ({side.key}) exited {proc.returncode}; see {d}/charon.log")
-            return self.layout.vici(side).exists() and run(
-                ["ip", "-n", ns, "link", "show", "ipsec0"], check=False).returncode == 0
+            return (
+                self.layout.vici(side).exists()
+                and run(["ip", "-n", ns, "link", "show", "ipsec0"], check=False).returncode == 0
+            )
 
         wait_for(f"charon ({side.key}) VICI socket and ipsec0", ready, 15)
         # kernel-libipsec needs a local address inside each local traffic selector before a CHILD SA
@@ -400,39 +474,76 @@ class Lab:
         for path in (d, *d.iterdir()):
             os.chown(path, uid, gid)
         for daemon in ("zebra", "bgpd"):
-            nsrun(self.ns[side.key], str(FRR_BIN / daemon), "-d", "-P", "0", "-f", str(d / f"{daemon}.conf"),
-                  "-i", str(d / f"{daemon}.pid"), "-z", str(d / "zserv.api"), "--vty_socket", str(d))
+            nsrun(
+                self.ns[side.key],
+                str(FRR_BIN / daemon),
+                "-d",
+                "-P",
+                "0",
+                "-f",
+                str(d / f"{daemon}.conf"),
+                "-i",
+                str(d / f"{daemon}.pid"),
+                "-z",
+                str(d / "zserv.api"),
+                "--vty_socket",
+                str(d),
+            )
             wait_for(f"{daemon} ({side.key}) vty socket", (d / f"{daemon}.vty").exists, 10)
 
     def _start_dnsmasq(self) -> None:
         d = self.root / "aws" / "dns"
-        nsrun(self.ns["aws"], "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-              "--bind-interfaces",
-              f"--listen-address={topo.DNS_ADDRESS}", f"--host-record={topo.DNS_NAME},{topo.DNS_ADDRESS}",
-              f"--pid-file={d}/dnsmasq.pid", "--log-queries", f"--log-facility={d}/dnsmasq.log",
-              "--user=root")
+        nsrun(
+            self.ns["aws"],
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            f"--listen-address={topo.DNS_ADDRESS}",
+            f"--host-record={topo.DNS_NAME},{topo.DNS_ADDRESS}",
+            f"--pid-file={d}/dnsmasq.pid",
+            "--log-queries",
+            f"--log-facility={d}/dnsmasq.log",
+            "--user=root",
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         d = self.layout.prom_dir
         with open(d / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         (d / f"{name}.pid").write_text(f"{proc.pid}\n")
         return proc
 
     def _start_alertmanager(self, am_port: int) -> subprocess.Popen[bytes]:
         # Started first: Prometheus drops its first alert batch when Alertmanager is not up yet.
         d = self.layout.prom_dir
-        return self._spawn("alertmanager", [
-            "prometheus-alertmanager", f"--config.file={d}/alertmanager.yml", f"--storage.path={d}/am-data",
-            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="])
+        return self._spawn(
+            "alertmanager",
+            [
+                "prometheus-alertmanager",
+                f"--config.file={d}/alertmanager.yml",
+                f"--storage.path={d}/am-data",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+        )
 
     def _start_prometheus(self, prom_port: int) -> subprocess.Popen[bytes]:
         d = self.layout.prom_dir
-        return self._spawn("prometheus", [
-            "prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=5s",
-            "--web.enable-lifecycle"])
+        return self._spawn(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={d}/prometheus.yml",
+                f"--storage.tsdb.path={d}/data",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--rules.alert.resend-delay=5s",
+                "--web.enable-lifecycle",
+            ],
+        )
 
     def _wait_serving(self, name: str, proc: subprocess.Popen[bytes], url: str) -> None:
         """Wait for an HTTP 200; a process that exits (e.g. a broken rule file) fails at once."""
@@ -457,9 +568,16 @@ class Lab:
         self.require_up()
         table = f"vw_cut_{spec.name}"
         nsrun(self.ns["inet"], "nft", "delete", "table", "ip", table, check=False)
-        nsrun(self.ns["inet"], "nft", "-f", "-", stdin=(
-            f"table ip {table} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n"
-            f"    ip saddr {spec.aws_outside} drop\n    ip daddr {spec.aws_outside} drop\n  }}\n}}\n"))
+        nsrun(
+            self.ns["inet"],
+            "nft",
+            "-f",
+            "-",
+            stdin=(
+                f"table ip {table} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n"
+                f"    ip saddr {spec.aws_outside} drop\n    ip daddr {spec.aws_outside} drop\n  }}\n}}\n"
+            ),
+        )
         cuts = {int(str(n)) for n in _as_list(self.load_state().get("cuts"))} | {number}
         self.save_state(cuts=sorted(cuts))
 
@@ -517,8 +635,14 @@ class Lab:
             "namespaces": namespaces,
             "processes": processes,
             "child_sas": {s.key: self.installed_children(s) for s in topo.SIDES} if up else {},
-            "bgp": {s.key: {peer: {"state": p.get("state"), "pfxRcd": p.get("pfxRcd")}
-                            for peer, p in self.bgp_peers(s).items()} for s in topo.SIDES} if up else {},
+            "bgp": {
+                s.key: {
+                    peer: {"state": p.get("state"), "pfxRcd": p.get("pfxRcd")} for peer, p in self.bgp_peers(s).items()
+                }
+                for s in topo.SIDES
+            }
+            if up
+            else {},
             "cuts": state.get("cuts", []),
             "mtu": state.get("mtu"),
             "proposals": state.get("proposals"),
@@ -568,18 +692,26 @@ def _tunnel_number(value: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labctl.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dir", type=Path, default=None,
-                   help="state directory (default: $WATCHDOG_LAB_DIR or <repo>/.lab)")
+    p.add_argument("--dir", type=Path, default=None, help="state directory (default: $WATCHDOG_LAB_DIR or <repo>/.lab)")
     sub = p.add_subparsers(dest="verb", required=True)
     u = sub.add_parser("up", help="(re)build the lab and wait for 4/4 CHILD SAs and BGP sessions")
-    u.add_argument("--bgp-timers", type=_timers, default=(1, 3),
-                   help="KEEPALIVE/HOLD seconds (default 1/3; 60/180 is FRR's default)")
-    u.add_argument("--prefix", type=_prefix, default=os.environ.get("WATCHDOG_LAB_PREFIX") or DEFAULT_PREFIX,
-                   help="namespace name prefix (default vw-, or $WATCHDOG_LAB_PREFIX)")
+    u.add_argument(
+        "--bgp-timers",
+        type=_timers,
+        default=(1, 3),
+        help="KEEPALIVE/HOLD seconds (default 1/3; 60/180 is FRR's default)",
+    )
+    u.add_argument(
+        "--prefix",
+        type=_prefix,
+        default=os.environ.get("WATCHDOG_LAB_PREFIX") or DEFAULT_PREFIX,
+        help="namespace name prefix (default vw-, or $WATCHDOG_LAB_PREFIX)",
+    )
     u.add_argument("--prom-port", type=int, default=DEFAULT_PROM_PORT)
     u.add_argument("--am-port", type=int, default=DEFAULT_AM_PORT)
-    u.add_argument("--watchdog-addr", default=DEFAULT_WATCHDOG_ADDR,
-                   help="where the daemon listens (Prometheus scrapes it)")
+    u.add_argument(
+        "--watchdog-addr", default=DEFAULT_WATCHDOG_ADDR, help="where the daemon listens (Prometheus scrapes it)"
+    )
     sub.add_parser("down", help="stop every lab process and delete the namespaces")
     s = sub.add_parser("status", help="namespaces, processes, SAs, BGP")
     s.add_argument("--json", action="store_true")
@@ -607,14 +739,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.verb == "up":
             try:
-                t = lab.up(bgp_timers=args.bgp_timers, prom_port=args.prom_port, am_port=args.am_port,
-                           watchdog_addr=args.watchdog_addr)
+                t = lab.up(
+                    bgp_timers=args.bgp_timers,
+                    prom_port=args.prom_port,
+                    am_port=args.am_port,
+                    watchdog_addr=args.watchdog_addr,
+                )
             except BaseException:
                 print(f"labctl: up failed; logs are under {lab.root}; cleaning up", file=sys.stderr)
                 lab.down()
                 raise
-            print(f"lab up in {t['total']:.2f} s: 4/4 CHILD SAs {t['child_sas']:.2f} s and 4/4 BGP sessions "
-                  f"with prefixes {t['bgp']:.2f} s after charon started")
+            print(
+                f"lab up in {t['total']:.2f} s: 4/4 CHILD SAs {t['child_sas']:.2f} s and 4/4 BGP sessions "
+                f"with prefixes {t['bgp']:.2f} s after charon started"
+            )
             print(f"daemon config: {lab.layout.watchdog_yaml}")
             print(f"Prometheus http://127.0.0.1:{args.prom_port}  Alertmanager http://127.0.0.1:{args.am_port}")
         elif args.verb == "down":

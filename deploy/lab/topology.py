@@ -41,8 +41,21 @@ _CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 pem pkcs1 x509 pubkey kdf"
     " kernel-libipsec kernel-netlink socket-default vici updown"
 )
-_SWANCTL_DIRS = ("x509", "x509ca", "x509aa", "x509ocsp", "x509crl", "x509ac", "pubkey", "private",
-                 "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12")
+_SWANCTL_DIRS = (
+    "x509",
+    "x509ca",
+    "x509aa",
+    "x509ocsp",
+    "x509crl",
+    "x509ac",
+    "pubkey",
+    "private",
+    "rsa",
+    "ecdsa",
+    "bliss",
+    "pkcs8",
+    "pkcs12",
+)
 
 
 @dataclass(frozen=True)
@@ -303,21 +316,26 @@ def watchdog_yaml(
     min_paths: {len(TUNNELS)}"""
         for side in SIDES
     )
-    probes = [f"""  - name: aws-db-dns
+    probes = [
+        f"""  - name: aws-db-dns
     type: dns
     query: {DNS_NAME}
     server: {DNS_ADDRESS}
     expect: [{DNS_ADDRESS}]
     interval: 5s
-    netns: {netns["gcp"]}"""]
+    netns: {netns["gcp"]}"""
+    ]
     # One ping per tunnel path (its inside /30), every second: the fastest signal of a dead path.
-    probes += [f"""  - name: {spec.name}-ping
+    probes += [
+        f"""  - name: {spec.name}-ping
     type: icmp
     target: {spec.aws_inside}
     count: 2
     interval: 1s
     timeout: 800ms
-    netns: {netns["gcp"]}""" for spec in TUNNELS]
+    netns: {netns["gcp"]}"""
+        for spec in TUNNELS
+    ]
     return f"""# Written by deploy/lab/labctl.py for the lab in {layout.root}; rewritten at every `up`.
 listen: "{watchdog_addr}"
 interval: 5s

@@ -116,8 +116,7 @@ def _gcp(n_tunnels: int, redundancy: str, ext_ips: tuple[str, ...], met: str) ->
 def _aws(connections: tuple[AwsConnection, ...]) -> AwsAccount:
     attachments = tuple(c.attachment_id for c in connections if c.attachment_id)
     routes = tuple(
-        TgwRoute(prefix, "propagated", "active", attachments)
-        for prefix in (*HUB_SUBNETS, *SPOKE_SUBNETS, DNS_RANGE)
+        TgwRoute(prefix, "propagated", "active", attachments) for prefix in (*HUB_SUBNETS, *SPOKE_SUBNETS, DNS_RANGE)
     )
     table = TgwRouteTable("tgw-rtb-0001", "tgw-0001", routes, associations=attachments, propagations=attachments)
     return AwsAccount("aws-tokyo", AWS_REGION, connections, (table,))
@@ -134,7 +133,11 @@ def four_tunnels() -> Inventory:
 
 def cheap() -> Inventory:
     conn = AwsConnection(
-        "vpn-000a", "cgw-000a", HA_IPS[0], "tgw-0001", "tgw-attach-000a",
+        "vpn-000a",
+        "cgw-000a",
+        HA_IPS[0],
+        "tgw-0001",
+        "tgw-attach-000a",
         # The second AWS tunnel has nowhere to go: DOWN and left at AWS defaults, by design.
         (_tunnel(0), AwsTunnel(AWS_IPS[1], INSIDE[1], status="DOWN")),
     )

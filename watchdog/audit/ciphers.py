@@ -59,9 +59,24 @@ PREFERENCE: dict[str, tuple[str | int, ...]] = {
 
 # Key-exchange data size K per DH group, octets (RFC 2409/3526/5114/5903/8031; ML-KEM: public key).
 KE_BYTES = {
-    2: 128, 5: 192, 14: 256, 15: 384, 16: 512, 17: 768, 18: 1024,
-    19: 64, 20: 96, 21: 132, 22: 128, 23: 256, 24: 256, 31: 32, 32: 56,
-    35: 800, 36: 1184, 37: 1568,
+    2: 128,
+    5: 192,
+    14: 256,
+    15: 384,
+    16: 512,
+    17: 768,
+    18: 1024,
+    19: 64,
+    20: 96,
+    21: 132,
+    22: 128,
+    23: 256,
+    24: 256,
+    31: 32,
+    32: 56,
+    35: 800,
+    36: 1184,
+    37: 1568,
 }
 
 # AWS option key -> (ModifyVpnTunnelOptions request key, Terraform aws_vpn_connection suffix).

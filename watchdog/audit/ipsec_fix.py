@@ -55,9 +55,7 @@ class TunnelChange:
 
     def request(self) -> dict[str, Any]:
         """The ModifyVpnTunnelOptions parameters (request casing: IKEVersions, ...), changed lists only."""
-        options = {
-            REQUEST_KEYS[k][0]: [{"Value": v} for v in getattr(self.target, k)] for k in self.changed_keys
-        }
+        options = {REQUEST_KEYS[k][0]: [{"Value": v} for v in getattr(self.target, k)] for k in self.changed_keys}
         return {
             "VpnConnectionId": self.connection_id,
             "VpnTunnelOutsideIpAddress": self.outside_ip,
@@ -66,9 +64,7 @@ class TunnelChange:
 
     def terraform(self) -> dict[str, list[str | int]]:
         """The equivalent `aws_vpn_connection` arguments (all seven, Terraform is declarative)."""
-        return {
-            f"tunnel{self.tunnel_number}_{REQUEST_KEYS[k][1]}": list(getattr(self.target, k)) for k in OPTION_KEYS
-        }
+        return {f"tunnel{self.tunnel_number}_{REQUEST_KEYS[k][1]}": list(getattr(self.target, k)) for k in OPTION_KEYS}
 
 
 def target_options(current: TunnelOptions) -> TunnelOptions:
@@ -94,8 +90,15 @@ def plan(inventory: Inventory) -> list[TunnelChange]:
     for account, conn, tunnel in build(inventory).audited_tunnels():
         number = next(i for i, t in enumerate(conn.tunnels, start=1) if t.outside_ip == tunnel.outside_ip)
         changes.append(
-            TunnelChange(account.name, conn.id, number, tunnel.outside_ip, tunnel.status,
-                         tunnel.options, target_options(tunnel.options))
+            TunnelChange(
+                account.name,
+                conn.id,
+                number,
+                tunnel.outside_ip,
+                tunnel.status,
+                tunnel.options,
+                target_options(tunnel.options),
+            )
         )
     return changes
 
@@ -146,19 +149,27 @@ def apply_plan(
             if status == "UP":
                 report.outcomes.append(ApplyOutcome(change, "applied", "tunnel is UP again"))
             else:
-                report.outcomes.append(ApplyOutcome(
-                    change, "failed", f"tunnel did not come back UP within {wait_timeout:g}s (last status {status})"))
+                report.outcomes.append(
+                    ApplyOutcome(
+                        change, "failed", f"tunnel did not come back UP within {wait_timeout:g}s (last status {status})"
+                    )
+                )
         if report.outcomes[-1].result != "applied":
             report.outcomes.extend(
-                ApplyOutcome(c, "not-attempted", "stopped after the previous failure") for c in pending[index + 1:]
+                ApplyOutcome(c, "not-attempted", "stopped after the previous failure") for c in pending[index + 1 :]
             )
             break
     return report
 
 
 def _wait_up(
-    editor: TunnelEditor, change: TunnelChange, timeout: float, interval: float, settle: float,
-    clock: Callable[[], float], sleep: Callable[[float], None],
+    editor: TunnelEditor,
+    change: TunnelChange,
+    timeout: float,
+    interval: float,
+    settle: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> str:
     """Wait for the tunnel to go down for the change (at most `settle` s), then to be UP again."""
     start = clock()

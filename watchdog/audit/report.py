@@ -31,9 +31,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
 
 
 def audit_json(result: AuditResult) -> str:
-    return json.dumps(
-        {"findings": [f.as_dict() for f in result.findings], "summary": summary(result)}, indent=2
-    )
+    return json.dumps({"findings": [f.as_dict() for f in result.findings], "summary": summary(result)}, indent=2)
 
 
 def audit_text(result: AuditResult) -> str:
@@ -87,8 +85,12 @@ def plan_json(changes: list[TunnelChange], applied: ApplyReport | None = None) -
     }
     if applied is not None:
         doc["applied"] = [
-            {"connection": o.change.connection_id, "outside_ip": o.change.outside_ip, "result": o.result,
-             "detail": o.detail}
+            {
+                "connection": o.change.connection_id,
+                "outside_ip": o.change.outside_ip,
+                "result": o.result,
+                "detail": o.detail,
+            }
             for o in applied.outcomes
         ]
         doc["ok"] = applied.ok

@@ -57,8 +57,13 @@ DNS_PEERING = "dns.peering-zone"
 AWS_RESERVED = tuple(
     ipaddress.ip_network(c)
     for c in (
-        "169.254.0.0/30", "169.254.1.0/30", "169.254.2.0/30", "169.254.3.0/30",
-        "169.254.4.0/30", "169.254.5.0/30", "169.254.169.252/30",
+        "169.254.0.0/30",
+        "169.254.1.0/30",
+        "169.254.2.0/30",
+        "169.254.3.0/30",
+        "169.254.4.0/30",
+        "169.254.5.0/30",
+        "169.254.169.252/30",
     )
 )
 LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
@@ -78,8 +83,13 @@ class Finding:
     fix: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"rule": self.rule, "severity": self.severity, "object": self.object,
-                "message": self.message, "fix": self.fix}
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "object": self.object,
+            "message": self.message,
+            "fix": self.fix,
+        }
 
 
 @dataclass(frozen=True)
@@ -103,14 +113,14 @@ def audit(inventory: Inventory) -> AuditResult:
     for check in CHECKS:
         findings.extend(check(inventory, topo))
     margins = {
-        _tunnel_name(a, c, t): sizes.largest(t.options).margin(inventory.mtu)
-        for a, c, t in topo.audited_tunnels()
+        _tunnel_name(a, c, t): sizes.largest(t.options).margin(inventory.mtu) for a, c, t in topo.audited_tunnels()
     }
     unique = sorted(set(findings), key=lambda f: (_SEVERITY_ORDER[f.severity], f.rule, f.object, f.message))
     return AuditResult(tuple(unique), margins, inventory.mtu)
 
 
 # -- names ----------------------------------------------------------------------------------
+
 
 def _tunnel_name(account: AwsAccount, conn: AwsConnection, tunnel: AwsTunnel) -> str:
     return f"{account.name}:{conn.id} tunnel {tunnel.outside_ip}"
@@ -126,13 +136,16 @@ def _gcp(project: GcpProject, kind: str, name: str) -> str:
 
 # -- HA shape -------------------------------------------------------------------------------
 
+
 def check_ha_shape(inv: Inventory, topo: Topology) -> Iterator[Finding]:
     for project in inv.gcp:
         for ext in project.external_gateways:
             expected = EXPECTED_REDUNDANCY.get(len(ext.interfaces))
             if expected and ext.redundancy_type != expected:
                 yield Finding(
-                    HA_REDUNDANCY_TYPE, ERROR, _gcp(project, "external VPN gateway", ext.name),
+                    HA_REDUNDANCY_TYPE,
+                    ERROR,
+                    _gcp(project, "external VPN gateway", ext.name),
                     f"redundancyType is {ext.redundancy_type or 'unset'} but the gateway has "
                     f"{len(ext.interfaces)} interface(s), which needs {expected}",
                     f"Recreate the external VPN gateway with redundancy_type = {expected} "
@@ -144,7 +157,9 @@ def check_ha_shape(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         n_tunnels, n_conns = len(landing.gcp_tunnels), len(landing.connections)
         if landing.cheap:
             yield Finding(
-                HA_CHEAP_MODE, INFO, gw_name,
+                HA_CHEAP_MODE,
+                INFO,
+                gw_name,
                 "cheap mode: 1 AWS connection, 1 external interface, 1 tunnel; no HA SLA, and the unused "
                 "AWS tunnel shows DOWN by design",
                 "Nothing to do for a test environment; for production build 4 tunnels over 2 AWS connections.",
@@ -153,7 +168,9 @@ def check_ha_shape(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 first = gateway.interfaces[0] if gateway.interfaces else ""
                 if conn.customer_gateway_ip in gateway.interfaces and conn.customer_gateway_ip != first:
                     yield Finding(
-                        HA_CHEAP_CGW, ERROR, _conn_name(account, conn),
+                        HA_CHEAP_CGW,
+                        ERROR,
+                        _conn_name(account, conn),
                         f"customer gateway {conn.customer_gateway_id} is {conn.customer_gateway_ip}, HA VPN "
                         f"interface {gateway.interfaces.index(conn.customer_gateway_ip)}; the single tunnel "
                         f"uses interface 0 ({first})",
@@ -161,13 +178,17 @@ def check_ha_shape(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                     )
             continue
         full = (
-            n_conns == 2 and n_tunnels == 4
+            n_conns == 2
+            and n_tunnels == 4
             and all(len(c.tunnels) == 2 for _, c in landing.connections)
-            and landing.external is not None and len(landing.external.interfaces) == 4
+            and landing.external is not None
+            and len(landing.external.interfaces) == 4
         )
         if not full:
             yield Finding(
-                HA_TUNNEL_COUNT, WARNING, gw_name,
+                HA_TUNNEL_COUNT,
+                WARNING,
+                gw_name,
                 f"{n_tunnels} GCP tunnel(s) over {n_conns} AWS connection(s); GCP's HA SLA needs 4 tunnels "
                 "over 2 AWS connections",
                 "Add a second AWS VPN connection and terminate all 4 AWS tunnels on one FOUR_IPS_REDUNDANCY "
@@ -177,7 +198,9 @@ def check_ha_shape(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         for peer_name, state in gateway.redundancy:
             if peer is not None and peer_name == peer and state != "CONNECTION_REDUNDANCY_MET":
                 yield Finding(
-                    HA_REDUNDANCY_MET, ERROR, gw_name,
+                    HA_REDUNDANCY_MET,
+                    ERROR,
+                    gw_name,
                     f"vpnGateways.getStatus reports {state} toward {peer_name}",
                     "Create one tunnel per external interface, spread over both HA VPN interfaces "
                     "(if0 -> peer 0 and 1, if1 -> peer 2 and 3).",
@@ -188,7 +211,9 @@ def check_tunnel_state(inv: Inventory, topo: Topology) -> Iterator[Finding]:
     for account, conn, tunnel in topo.audited_tunnels():
         if tunnel.status != "UP":
             yield Finding(
-                HA_TUNNEL_DOWN, WARNING, _tunnel_name(account, conn, tunnel),
+                HA_TUNNEL_DOWN,
+                WARNING,
+                _tunnel_name(account, conn, tunnel),
                 f"AWS reports the tunnel {tunnel.status}",
                 "Check the GCP tunnel's status and the IKE logs on both sides (options, PSK, addresses).",
             )
@@ -196,13 +221,16 @@ def check_tunnel_state(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         for gcp_tunnel in landing.gcp_tunnels:
             if gcp_tunnel.status != "ESTABLISHED":
                 yield Finding(
-                    HA_TUNNEL_DOWN, WARNING, _gcp(landing.project, "VPN tunnel", gcp_tunnel.name),
+                    HA_TUNNEL_DOWN,
+                    WARNING,
+                    _gcp(landing.project, "VPN tunnel", gcp_tunnel.name),
                     f"GCP reports the tunnel {gcp_tunnel.status}",
                     "Check the tunnel's detailedStatus and the AWS tunnel options and outside IP it points at.",
                 )
 
 
 # -- address wiring -------------------------------------------------------------------------
+
 
 def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
     for landing in topo.landings:
@@ -215,7 +243,8 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                     conn_index, tunnel_index = divmod(index, tpc)
                     conn = landing.connections[conn_index][1]
                     yield Finding(
-                        WIRING_EXTERNAL_IP, ERROR,
+                        WIRING_EXTERNAL_IP,
+                        ERROR,
                         _gcp(project, "external VPN gateway", f"{ext.name} interface {iface_id}"),
                         f"interface {iface_id} is {ip} but should be {conn.id} tunnel{tunnel_index + 1} outside "
                         f"address {expected}",
@@ -226,7 +255,9 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         for account, conn in landing.connections:
             if conn.customer_gateway_ip not in gateway.interfaces:
                 yield Finding(
-                    WIRING_CGW_IP, ERROR, _conn_name(account, conn),
+                    WIRING_CGW_IP,
+                    ERROR,
+                    _conn_name(account, conn),
                     f"customer gateway {conn.customer_gateway_id} is {conn.customer_gateway_ip}, not an interface "
                     f"IP of HA VPN gateway {gateway.name} ({', '.join(gateway.interfaces)})",
                     "Recreate the customer gateway with the HA VPN gateway's interface IP "
@@ -235,7 +266,9 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
             other = seen.get(conn.customer_gateway_id)
             if other is not None:
                 yield Finding(
-                    WIRING_CGW_SHARED, ERROR, _conn_name(account, conn),
+                    WIRING_CGW_SHARED,
+                    ERROR,
+                    _conn_name(account, conn),
                     f"shares customer gateway {conn.customer_gateway_id} with {other}",
                     "Give each AWS VPN connection its own customer gateway, one per HA VPN interface IP.",
                 )
@@ -243,6 +276,7 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
 
 
 # -- inside CIDRs ---------------------------------------------------------------------------
+
 
 def inside_cidr_problem(cidr: str | None) -> str | None:
     """Why an AWS TunnelInsideCidr is unusable, or None when it is fine."""
@@ -266,7 +300,10 @@ def check_inside(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         problem = inside_cidr_problem(tunnel.inside_cidr)
         if problem:
             yield Finding(
-                INSIDE_CIDR, ERROR, _tunnel_name(account, conn, tunnel), problem,
+                INSIDE_CIDR,
+                ERROR,
+                _tunnel_name(account, conn, tunnel),
+                problem,
                 "Set an explicit /30 from 169.254.0.0/16 outside 169.254.0.0-169.254.5.3 and 169.254.169.252/30, "
                 "unique per GCP gateway.",
             )
@@ -288,7 +325,9 @@ def check_inside(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         for cidr, names in by_cidr.items():
             for name in names[1:]:
                 yield Finding(
-                    INSIDE_DUPLICATE, ERROR, name,
+                    INSIDE_DUPLICATE,
+                    ERROR,
+                    name,
                     f"inside CIDR {cidr} is also used by {names[0]}",
                     "Give every tunnel that lands on the same GCP gateway its own /30 inside CIDR.",
                 )
@@ -320,7 +359,9 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
             problems = _router_problems(router, gcp_tunnel.name, aws_ip, customer_ip)
             if problems:
                 yield Finding(
-                    INSIDE_ROUTER, ERROR, _gcp(project, "Cloud Router", f"{router.name} tunnel {gcp_tunnel.name}"),
+                    INSIDE_ROUTER,
+                    ERROR,
+                    _gcp(project, "Cloud Router", f"{router.name} tunnel {gcp_tunnel.name}"),
                     f"AWS tunnel {aws_tunnel.outside_ip} uses {aws_tunnel.inside_cidr} (AWS {aws_ip}, GCP "
                     f"{customer_ip}) but " + "; ".join(problems),
                     f"Set the router interface ip_range to {customer_ip}/30 and the BGP peer's "
@@ -353,6 +394,7 @@ def _router_problems(router: CloudRouter, tunnel: str, aws_ip: str, customer_ip:
 
 # -- IPsec options --------------------------------------------------------------------------
 
+
 def _label(key: str) -> str:
     return key.replace("_", " ").replace("phase", "phase ").replace("dh", "DH groups")
 
@@ -363,7 +405,10 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         if opts.ike_versions != ("ikev2",):
             offered = ", ".join(opts.ike_versions) or "ikev1, ikev2 (AWS default)"
             yield Finding(
-                IPSEC_IKE_VERSION, ERROR, name, f"IKE versions offered: {offered}",
+                IPSEC_IKE_VERSION,
+                ERROR,
+                name,
+                f"IKE versions offered: {offered}",
                 "Allow IKEv2 only (IKEVersions [ikev2]); run `watchdog audit --fix-ipsec` for the exact call.",
             )
         several = []
@@ -373,7 +418,9 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 several.append(f"{_label(key)}: {len(values) or 'all (AWS default)'}")
         if several:
             yield Finding(
-                IPSEC_SINGLE, ERROR, name,
+                IPSEC_SINGLE,
+                ERROR,
+                name,
                 "more than one value per list makes AWS's rekey proposals large enough to be IP-fragmented, "
                 "which Cloud VPN drops (" + "; ".join(several) + ")",
                 "Narrow every phase 1/phase 2 encryption, integrity and DH list to one GCP-supported value; "
@@ -386,18 +433,20 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 unsupported.append(f"{_label(key)} {', '.join(bad)}")
         if unsupported:
             yield Finding(
-                IPSEC_UNSUPPORTED, ERROR, name,
+                IPSEC_UNSUPPORTED,
+                ERROR,
+                name,
                 "not in Cloud VPN's supported cipher table: " + "; ".join(unsupported),
-                "Remove them (GCP has no phase 2 SHA2-384 and no DH 17, 35, 36, 37); run "
-                "`watchdog audit --fix-ipsec`.",
+                "Remove them (GCP has no phase 2 SHA2-384 and no DH 17, 35, 36, 37); run `watchdog audit --fix-ipsec`.",
             )
         missing = [
-            _label(k) for k in ("phase1_dh", "phase2_dh")
-            if getattr(opts, k) and GCP_FIRST_DH not in getattr(opts, k)
+            _label(k) for k in ("phase1_dh", "phase2_dh") if getattr(opts, k) and GCP_FIRST_DH not in getattr(opts, k)
         ]
         if missing:
             yield Finding(
-                IPSEC_DH_FIRST, ERROR, name,
+                IPSEC_DH_FIRST,
+                ERROR,
+                name,
                 f"{' and '.join(missing)} do not include group {GCP_FIRST_DH}, the group Cloud VPN proposes "
                 "first; the handshake can fail",
                 f"Set Phase1DHGroupNumbers and Phase2DHGroupNumbers to [{GCP_FIRST_DH}].",
@@ -406,7 +455,9 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         margin = biggest.margin(inv.mtu)
         if margin < 0:
             yield Finding(
-                IPSEC_SIZE, ERROR, name,
+                IPSEC_SIZE,
+                ERROR,
+                name,
                 f"predicted {biggest.exchange} of {biggest.ip_bytes} bytes on the wire ({biggest.proposals} "
                 f"proposal(s), assuming one per combination) exceeds the path MTU {inv.mtu} by {-margin} bytes: "
                 "it would be IP-fragmented and Cloud VPN would drop it",
@@ -416,6 +467,7 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
 
 
 # -- routing --------------------------------------------------------------------------------
+
 
 def _covered(prefix: str, ranges: Iterable[str]) -> bool:
     try:
@@ -471,7 +523,9 @@ def check_routing(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 missing = [r for r in spoke.subnet_ranges if not _covered(r, advertised)]
                 if missing:
                     yield Finding(
-                        ROUTING_ADVERTISED, ERROR, router_name,
+                        ROUTING_ADVERTISED,
+                        ERROR,
+                        router_name,
                         f"spoke VPC {spoke.key} (peered to {hub_key}) has subnet ranges the router does not "
                         f"advertise to AWS: {', '.join(missing)}; AWS/on-prem cannot reach them",
                         "Set advertise_mode CUSTOM (keep ALL_SUBNETS) and add the spoke ranges to "
@@ -479,20 +533,26 @@ def check_routing(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                     )
             if not peering.export_custom_routes:
                 yield Finding(
-                    ROUTING_PEERING, ERROR, _gcp(project, "network peering", f"{hub_key} -> {peering.peer_network}"),
+                    ROUTING_PEERING,
+                    ERROR,
+                    _gcp(project, "network peering", f"{hub_key} -> {peering.peer_network}"),
                     "the hub does not export custom routes, so BGP-learned AWS routes never reach the spoke",
                     "Set export_custom_routes = true on the hub side of the peering.",
                 )
             back = next((p for p in spoke.peerings if p.peer_network == hub_key), None) if spoke else None
             if back is not None and not back.import_custom_routes:
                 yield Finding(
-                    ROUTING_PEERING, ERROR, _gcp(project, "network peering", f"{spoke.key} -> {hub_key}"),  # type: ignore[union-attr]
+                    ROUTING_PEERING,
+                    ERROR,
+                    _gcp(project, "network peering", f"{spoke.key} -> {hub_key}"),  # type: ignore[union-attr]
                     "the spoke does not import custom routes, so BGP-learned AWS routes never reach it",
                     "Set import_custom_routes = true on the spoke side of the peering.",
                 )
         if len(advertised) > MAX_VPN_ROUTES:
             yield Finding(
-                ROUTING_LIMIT, ERROR, router_name,
+                ROUTING_LIMIT,
+                ERROR,
+                router_name,
                 f"advertises {len(advertised)} prefixes; AWS accepts at most {MAX_VPN_ROUTES} per VPN "
                 "connection and drops the BGP session beyond that",
                 "Summarise the advertised ranges below 100 prefixes (the AWS quota cannot be raised).",
@@ -511,13 +571,17 @@ def _learned(landing: Landing, router: CloudRouter, advertised: list[str]) -> It
         if not account.route_tables:
             continue
         learned = [
-            r.prefix for rt in account.route_tables for r in rt.routes
+            r.prefix
+            for rt in account.route_tables
+            for r in rt.routes
             if r.type == "propagated" and r.state == "active" and attachments & set(r.attachment_ids)
         ]
         missing = [p for p in router.advertised_ranges if not any(_same(p, q) for q in learned)]
         if missing:
             yield Finding(
-                ROUTING_LEARNED, ERROR, _gcp(landing.project, "Cloud Router", router.name),
+                ROUTING_LEARNED,
+                ERROR,
+                _gcp(landing.project, "Cloud Router", router.name),
                 f"advertised range(s) {', '.join(missing)} are not propagated routes from the VPN in "
                 f"{account.name}'s transit gateway route tables",
                 "Check the BGP sessions and that the VPN attachment propagates into the route table; a "
@@ -538,17 +602,20 @@ def check_tgw(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         for tunnel in conn.tunnels:
             if tunnel.accepted_routes is not None and tunnel.accepted_routes >= ROUTE_LIMIT_WARN:
                 yield Finding(
-                    ROUTING_LIMIT, ERROR if tunnel.accepted_routes >= MAX_VPN_ROUTES else WARNING,
+                    ROUTING_LIMIT,
+                    ERROR if tunnel.accepted_routes >= MAX_VPN_ROUTES else WARNING,
                     _tunnel_name(account, conn, tunnel),
-                    f"AWS accepted {tunnel.accepted_routes} routes; the limit is {MAX_VPN_ROUTES} per VPN "
-                    "connection",
+                    f"AWS accepted {tunnel.accepted_routes} routes; the limit is {MAX_VPN_ROUTES} per VPN connection",
                     "Summarise the ranges the Cloud Router advertises (the AWS quota cannot be raised).",
                 )
         if not conn.transit_gateway_id or not account.route_tables:
             continue
         if not conn.attachment_id:
             yield Finding(
-                ROUTING_TGW, ERROR, name, f"no transit gateway attachment found on {conn.transit_gateway_id}",
+                ROUTING_TGW,
+                ERROR,
+                name,
+                f"no transit gateway attachment found on {conn.transit_gateway_id}",
                 "Check the VPN connection's transit gateway attachment state.",
             )
             continue
@@ -567,12 +634,16 @@ def check_tgw(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         if problems:
             target = ", ".join(sorted(intended)) or "the intended route table"
             yield Finding(
-                ROUTING_TGW, ERROR, name, f"attachment {conn.attachment_id} " + " and ".join(problems),
+                ROUTING_TGW,
+                ERROR,
+                name,
+                f"attachment {conn.attachment_id} " + " and ".join(problems),
                 f"Associate the VPN attachment with {target} and enable its propagation there.",
             )
 
 
 # -- DNS ------------------------------------------------------------------------------------
+
 
 def check_dns(inv: Inventory, topo: Topology) -> Iterator[Finding]:
     forwarding = [(p, z) for p in inv.gcp for z in p.dns_zones if z.kind == "forwarding"]
@@ -582,7 +653,9 @@ def check_dns(inv: Inventory, topo: Topology) -> Iterator[Finding]:
     if len(networks) > 1:
         zones = ", ".join(f"{p.name}:{z.name}" for p, z in forwarding)
         yield Finding(
-            DNS_FORWARDING, ERROR, f"DNS forwarding zones {zones}",
+            DNS_FORWARDING,
+            ERROR,
+            f"DNS forwarding zones {zones}",
             f"forwarding zones are visible to {len(networks)} VPCs ({', '.join(networks)}); Cloud DNS sends "
             "every forwarded query from 35.199.192.0/19, so replies can only route back into one of them",
             "Keep the forwarding zones in the hub VPC only and give the other VPCs DNS peering zones to it.",
@@ -601,7 +674,9 @@ def check_dns(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 )
                 if not ok:
                     yield Finding(
-                        DNS_PEERING, WARNING, f"network {spoke}",
+                        DNS_PEERING,
+                        WARNING,
+                        f"network {spoke}",
                         f"no DNS peering zone for {fz.dns_name} toward the hub {hub_key}; this VPC cannot "
                         "resolve the forwarded names",
                         f"Create a private peering zone {fz.dns_name} visible to {spoke} with target network "
@@ -623,10 +698,13 @@ def _dns_return(topo: Topology) -> Iterator[Finding]:
     for account, attachments in by_account.values():
         gateways = {c.transit_gateway_id for _, c in topo.gcp_facing if c.transit_gateway_id}
         for vpc_table in account.resolver_route_tables:
-            if not any(target in gateways and _covered(str(CLOUD_DNS_SOURCES), [dest])
-                       for dest, target in vpc_table.routes):
+            if not any(
+                target in gateways and _covered(str(CLOUD_DNS_SOURCES), [dest]) for dest, target in vpc_table.routes
+            ):
                 yield Finding(
-                    DNS_RETURN, ERROR, f"{account.name}:{vpc_table.id}",
+                    DNS_RETURN,
+                    ERROR,
+                    f"{account.name}:{vpc_table.id}",
                     "the DNS resolvers' VPC route table has no route for 35.199.192.0/19 to the transit "
                     "gateway: replies to Cloud DNS forwarded queries leave through the internet gateway",
                     f"Add a route 35.199.192.0/19 -> {', '.join(sorted(gateways)) or 'the transit gateway'} "
@@ -637,13 +715,16 @@ def _dns_return(topo: Topology) -> Iterator[Finding]:
             if intended and rt.id not in intended:
                 continue
             ok = any(
-                r.state == "active" and attachments & set(r.attachment_ids)
+                r.state == "active"
+                and attachments & set(r.attachment_ids)
                 and _covered(str(CLOUD_DNS_SOURCES), [r.prefix])
                 for r in rt.routes
             )
             if not ok:
                 yield Finding(
-                    DNS_RETURN, ERROR, f"{account.name}:{rt.id}",
+                    DNS_RETURN,
+                    ERROR,
+                    f"{account.name}:{rt.id}",
                     "no route for 35.199.192.0/19 toward the GCP VPN attachment: replies to Cloud DNS "
                     "forwarded queries are routed elsewhere (the range is public)",
                     "Advertise 35.199.192.0/19 from the Cloud Router (custom range) or add a static TGW route "
@@ -663,10 +744,29 @@ CHECKS: tuple[Callable[[Inventory, Topology], Iterable[Finding]], ...] = (
 )
 
 RULES = (
-    HA_TUNNEL_COUNT, HA_CHEAP_MODE, HA_CHEAP_CGW, HA_REDUNDANCY_TYPE, HA_REDUNDANCY_MET, HA_TUNNEL_DOWN,
-    WIRING_EXTERNAL_IP, WIRING_CGW_IP, WIRING_CGW_SHARED,
-    INSIDE_CIDR, INSIDE_DUPLICATE, INSIDE_ROUTER,
-    IPSEC_IKE_VERSION, IPSEC_SINGLE, IPSEC_UNSUPPORTED, IPSEC_DH_FIRST, IPSEC_SIZE,
-    ROUTING_ADVERTISED, ROUTING_PEERING, ROUTING_LEARNED, ROUTING_LIMIT, ROUTING_TGW,
-    DNS_RETURN, DNS_FORWARDING, DNS_PEERING,
+    HA_TUNNEL_COUNT,
+    HA_CHEAP_MODE,
+    HA_CHEAP_CGW,
+    HA_REDUNDANCY_TYPE,
+    HA_REDUNDANCY_MET,
+    HA_TUNNEL_DOWN,
+    WIRING_EXTERNAL_IP,
+    WIRING_CGW_IP,
+    WIRING_CGW_SHARED,
+    INSIDE_CIDR,
+    INSIDE_DUPLICATE,
+    INSIDE_ROUTER,
+    IPSEC_IKE_VERSION,
+    IPSEC_SINGLE,
+    IPSEC_UNSUPPORTED,
+    IPSEC_DH_FIRST,
+    IPSEC_SIZE,
+    ROUTING_ADVERTISED,
+    ROUTING_PEERING,
+    ROUTING_LEARNED,
+    ROUTING_LIMIT,
+    ROUTING_TGW,
+    DNS_RETURN,
+    DNS_FORWARDING,
+    DNS_PEERING,
 )

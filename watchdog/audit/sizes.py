@@ -50,8 +50,15 @@ def effective(options: TunnelOptions) -> dict[str, tuple[str | int, ...]]:
     return {key: tuple(getattr(options, key)) or AWS_DEFAULTS[key] for key in AWS_DEFAULTS}
 
 
-def sa_payload(encryptions: tuple[str, ...], integrities: tuple[str, ...], groups: tuple[int, ...],
-               *, ike: bool, spi: int, esn: bool) -> tuple[int, int]:
+def sa_payload(
+    encryptions: tuple[str, ...],
+    integrities: tuple[str, ...],
+    groups: tuple[int, ...],
+    *,
+    ike: bool,
+    spi: int,
+    esn: bool,
+) -> tuple[int, int]:
     """(SA payload bytes, proposal count), one proposal per encryption x integrity x DH combination.
 
     An AEAD cipher carries no INTEG transform (an IKE SA still gets one PRF).

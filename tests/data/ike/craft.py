@@ -61,8 +61,9 @@ def ike_skf(exchange: int, number: int, total: int, *, inner: int = 41, size: in
     return ike(exchange, first_payload=53, body=skf(inner if number == 1 else 0, number, total, size - 28), **kw)  # type: ignore[arg-type]
 
 
-def udp4(src: str, dst: str, payload: bytes, *, sport: int = 500, dport: int = 500, natt: bool = False,
-         ip_id: int = 1) -> Packet:
+def udp4(
+    src: str, dst: str, payload: bytes, *, sport: int = 500, dport: int = 500, natt: bool = False, ip_id: int = 1
+) -> Packet:
     if natt:
         sport, dport = (4500 if sport == 500 else sport), (4500 if dport == 500 else dport)
         payload = b"\x00\x00\x00\x00" + payload
@@ -87,8 +88,9 @@ def frag6(pkt: Packet, ident: int = 77, size: int = 600) -> list[Packet]:
     return [eth() / f for f in fragment6(base, size)]
 
 
-def write(path: str, packets: Iterable[Packet | tuple[float, Packet]], start: float = 1_700_000_000.0,
-          linktype: int = 1) -> str:
+def write(
+    path: str, packets: Iterable[Packet | tuple[float, Packet]], start: float = 1_700_000_000.0, linktype: int = 1
+) -> str:
     """Write packets (optionally with explicit timestamps) to a pcap, 10 ms apart by default."""
     w = PcapWriter(path, linktype=linktype, sync=False)
     t = start

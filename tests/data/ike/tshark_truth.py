@@ -22,8 +22,24 @@ from probes.ike.wire import exchange_name
 
 
 def _tshark(path: str, display_filter: str, fields: list[str]) -> list[list[str]]:
-    cmd = ["tshark", "-n", "-r", path, "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
-           "-Y", display_filter, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        path,
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=f",
+    ]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -34,9 +50,20 @@ def truth(path: str) -> dict[str, Any]:
     rows = _tshark(
         path,
         "isakmp",
-        ["isakmp.version", "isakmp.exchangetype", "isakmp.nextpayload", "isakmp.frag.number", "isakmp.length",
-         "ip.flags.mf", "ip.frag_offset", "ipv6.fraghdr.more", "ipv6.fraghdr.offset", "udp.length", "udp.srcport",
-         "udp.dstport"],
+        [
+            "isakmp.version",
+            "isakmp.exchangetype",
+            "isakmp.nextpayload",
+            "isakmp.frag.number",
+            "isakmp.length",
+            "ip.flags.mf",
+            "ip.frag_offset",
+            "ipv6.fraghdr.more",
+            "ipv6.fraghdr.offset",
+            "udp.length",
+            "udp.srcport",
+            "udp.dstport",
+        ],
     )
     by_exchange: Counter[str] = Counter()
     ip_fragmented: Counter[str] = Counter()
@@ -58,11 +85,19 @@ def truth(path: str) -> dict[str, Any]:
     frags = _tshark(
         path,
         "(ip.flags.mf == 1 or ip.frag_offset > 0) and ip.proto == 17",
-        ["ip.src", "ip.dst", "ip.id", "ip.flags.mf", "ip.frag_offset", "ip.len", "ip.hdr_len", "udp.length",
-         "isakmp.ispi"],
+        [
+            "ip.src",
+            "ip.dst",
+            "ip.id",
+            "ip.flags.mf",
+            "ip.frag_offset",
+            "ip.len",
+            "ip.hdr_len",
+            "udp.length",
+            "isakmp.ispi",
+        ],
     )
-    sets: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(lambda: {"pieces": {}, "udp": None,
-                                                                            "ike": False})
+    sets: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(lambda: {"pieces": {}, "udp": None, "ike": False})
     for src, dst, ipid, _mf, foff, iplen, hdrlen, udplen, ikelen in frags:
         s = sets[(src, dst, ipid)]
         off = int(foff) * 8
