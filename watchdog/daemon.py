@@ -293,7 +293,9 @@ class Daemon:
             self.alerts.observe()
 
     def _on_probe_result(self, runner: ProbeRunner) -> None:
-        if self.alerts is not None:
+        # Only edges trigger an evaluation now: with hundreds of probes, evaluating on every result
+        # would cost O(probes^2) per second; the 1 s tick sees the rest.
+        if self.alerts is not None and runner.changed:
             self.alerts.observe()
 
     def health(self) -> dict[str, Any]:

@@ -260,6 +260,7 @@ class ProbeRunner:
         self.netns = netns
         self.name = probe.name
         self.last: ProbeResult | None = None
+        self.changed = False
         self.failures: Counter[str] = Counter()
         self.latency = Histogram()
         self.on_result = on_result
@@ -291,7 +292,10 @@ class ProbeRunner:
 
     def record(self, result: ProbeResult) -> None:
         with self._lock:
-            self.last = result
+            previous, self.last = self.last, result
+            # An edge (ok <-> failing, or another failure reason) is what alerting must see at once;
+            # steady results are picked up by its once-a-second tick.
+            self.changed = previous is None or (previous.success, previous.reason) != (result.success, result.reason)
             if not result.success:
                 self.failures[result.reason or "unknown"] += 1
             for latency in result.latencies:
