@@ -66,11 +66,13 @@ alertmanager: {{urls: ["{am_url}"], for: 500ms, timeout: 30s}}
         daemon = DaemonProcess(config, port, "--log-level", "debug")
         try:
             daemon.wait_for_log("polling exporter gcp-hub", timeout=20)
-            deadline = time.monotonic() + 20
-            while not accepted and time.monotonic() < deadline:  # a push is in flight and hanging
+            deadline = time.monotonic() + 30
+            # Wait until a push hangs in Alertmanager and the poll hangs in the API (the first poll
+            # spends a few seconds importing the Compute client before its first call).
+            while not (accepted and gcp.calls(r"/vpnTunnels$")) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert accepted, "the alert push never started"
-            assert gcp.calls(r"/vpnTunnels$") >= 1  # and the poll is hanging in the API
+            assert gcp.calls(r"/vpnTunnels$") >= 1, "the poll never reached the hanging API"
             started = time.monotonic()
             code = daemon.stop(timeout=SHUTDOWN_GRACE_SECONDS + 10)
             took = time.monotonic() - started
