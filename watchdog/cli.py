@@ -192,7 +192,8 @@ def _run(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from watchdog.oneshot import probe_once
 
-    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    # The table says what failed; per-probe warnings on stderr would only repeat it.
+    setup_logging("text", "DEBUG" if args.debug else "ERROR")
     return probe_once(args.config, fmt=args.format, only=args.only)
 
 
