@@ -130,6 +130,8 @@ def main() -> int:
     print(f"RSS     {rss0:.1f} MB -> {rss1:.1f} MB ({100 * (rss1 - rss0) / rss0:+.1f} %, target < 5 %)")
     print(f"threads {med(first, 2):.0f} -> {med(last, 2):.0f}   fds {med(first, 3):.0f} -> {med(last, 3):.0f}")
     print(f"flaps alerted {alerted}/{flaps}, resolved {resolved}/{flaps}")
+    trend = [f"{t / 60:.0f}m {rss:.1f}" for t, rss, _, _ in samples[:: max(1, len(samples) // 12)]]
+    print("RSS MB over time: " + ", ".join(trend))
     return 0
 
 
