@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -157,6 +158,7 @@ def main() -> int:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(15)
         subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
+        shutil.rmtree(lab_dir, ignore_errors=True)
     first = [float(r["first_alert_s"]) for r in results]
     degraded = [float(r["degraded_s"]) for r in results]
     bgp = [float(r["bgp_hold_timer_s"]) for r in results]

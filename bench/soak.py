@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -115,6 +116,7 @@ def main() -> int:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(15)
         subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
+        shutil.rmtree(lab_dir, ignore_errors=True)
     window = 300
     first = [s for s in samples if s[0] <= samples[0][0] + window]
     last = [s for s in samples if s[0] >= samples[-1][0] - window]
