@@ -98,6 +98,9 @@ class ExporterRunner:
                 worker_done = await self._poll()
                 if not (worker_done and self._again):
                     break
+        except asyncio.CancelledError:
+            # The daemon is stopping mid-poll: end quietly (the scheduler would log it as a crash).
+            log.debug("poll of exporter %s cancelled by shutdown", self.name)
         finally:
             if worker_done:
                 self._busy = False
@@ -270,6 +273,9 @@ class ProbeRunner:
         started = time.monotonic()
         try:
             result = await asyncio.wait_for(self._run(), self.probe.timeout + 1.0)
+        except asyncio.CancelledError:
+            # The daemon is stopping mid-run: report a failure rather than a scheduler crash.
+            return self._failed("cancelled", "stopped during shutdown", started)
         except ProbeError as exc:
             result = self._failed("network_error", str(exc), started)
         except TimeoutError:
