@@ -82,6 +82,9 @@ class Daemon:
         started = time.monotonic()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+            # Jobs still running are cancelled below; the stopped scheduler would report each one as a
+            # failed job, which a deliberate stop is not.
+            logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
         if self.alerts is not None:
             try:
                 await asyncio.wait_for(self.alerts.close(), SHUTDOWN_GRACE_SECONDS / 2)
