@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
@@ -69,6 +71,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--flap-every", type=float, default=60)
     parser.add_argument("--down-for", type=float, default=20)
+    parser.add_argument(
+        "--without",
+        choices=("ike", "probes"),
+        action="append",
+        default=[],
+        help="drop this part of the lab config (to find what grows)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("soak.py needs root (network namespaces)", file=sys.stderr)
@@ -92,7 +101,14 @@ def main() -> int:
             f"127.0.0.1:{WD_PORT}",
         )
         log = (lab_dir / "watchdog.log").open("wb")
-        daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(lab_dir / "watchdog.yaml")], stdout=log, stderr=log)
+        config = lab_dir / "watchdog.yaml"
+        if args.without:
+            settings = yaml.safe_load(config.read_text())
+            for part in args.without:
+                settings.pop(part, None)
+            config = lab_dir / "watchdog.soak.yaml"
+            config.write_text(yaml.safe_dump(settings))
+        daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(config)], stdout=log, stderr=log)
         started = time.monotonic()
         time.sleep(15)  # first polls, sessions settle
         next_flap, next_sample = time.monotonic(), time.monotonic()
