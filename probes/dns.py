@@ -28,7 +28,6 @@ import dns.rdatatype
 import dns.resolver
 
 from watchdog.config import DnsProbeConfig, split_server
-from watchdog.errors import ProbeError
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -69,11 +68,8 @@ class _Attempt:
 
 
 class DnsProbe:
-    """One configured DNS probe (`type: dns`).
-
-    The constructor raises `ProbeError` for a query name or expected value that can never work, so
-    the mistake surfaces at config load instead of as a failing probe.
-    """
+    """One configured DNS probe (`type: dns`). Impossible query names and expected values are
+    rejected by the config loader (`watchdog.config.DnsProbeConfig`), before a probe exists."""
 
     type = "dns"
 
@@ -85,18 +81,8 @@ class DnsProbe:
         self.target = f"{config.query}@{config.server or 'system'}"
         self._resolv_conf = resolv_conf
         self._rdtype = dns.rdatatype.from_text(config.record_type)
-        try:
-            self._qname = dns.name.from_text(config.query)
-        except dns.exception.DNSException as exc:
-            raise ProbeError(f"probe {config.name}: invalid query name {config.query!r}: {exc}") from exc
-        if self._rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            version = 4 if self._rdtype == dns.rdatatype.A else 6
-            for value in config.expect:
-                if not _is_ip(value) or ipaddress.ip_address(value).version != version:
-                    raise ProbeError(
-                        f"probe {config.name}: expect value {value!r} is not an IPv{version} address"
-                        f" (record_type {config.record_type})"
-                    )
+        # The config loader already rejected impossible query names and expected values.
+        self._qname = dns.name.from_text(config.query)
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
