@@ -35,6 +35,12 @@ def port() -> int:
     return free_port()
 
 
+def lab_prefix(letter: str) -> str:
+    """The namespace prefix of a test module's lab: `vw<letter>-`, or `vw<tag><letter>-` with
+    `$WATCHDOG_TEST_LAB_TAG` set, so several checkouts can run their lab tests side by side."""
+    return f"vw{os.environ.get('WATCHDOG_TEST_LAB_TAG', '')}{letter}-"
+
+
 def require_root() -> None:
     """Tests that build network namespaces need root; CI runs as root, so there they never skip."""
     if os.geteuid() != 0:

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, require_root
+from tests.conftest import free_port, lab_prefix, require_root
 from tests.daemon_process import DaemonProcess
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LABCTL = REPO / "deploy" / "lab" / "labctl.py"
-PREFIX = "vwd-"
+PREFIX = lab_prefix("d")
 
 
 def labctl(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ def own_namespaces() -> list[str]:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Path, DaemonProcess, int]]:
     require_root()
-    directory = Path(tempfile.mkdtemp(prefix="vwd-lab-"))
+    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
     directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
     port, am_port = free_port(), free_port()
     daemon: DaemonProcess | None = None

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from exporters import build_exporter
-from tests.conftest import free_port, require_root
+from tests.conftest import free_port, lab_prefix, require_root
 from watchdog.config import Config, load_config
 from watchdog.interfaces import Exporter
 from watchdog.model import Snapshot
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LABCTL = REPO / "deploy" / "lab" / "labctl.py"
-PREFIX = "vwt-"
+PREFIX = lab_prefix("t")
 AWS_PREFIXES = {"198.18.1.0/24", "198.18.3.0/24"}
 GCP_PREFIXES = {"198.18.0.0/24", "198.18.2.0/24"}
 
@@ -51,7 +51,7 @@ def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
     require_root()
-    directory = Path(tempfile.mkdtemp(prefix="vwt-lab-"))
+    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
     directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
     try:
         start = time.monotonic()
