@@ -26,6 +26,21 @@ AWS_VPC = ("198.18.1.0/24", "198.18.3.0/24")
 DNS_NAME = "db.aws.internal"
 DNS_ADDRESS = "198.18.1.10"  # the aws "VPC" host address dnsmasq listens on
 
+# What the emulated cloud APIs call the lab's objects (the seed's production shape).
+AWS_REGION = "ap-northeast-1"
+GCP_PROJECT = "vw-lab"
+GCP_REGION = "asia-northeast1"
+HA_VPN_GATEWAY = "ha-vpn-gw"  # GCP HA VPN gateway: interface 0 = GCP_OUTSIDE[0], 1 = GCP_OUTSIDE[1]
+EXTERNAL_VPN_GATEWAY = "aws-vpn-gw"  # FOUR_IPS_REDUNDANCY, interface i = AWS_OUTSIDE[i]
+CLOUD_ROUTER = "cr-hub"
+HUB_NETWORK, SPOKE_NETWORK = "hub-vpc", "spoke-vpc"  # GCP_VPC[0] is the hub's range, GCP_VPC[1] the spoke's
+SPOKE_RANGE = GCP_VPC[1]  # a custom advertisement of the Cloud Router (`scripts/lab advertise`)
+# Cloud DNS forwards from 35.199.192.0/19. The lab may use only its own ranges on the wire, so a
+# stand-in inside 198.18.0.0/15 plays that range in the namespaces, and the emulated APIs report the
+# real range wherever the stand-in is routed or advertised.
+DNS_FORWARDING_RANGE = "35.199.192.0/19"
+DNS_FORWARDING_STANDIN = "198.19.192.0/19"
+
 # Small, GCP-compatible proposals (what the write-up narrows AWS to) and a large default-like set
 # that makes IKE messages big enough to be IP-fragmented at a small underlay MTU.
 _NARROW = "aes256-sha256-modp2048,aes128-sha1-modp2048"
