@@ -34,6 +34,7 @@ HA_VPN_GATEWAY = "ha-vpn-gw"  # GCP HA VPN gateway: interface 0 = GCP_OUTSIDE[0]
 EXTERNAL_VPN_GATEWAY = "aws-vpn-gw"  # FOUR_IPS_REDUNDANCY, interface i = AWS_OUTSIDE[i]
 CLOUD_ROUTER = "cr-hub"
 HUB_NETWORK, SPOKE_NETWORK = "hub-vpc", "spoke-vpc"  # GCP_VPC[0] is the hub's range, GCP_VPC[1] the spoke's
+AWS_TUNNEL_LOG_GROUP = "/vpn/lab-tunnels"  # CloudWatch Logs group in every tunnel's LogOptions
 SPOKE_RANGE = GCP_VPC[1]  # a custom advertisement of the Cloud Router (`scripts/lab advertise`)
 # Cloud DNS forwards from 35.199.192.0/19. The lab may use only its own ranges on the wire, so a
 # stand-in inside 198.18.0.0/15 plays that range in the namespaces, and the emulated APIs report the
