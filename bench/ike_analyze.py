@@ -4,7 +4,7 @@
 Generates (or reuses) bench/out/ike-1m.pcap: mostly ESP (proto 50 and ESP-in-UDP), TCP, DNS, NAT
 keepalives, ~1% IKE (IKEv2 and IKEv1, some IP-fragmented, some in reverse order, some missing their
 last fragment, some RFC 7383), and fragmented non-IKE UDP. Then times, each in its own process:
-  ours:   the analyzer behind `watchdog ike analyze` (probes.ike.commands.analyze_files)
+  ours:   the analyzer behind `watchdog ike analyze` (watchdog.ike_command.analyze_files)
   tshark: one pass with IP reassembly off extracting the same facts (-T fields), joined in Python
 prints packets/s of both, the ratio and the peak RSS of each, and checks that both found the same
 IKE messages per exchange and the same IP-fragmented IKE datagrams (src, dst, IP ID), complete or not.
@@ -188,7 +188,7 @@ def run_measured(cmd: list[str], stdout: Any) -> tuple[float, int]:
 
 OURS = """
 import json, sys
-from probes.ike.commands import analyze_files
+from watchdog.ike_command import analyze_files
 a, stats = analyze_files([sys.argv[1]], 1460, max_events=10**7)
 frags = sorted([e["src"], e["dst"], e["ip_id"], e["complete"]] for e in a.events if e["type"] == "ip_fragmented")
 by = {}

@@ -26,7 +26,7 @@ from exporters.gcp import GcpExporter  # noqa: E402
 from tests.fakes.gcp import FakeGcp  # noqa: E402
 from watchdog.config import GcpExporterConfig  # noqa: E402
 from watchdog.metrics import render_page  # noqa: E402
-from watchdog.state import ExporterRunner, WatchdogState  # noqa: E402
+from watchdog.runners import ExporterRunner, WatchdogState  # noqa: E402
 
 
 def build_topology(gcp: FakeGcp, routers: int, tunnels_per_router: int, routes_per_router: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.metrics import METRICS, PREFIX
+from watchdog.catalogue import METRICS, PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from watchdog.alerting import AlertEngine, probed_dead_paths
 from watchdog.config import parse_config
 from watchdog.model import BgpSession, LearnedRoute, ProbeResult, Snapshot, Tunnel
-from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
 
 PEERS = ("169.254.10.1", "169.254.10.5", "169.254.11.1", "169.254.11.5")
 

@@ -21,7 +21,7 @@ from watchdog.alertmanager import alert_json
 from watchdog.config import Config, parse_config
 from watchdog.health import Alert
 from watchdog.model import Snapshot
-from watchdog.state import ExporterRunner, WatchdogState
+from watchdog.runners import ExporterRunner, WatchdogState
 
 
 class _Source:

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel
 
 from watchdog import cli, config
+from watchdog.catalogue import METRICS
 from watchdog.health import ALERT_NAMES, SEVERITY
-from watchdog.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -25,7 +25,7 @@ from tests.fakes.gcp import FakeGcp
 from watchdog.alerting import AlertEngine
 from watchdog.config import AwsExporterConfig, GcpExporterConfig, parse_config
 from watchdog.metrics import render_page
-from watchdog.state import ExporterRunner, WatchdogState
+from watchdog.runners import ExporterRunner, WatchdogState
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from probes.ike.commands import analyze_main
 from tests.data.ike.tshark_truth import truth
+from watchdog.ike_command import analyze_main
 
 DATA = Path(__file__).parent / "data" / "ike"
 CAPTURES = ["normal.pcap", "lowmtu.pcap", "rfc7383.pcap", "unanswered.pcap"]

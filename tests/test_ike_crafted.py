@@ -12,8 +12,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import CookedLinux, Dot1Q
 from scapy.packet import Packet, Raw
 
-from probes.ike.commands import analyze_main
 from tests.data.ike.craft import R_FLAG, SPI_I, SPI_R, eth, frag4, frag6, ike, ike_skf, sk, udp4, udp6, write
+from watchdog.ike_command import analyze_main
 
 A = "203.0.113.1"
 B = "198.51.100.1"

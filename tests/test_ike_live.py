@@ -188,7 +188,7 @@ def test_the_timer_flags_an_unanswered_fragmented_rekey_when_traffic_stops(veth_
 def test_sniff_command_prints_a_summary_and_exits_1(veth_pair: tuple[str, str, str]) -> None:
     ns_a, ns_b, dev_b = veth_pair
     code = (
-        "from probes.ike.commands import sniff_main; import sys; "
+        "from watchdog.ike_command import sniff_main; import sys; "
         "raise SystemExit(sniff_main([sys.argv[1]], [sys.argv[2]], 3.0, 1460))"
     )
     proc = subprocess.Popen(
@@ -441,7 +441,7 @@ def test_sniff_command_json_inside_a_namespace(veth_pair: tuple[str, str, str]) 
     import io
     import threading
 
-    from probes.ike.commands import sniff_main
+    from watchdog.ike_command import sniff_main
 
     ns_a, ns_b, dev_b = veth_pair
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from probes.ike.commands import analyze_main
 from probes.ike.pcapfile import ReadStats, read_packets
 from tests.data.ike.craft import ike, udp4
 from watchdog.errors import InputError
+from watchdog.ike_command import analyze_main
 
 DATA = Path(__file__).parent / "data" / "ike"
 FRAME = bytes(udp4("203.0.113.1", "198.51.100.1", ike(37, size=80)))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from watchdog.metrics import METRICS, PREFIX, render_page
+from watchdog.catalogue import METRICS, PREFIX
+from watchdog.metrics import render_page
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, ProbeResult, Snapshot, Tunnel
-from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "metrics.prom"
 

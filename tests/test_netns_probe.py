@@ -12,7 +12,7 @@ import pytest
 from probes import build_probe
 from tests.conftest import require_root
 from watchdog.config import IcmpProbeConfig
-from watchdog.state import ProbeRunner
+from watchdog.runners import ProbeRunner
 
 pytestmark = pytest.mark.netns
 

@@ -8,7 +8,7 @@ import time
 
 from watchdog.errors import ExporterError
 from watchdog.model import Snapshot, Tunnel
-from watchdog.state import ExporterRunner
+from watchdog.runners import ExporterRunner
 
 
 class ScriptedExporter:

@@ -19,7 +19,7 @@ from watchdog.config import Config, parse_host_port
 from watchdog.health import Alert, AlertKey, ExporterView, HealthState, Observation, ProbeView, step
 from watchdog.join import join_tunnels
 from watchdog.model import Snapshot
-from watchdog.state import ExporterRunner, WatchdogState
+from watchdog.runners import ExporterRunner, WatchdogState
 
 log = logging.getLogger(__name__)
 

@@ -209,11 +209,11 @@ def _audit(args: argparse.Namespace) -> int:
 def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     setup_logging("text", "DEBUG" if args.debug else "WARNING")
     if args.ike_command == "analyze":
-        from probes.ike.commands import analyze_main
+        from watchdog.ike_command import analyze_main
 
         return analyze_main(args.pcaps, args.format, args.mtu)
     if args.ike_command == "sniff":
-        from probes.ike.commands import sniff_main
+        from watchdog.ike_command import sniff_main
 
         interfaces, peers, mtu, netns = args.interface, args.peer, args.mtu, args.netns
         if not (interfaces and peers):

@@ -28,7 +28,7 @@ from watchdog.alerting import AlertEngine
 from watchdog.config import Config, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.metrics import build_registry, render_page
-from watchdog.state import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
 

@@ -2,8 +2,8 @@
 
 A region can hold 50,000 learned routes; building metric objects for them at every scrape costs
 seconds. Snapshots are immutable, so their sample lines are rendered once, in the poll's worker
-thread, and a scrape only joins strings. Also home of METRICS, the one list of every metric we export
-(name -> type, help), from which docs and deploy/ checks are derived. Pure: no I/O.
+thread, and a scrape only joins strings. Names and help strings come from `watchdog.catalogue`.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,56 +12,8 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client.utils import floatToGoString
 
+from watchdog.catalogue import METRICS, PREFIX
 from watchdog.model import Snapshot
-
-PREFIX = "vpn_watchdog_"
-
-# name -> (type, help); the single source for docs (README metric reference) and deploy/ checks.
-METRICS: dict[str, tuple[str, str]] = {
-    "tunnel_up": ("gauge", "1 when the IPsec tunnel is established, 0 when not."),
-    "tunnel_info": ("gauge", "Always 1; the raw status and detail strings of the tunnel as its API reports them."),
-    "tunnel_status_change_timestamp_seconds": ("gauge", "Last tunnel status change, where the API says."),
-    "bgp_session_up": ("gauge", "1 when the BGP session is Established, 0 otherwise."),
-    "bgp_session_uptime_seconds": ("gauge", "Seconds since the BGP session was established."),
-    "bgp_received_prefixes": ("gauge", "Prefixes learned from that BGP peer."),
-    "learned_prefix": ("gauge", "1 per route learned over the VPN."),
-    "expected_prefix_paths": ("gauge", "Usable paths to an expected prefix (0 = unreachable)."),
-    "expected_prefix_min_paths": ("gauge", "Configured min_paths of an expected prefix (fewer = degraded)."),
-    "ha_redundancy_met": ("gauge", "GCP HA VPN gateway SLA redundancy state, 1 when met."),
-    "tunnel_packets_total": ("counter", "Cloud Monitoring packet counts by direction and delivery status."),
-    "probe_success": ("gauge", "1 when the last probe run succeeded."),
-    "probe_duration_seconds": ("gauge", "Duration of the last probe run."),
-    "probe_failures_total": ("counter", "Failed probe runs by reason."),
-    "probe_latency_seconds": ("histogram", "Round trips of DNS queries and ICMP echoes."),
-    "probe_icmp_loss_ratio": ("gauge", "Lost / sent echoes in the last ICMP probe run."),
-    "ike_messages_total": ("counter", "IKE messages seen by the sniffer, each counted once."),
-    "ike_fragmented_messages_total": (
-        "counter",
-        "IKE messages that arrived IP-fragmented (ip) or RFC 7383-fragmented (ikev2).",
-    ),
-    "ike_rekeys_total": ("counter", "Rekeys inferred from the wire by SA kind (ike, child)."),
-    "ike_largest_message_bytes": ("gauge", "IKE length field of the largest message per exchange."),
-    "ike_unanswered_fragmented_requests_total": (
-        "counter",
-        "IP-fragmented CREATE_CHILD_SA requests that never got a response.",
-    ),
-    "ike_malformed_packets_total": ("counter", "Captured packets the IKE parser skipped as malformed."),
-    "sniffer_up": ("gauge", "1 while the IKE sniffer is capturing on the interface."),
-    "sniffer_kernel_drops_total": (
-        "counter",
-        "Packets the kernel dropped before the sniffer read them (detector blind).",
-    ),
-    "failovers_total": ("counter", "Times a prefix lost a usable path while at least one other remained."),
-    "tunnel_pair_info": ("gauge", "1 per tunnel seen from both clouds (AWS end joined with GCP end)."),
-    "exporter_up": ("gauge", "1 when the exporter's last poll succeeded."),
-    "exporter_last_success_timestamp_seconds": ("gauge", "Unix time of the exporter's last successful poll."),
-    "exporter_poll_duration_seconds": ("gauge", "Duration of the exporter's last poll."),
-    "exporter_errors_total": ("counter", "Failed exporter polls by reason."),
-    "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
-    "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
-    "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
-}
-
 
 # Families rendered from snapshots, in page order, with their label names (sorted on output).
 OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (

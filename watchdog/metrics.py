@@ -20,10 +20,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from watchdog.exposition import METRICS, PREFIX, join_families
-from watchdog.state import ExporterRunner, WatchdogState
+from watchdog.catalogue import METRICS, PREFIX
+from watchdog.exposition import join_families
+from watchdog.runners import ExporterRunner, WatchdogState
 
-__all__ = ["METRICS", "PREFIX", "WatchdogCollector", "build_registry", "render_page"]
+__all__ = ["WatchdogCollector", "build_registry", "render_page"]
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from exporters import build_exporter
 from probes import build_probe
 from watchdog.config import Config, load_config
 from watchdog.errors import ConfigError, WatchdogError
-from watchdog.state import ExporterRunner, ProbeRunner
+from watchdog.runners import ExporterRunner, ProbeRunner
 
 
 def select(config: Config, only: list[str] | None) -> tuple[list[Any], list[Any]]:
