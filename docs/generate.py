@@ -56,6 +56,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "probe_failures_total",
         "probe_latency_seconds",
         "probe_icmp_loss_ratio",
+        "probe_path_mtu_bytes",
+        "probe_path_mtu_expected_min_bytes",
     ),
     "IKE sniffer": (
         "ike_messages_total",
@@ -113,6 +115,10 @@ NOTES: dict[str, str] = {
     "socket and no CAP_NET_RAW).",
     "probe_latency_seconds": "`histogram_quantile(0.95, rate(..._bucket[5m]))` per probe.",
     "probe_icmp_loss_ratio": "Partial loss (0 < ratio < 1) on one path is an early sign of a dying tunnel.",
+    "probe_path_mtu_bytes": "`type: pmtu` probes; absent while no DF packet of `min_mtu` bytes crosses. "
+    "`VpnPathMtuLow` compares it with the next one.",
+    "probe_path_mtu_expected_min_bytes": "A pmtu probe's `expect_min_mtu`, so rules compare against the "
+    "configured value.",
     "ike_messages_total": "Each IKE message counted once however many fragments carried it.",
     "ike_fragmented_messages_total": '`kind="ip"` is the dangerous one (Cloud VPN drops IP fragments: rekeys '
     'fail); `kind="ikev2"` is RFC 7383 fragmentation, which Cloud VPN supports.',

@@ -1,4 +1,4 @@
-"""Probes: DNS and ICMP data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
+"""Probes: DNS, ICMP and path-MTU data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
 
 A probe only knows "probe one target once"; the daemon's scheduler owns interval and timeout, and
 `watchdog probe --once` calls the very same `run()`.
@@ -14,6 +14,7 @@ from watchdog.interfaces import Probe
 _REGISTRY = {
     "dns": "probes.dns:DnsProbe",
     "icmp": "probes.icmp:IcmpProbe",
+    "pmtu": "probes.pmtu:PmtuProbe",
 }
 
 

@@ -9,6 +9,7 @@ socket kinds and packet bytes live in `probes.icmp_socket`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -21,9 +22,11 @@ from probes.icmp_socket import (
     EchoSocket,
     IcmpSocketError,
     echo_request,
+    ip_header_size,
     open_echo_socket,
     parse,
     read_error_queue,
+    set_dont_fragment,
 )
 from watchdog.config import IcmpProbeConfig
 from watchdog.model import ProbeResult
@@ -31,7 +34,7 @@ from watchdog.model import ProbeResult
 log = logging.getLogger(__name__)
 
 MAX_SPACING = 0.1  # seconds between two requests of one run, at most
-_PAYLOAD_SIZE = 32
+_ICMP_HEADER = 8
 
 
 @dataclass
@@ -155,6 +158,12 @@ class IcmpProbe:
         if echo.mode != self._logged_mode:  # once per probe, and again only if it changes
             self._logged_mode = echo.mode
             log.info("probe %s: using %s ICMP sockets (%s)", self.name, echo.mode, echo.why)
+        if self.config.dont_fragment:
+            try:
+                set_dont_fragment(echo)
+            except BaseException:
+                echo.close()
+                raise
         loop = asyncio.get_running_loop()
         run = _Run(
             echo=echo,
@@ -181,7 +190,8 @@ class IcmpProbe:
         return self._judge(run, start)
 
     async def _send_all(self, run: _Run, start: float) -> None:
-        payload_pad = bytes(_PAYLOAD_SIZE - len(run.token))
+        overhead = ip_header_size(run.echo.ipv6) + _ICMP_HEADER + len(run.token)
+        payload_pad = bytes(max(0, self.config.size - overhead))
         for i in range(run.count):
             delay = start + i * self.spacing - time.monotonic()
             if delay > 0:
@@ -195,6 +205,9 @@ class IcmpProbe:
                 continue  # send buffer full: counts as lost
             except OSError as exc:
                 del run.sent_at[sequence]
+                if exc.errno == errno.EMSGSIZE:  # DF set and larger than a local or cached path MTU
+                    run.send_error = f"{self.config.size}-byte packet with DF does not fit the path MTU"
+                    continue
                 if exc.errno not in NETWORK_ERRNOS:
                     raise
                 run.send_error = f"cannot send to {self.target}: {exc.strerror or exc}"

@@ -24,6 +24,7 @@ ICMP_ECHO_REPLY = 0
 ICMP_DEST_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
 ICMP6_DEST_UNREACH = 1
+ICMP6_PACKET_TOO_BIG = 2
 ICMP6_TIME_EXCEEDED = 3
 ICMP6_ECHO_REQUEST = 128
 ICMP6_ECHO_REPLY = 129
@@ -37,7 +38,17 @@ _EE_ORIGIN_ICMP6 = 3
 _ICMP_FILTER = 1  # linux/icmp.h: a bitmask of ICMP types a raw socket should NOT receive
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
-_UNREACH_CODES = {0: "net unreachable", 1: "host unreachable", 3: "port unreachable", 13: "prohibited"}
+_UNREACH_CODES = {
+    0: "net unreachable",
+    1: "host unreachable",
+    3: "port unreachable",
+    4: "fragmentation needed",
+    13: "prohibited",
+}
+_FRAG_NEEDED = 4  # ICMP destination unreachable code; the next-hop MTU is in bytes 6-7
+_IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE = 10, 3  # linux/in.h: set DF, ignore the cached path MTU
+_IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_PROBE = 23, 3  # linux/in6.h
+_IPV6_DONTFRAG = 62
 
 
 class IcmpSocketError(Exception):
@@ -74,6 +85,7 @@ class Reply:
     source: str
     payload: bytes = b""
     error: str = ""  # e.g. "host unreachable from 198.51.100.254"
+    mtu: int = 0  # "fragmentation needed" / "packet too big": the MTU the error names
 
 
 def ping_group_range() -> tuple[int, int] | None:
@@ -159,6 +171,21 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
     return EchoSocket(sock=sock, mode=chosen, why=why, ipv6=target_ipv6, identifier=identifier)
 
 
+def set_dont_fragment(echo: EchoSocket) -> None:
+    """Send with DF and without the kernel's cached path MTU, so each packet tests the path itself
+    (a router's "fragmentation needed", a silent drop, or the local device MTU as EMSGSIZE)."""
+    if echo.ipv6:
+        echo.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_PROBE)
+        echo.sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
+    else:
+        echo.sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE)
+
+
+def ip_header_size(ipv6: bool) -> int:
+    """What the kernel puts in front of our ICMP message (no options)."""
+    return 40 if ipv6 else 20
+
+
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
@@ -191,15 +218,24 @@ def parse(data: bytes, source: str, ipv6: bool, raw: bool) -> Reply | None:
     kind, code, _, identifier, sequence = _HEADER.unpack_from(data)
     if kind == (ICMP6_ECHO_REPLY if ipv6 else ICMP_ECHO_REPLY):
         return Reply(sequence=sequence, identifier=identifier, source=source, payload=data[_HEADER.size :])
+    mtu = 0
     if ipv6:
-        errors = {ICMP6_DEST_UNREACH: "unreachable", ICMP6_TIME_EXCEEDED: "time exceeded"}
+        errors = {
+            ICMP6_DEST_UNREACH: "unreachable",
+            ICMP6_PACKET_TOO_BIG: "packet too big",
+            ICMP6_TIME_EXCEEDED: "time exceeded",
+        }
         quoted_header = 40
+        if kind == ICMP6_PACKET_TOO_BIG:
+            mtu = identifier << 16 | sequence  # the 32-bit MTU field sits where an echo has id/seq
     else:
         errors = {
             ICMP_DEST_UNREACH: _UNREACH_CODES.get(code, "unreachable"),
             ICMP_TIME_EXCEEDED: "time exceeded",
         }
         quoted_header = (data[8] & 0x0F) * 4 if len(data) > 8 else 20
+        if kind == ICMP_DEST_UNREACH and code == _FRAG_NEEDED:
+            mtu = sequence  # unused (16 bits) + next-hop MTU (16 bits)
     if kind not in errors:
         return None
     quoted = data[8 + quoted_header :]  # the start of our request, as the router saw it
@@ -208,7 +244,7 @@ def parse(data: bytes, source: str, ipv6: bool, raw: bool) -> Reply | None:
     qkind, _, _, qid, qseq = _HEADER.unpack_from(quoted)
     if qkind != (ICMP6_ECHO_REQUEST if ipv6 else ICMP_ECHO_REQUEST):
         return None
-    return Reply(sequence=qseq, identifier=qid, source=source, error=f"{errors[kind]} from {source}")
+    return Reply(sequence=qseq, identifier=qid, source=source, error=f"{errors[kind]} from {source}", mtu=mtu)
 
 
 def read_error_queue(sock: socket.socket, ipv6: bool) -> list[Reply]:
@@ -226,7 +262,7 @@ def read_error_queue(sock: socket.socket, ipv6: bool) -> list[Reply]:
                 continue
             if len(cdata) < _SOCK_EXTENDED_ERR.size or len(data) < _HEADER.size:
                 continue
-            err, origin, icmp_type, icmp_code, _, _, _ = _SOCK_EXTENDED_ERR.unpack_from(cdata)
+            err, origin, icmp_type, icmp_code, _, info, _ = _SOCK_EXTENDED_ERR.unpack_from(cdata)
             offender = _offender(cdata[_SOCK_EXTENDED_ERR.size :], ipv6)
             if origin == _EE_ORIGIN_ICMP and icmp_type == ICMP_DEST_UNREACH:
                 text = _UNREACH_CODES.get(icmp_code, "unreachable")
@@ -236,7 +272,12 @@ def read_error_queue(sock: socket.socket, ipv6: bool) -> list[Reply]:
                 text = os.strerror(err) if err else "local error"
             _, _, _, identifier, sequence = _HEADER.unpack_from(data)
             where = f" from {offender}" if offender else ""
-            replies.append(Reply(sequence=sequence, identifier=identifier, source=offender, error=text + where))
+            # EMSGSIZE (a local device MTU, or a "fragmentation needed" / "packet too big" the kernel
+            # took note of) carries the MTU in ee_info.
+            mtu = info if err == errno.EMSGSIZE else 0
+            replies.append(
+                Reply(sequence=sequence, identifier=identifier, source=offender, error=text + where, mtu=mtu)
+            )
 
 
 def _offender(raw_address: bytes, ipv6: bool) -> str:

@@ -130,3 +130,17 @@ def test_fragmented_rekey_is_seen_by_the_live_sniffer_and_pages(lab: tuple[Path,
     wait(lambda: "VpnIkeFragmentation" in names(am_port), 60, "VpnIkeFragmentation in Alertmanager")
     assert labctl(lab_dir, "proposals", "small").returncode == 0
     assert labctl(lab_dir, "mtu", "1500").returncode == 0
+
+
+def test_shrunken_tunnel_mtu_pages_path_mtu_low_and_restore_resolves(lab: tuple[Path, DaemonProcess, int]) -> None:
+    lab_dir, daemon, am_port = lab
+    daemon.wait_for('vpn_watchdog_probe_path_mtu_bytes{probe="tun-pmtu",target="198.18.1.10"} 1400.0', timeout=60)
+    assert labctl(lab_dir, "mtu", "1200").returncode == 0
+    daemon.wait_for('vpn_watchdog_probe_path_mtu_bytes{probe="tun-pmtu",target="198.18.1.10"} 1100.0', timeout=30)
+    paged = wait(lambda: "VpnPathMtuLow" in names(am_port), 60, "VpnPathMtuLow in Alertmanager")
+    (alert,) = [a for a in alerts(am_port) if a["labels"]["alertname"] == "VpnPathMtuLow"]  # type: ignore[index]
+    print(f"\nmtu 1200 -> VpnPathMtuLow in Alertmanager after {paged:.1f}s: {alert['annotations']}")
+    assert "1100 bytes" in json.dumps(alert["annotations"])
+    assert labctl(lab_dir, "mtu", "1500").returncode == 0
+    daemon.wait_for('vpn_watchdog_probe_path_mtu_bytes{probe="tun-pmtu",target="198.18.1.10"} 1400.0', timeout=30)
+    wait(lambda: "VpnPathMtuLow" not in names(am_port), 90, "VpnPathMtuLow resolved in Alertmanager")

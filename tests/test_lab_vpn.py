@@ -107,7 +107,14 @@ def test_generated_daemon_config_is_valid_and_complete(config: Config, lab_dir: 
     }
     assert config.ike is not None
     assert (config.ike.netns, config.ike.interfaces, len(config.ike.peers)) == (f"{PREFIX}aws", ("aws-wan",), 4)
-    assert sorted(p.name for p in config.probes) == ["aws-db-dns", "tun1-ping", "tun2-ping", "tun3-ping", "tun4-ping"]
+    assert sorted(p.name for p in config.probes) == [
+        "aws-db-dns",
+        "tun-pmtu",
+        "tun1-ping",
+        "tun2-ping",
+        "tun3-ping",
+        "tun4-ping",
+    ]
     assert {p.netns for p in config.probes} == {f"{PREFIX}gcp"}
     assert config.alertmanager is not None
 

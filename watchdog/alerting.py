@@ -132,7 +132,16 @@ class AlertEngine:
             self._view(runner, expected.get(name, {}), now) for name, runner in sorted(self.state.exporters.items())
         )
         probes = tuple(
-            ProbeView(r.last.probe, r.last.type, r.last.target, r.last.success, r.last.reason, r.last.detail)
+            ProbeView(
+                r.last.probe,
+                r.last.type,
+                r.last.target,
+                r.last.success,
+                r.last.reason,
+                r.last.detail,
+                r.last.path_mtu_bytes,
+                r.last.expect_min_mtu_bytes,
+            )
             for _, r in sorted(self.state.probes.items())
             if r.last is not None
         )

@@ -26,6 +26,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "probe_failures_total": ("counter", "Failed probe runs by reason."),
     "probe_latency_seconds": ("histogram", "Round trips of DNS queries and ICMP echoes."),
     "probe_icmp_loss_ratio": ("gauge", "Lost / sent echoes in the last ICMP probe run."),
+    "probe_path_mtu_bytes": ("gauge", "Largest packet (bytes, IP header included) that crossed the path with DF set."),
+    "probe_path_mtu_expected_min_bytes": ("gauge", "Configured expect_min_mtu of a pmtu probe (below it = too low)."),
     "ike_messages_total": ("counter", "IKE messages seen by the sniffer, each counted once."),
     "ike_fragmented_messages_total": (
         "counter",

@@ -224,17 +224,55 @@ class IcmpProbeConfig(_ProbeBase):
     source: IpAddress | None = None
     interface: str | None = None
     mode: Literal["auto", "unprivileged", "raw"] = "auto"
+    # Bytes of the IP packet (84 = ping's default 56 data bytes); with `dont_fragment` a packet too
+    # big for the path fails instead of being fragmented on the way.
+    size: int = Field(default=84, ge=48, le=65507)
+    dont_fragment: bool = False
 
     @model_validator(mode="after")
     def _source_matches_target(self) -> IcmpProbeConfig:
-        if self.source is not None:
-            if ipaddress.ip_address(self.source).version != ipaddress.ip_address(self.target).version:
-                raise ValueError(f"source {self.source} and target {self.target} are not the same IP version")
+        _check_same_version(self.source, self.target)
         return self
 
 
-ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig], Field(discriminator="type")]
-PROBE_TYPES = ("dns", "icmp")
+def _check_same_version(source: str | None, target: str) -> None:
+    if source is not None:
+        if ipaddress.ip_address(source).version != ipaddress.ip_address(target).version:
+            raise ValueError(f"source {source} and target {target} are not the same IP version")
+
+
+class PmtuProbeConfig(_ProbeBase):
+    """The largest packet that crosses the path with DF set (a shrunken tunnel MTU passes every ping
+    and stalls every large transfer)."""
+
+    type: Literal["pmtu"]
+    target: IpAddress
+    interval: Duration = 60.0
+    source: IpAddress | None = None
+    interface: str | None = None
+    mode: Literal["auto", "unprivileged", "raw"] = "auto"
+    min_mtu: int = Field(default=576, ge=68, le=65535)
+    max_mtu: int = Field(default=1500, ge=68, le=65535)
+    expect_min_mtu: int | None = Field(default=None, ge=68, le=65535)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PmtuProbeConfig:
+        _check_same_version(self.source, self.target)
+        floor = 1280 if ipaddress.ip_address(self.target).version == 6 else 68
+        if self.min_mtu < floor:
+            raise ValueError(f"min_mtu {self.min_mtu} is below the IPv6 minimum MTU of {floor}")
+        if self.min_mtu > self.max_mtu:
+            raise ValueError(f"min_mtu {self.min_mtu} is above max_mtu {self.max_mtu}")
+        if self.expect_min_mtu is not None and not self.min_mtu <= self.expect_min_mtu <= self.max_mtu:
+            raise ValueError(
+                f"expect_min_mtu {self.expect_min_mtu} must lie between min_mtu {self.min_mtu} "
+                f"and max_mtu {self.max_mtu}"
+            )
+        return self
+
+
+ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig, PmtuProbeConfig], Field(discriminator="type")]
+PROBE_TYPES = ("dns", "icmp", "pmtu")
 
 
 class IkeConfig(_Strict):

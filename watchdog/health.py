@@ -37,6 +37,7 @@ ALERT_NAMES = (
     "VpnProbeFailing",
     "VpnIkeFragmentation",
     "VpnWatchdogExporterStale",
+    "VpnPathMtuLow",
 )
 
 # page: traffic to a prefix we promised is gone; warning: lost redundancy or a broken part that
@@ -51,6 +52,7 @@ SEVERITY = {
     "VpnProbeFailing": "warning",
     "VpnIkeFragmentation": "warning",
     "VpnWatchdogExporterStale": "warning",
+    "VpnPathMtuLow": "warning",
     "VpnPathFailover": "info",
 }
 
@@ -119,6 +121,8 @@ class ProbeView:
     success: bool
     reason: str = ""
     detail: str = ""
+    path_mtu: int = 0  # pmtu probes: last measured path MTU (0: not measured)
+    expect_min_mtu: int = 0
 
 
 @dataclass(frozen=True)
@@ -590,6 +594,16 @@ def _prefixes(views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], 
 
 def _probes(probes: Iterable[ProbeView]) -> Iterable[Condition]:
     for probe in probes:
+        if probe.success and probe.path_mtu and probe.path_mtu < probe.expect_min_mtu:
+            yield Condition(
+                "VpnPathMtuLow",
+                _labels(probe=probe.name),
+                _labels(probe=probe.name, target=probe.target),
+                f"path MTU to {probe.target} is {probe.path_mtu} bytes, below {probe.expect_min_mtu}",
+                f"probe {probe.name}: the largest DF packet that reaches {probe.target} is {probe.path_mtu} "
+                f"bytes, below the expected {probe.expect_min_mtu}; larger packets are dropped or must be "
+                "fragmented (check the tunnel MTU and the MSS clamp).",
+            )
         if probe.success:
             continue
         detail = f" ({probe.detail})" if probe.detail else ""

@@ -90,6 +90,8 @@ class WatchdogCollector(Collector):
             _name("probe_latency_seconds"), METRICS["probe_latency_seconds"][1], labels=labels
         )
         loss = _gauge("probe_icmp_loss_ratio", ["probe", "target"])
+        path_mtu = _gauge("probe_path_mtu_bytes", ["probe", "target"])
+        expected_mtu = _gauge("probe_path_mtu_expected_min_bytes", ["probe", "target"])
         for name in sorted(self.state.probes):
             runner = self.state.probes[name]
             p = runner.probe
@@ -100,11 +102,15 @@ class WatchdogCollector(Collector):
                 duration.add_metric(ident, result.duration_seconds)
                 if p.type == "icmp" and result.sent:
                     loss.add_metric([p.name, p.target], (result.sent - result.received) / result.sent)
+                if result.path_mtu_bytes:
+                    path_mtu.add_metric([p.name, p.target], result.path_mtu_bytes)
+                if result.expect_min_mtu_bytes:
+                    expected_mtu.add_metric([p.name, p.target], result.expect_min_mtu_bytes)
             for reason, n in sorted(runner.failures.items()):
                 failures.add_metric([*ident, reason], n)
             if runner.latency.count:
                 latency.add_metric(ident, runner.latency.cumulative(), runner.latency.total)
-        yield from (success, duration, failures, latency, loss)
+        yield from (success, duration, failures, latency, loss, path_mtu, expected_mtu)
 
     def _ike(self) -> Iterator[Metric]:
         snap = self.state.ike_snapshot()

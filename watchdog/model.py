@@ -111,6 +111,8 @@ class ProbeResult:
     latencies: tuple[float, ...] = field(default=())
     sent: int = 0
     received: int = 0
+    path_mtu_bytes: int = 0  # pmtu probes: the largest DF packet that crossed (0: none did)
+    expect_min_mtu_bytes: int = 0  # pmtu probes: the configured floor (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,23 +150,27 @@ def _report(
     for pr in probe_runners:
         r = pr.last
         assert r is not None
-        probes.append(
-            {
-                "name": r.probe,
-                "type": r.type,
-                "target": r.target,
-                "success": r.success,
-                "reason": r.reason,
-                "detail": r.detail,
-                "duration_seconds": round(r.duration_seconds, 4),
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": r.probe,
+            "type": r.type,
+            "target": r.target,
+            "success": r.success,
+            "reason": r.reason,
+            "detail": r.detail,
+            "duration_seconds": round(r.duration_seconds, 4),
+        }
+        if r.type == "pmtu":
+            mtu_low = bool(r.path_mtu_bytes) and r.path_mtu_bytes < r.expect_min_mtu_bytes
+            entry |= {"path_mtu_bytes": r.path_mtu_bytes, "mtu_low": mtu_low}
+            if mtu_low:
+                entry["reason"] = "mtu_low"
+        probes.append(entry)
     healthy = (
         all(e["up"] for e in exporters)
         and all(t["up"] for t in tunnels)
         and all(s["up"] for s in sessions)
         and all(p["ok"] for p in prefixes)
-        and all(p["success"] for p in probes)
+        and all(p["success"] and not p.get("mtu_low") for p in probes)
     )
     return {
         "healthy": healthy,
@@ -268,7 +272,7 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         ["", "NAME", "TYPE", "TARGET", "TIME", "REASON", "DETAIL"],
         [
             [
-                _mark(p["success"]),
+                _mark(p["success"] and not p.get("mtu_low")),
                 p["name"],
                 p["type"],
                 p["target"],

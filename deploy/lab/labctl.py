@@ -593,14 +593,20 @@ class Lab:
         self.require_up()
         self.swanctl(side, "--rekey", "--ike" if ike else "--child", spec.name)
 
-    def set_mtu(self, mtu: int) -> None:
-        """Shrink the aws underlay so IKE messages from the gcp side get IP-fragmented by the router."""
+    def set_mtu(self, mtu: int) -> int:
+        """Shrink the aws underlay so IKE messages from the gcp side get IP-fragmented by the router,
+        and the tunnels' inner MTU with it (as a cloud tunnel's MTU follows its underlay); returns
+        the new inner MTU, the path MTU a DF probe across the VPN finds."""
         if not 576 <= mtu <= 1500:
             raise LabError(f"mtu {mtu}: choose 576-1500 bytes")
         self.require_up()
         run(["ip", "-n", self.ns["aws"], "link", "set", topo.AWS.wan_iface, "mtu", str(mtu)])
         run(["ip", "-n", self.ns["inet"], "link", "set", topo.AWS.router_iface, "mtu", str(mtu)])
+        inner = mtu - topo.TUNNEL_OVERHEAD
+        for side in topo.SIDES:
+            run(["ip", "-n", self.ns[side.key], "link", "set", "ipsec0", "mtu", str(inner)])
         self.save_state(mtu=mtu)
+        return inner
 
     def set_proposals(self, size: str) -> float:
         """Reload AWS-side proposals and re-establish every tunnel from the AWS side with them."""
@@ -775,8 +781,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind = "IKE" if args.ike else "CHILD"
             print(f"{kind} SA rekey of tunnel {args.tunnel} requested from {args.side}")
         elif args.verb == "mtu":
-            lab.set_mtu(args.bytes)
-            print(f"aws underlay MTU {args.bytes}")
+            inner = lab.set_mtu(args.bytes)
+            print(
+                f"aws underlay MTU {args.bytes} (IKE above it gets IP-fragmented); tunnels' inner MTU {inner}"
+                " (the path MTU a pmtu probe finds: vpn_watchdog_probe_path_mtu_bytes)"
+            )
         elif args.verb == "proposals":
             took = lab.set_proposals(args.size)
             print(f"AWS-side proposals {args.size}; 4/4 tunnels re-established from aws in {took:.2f} s")

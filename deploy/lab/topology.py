@@ -23,6 +23,9 @@ GCP_OUTSIDE = ("203.0.113.1", "203.0.113.2")
 AWS_OUTSIDE = ("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4")
 GCP_VPC = ("198.18.0.0/24", "198.18.2.0/24")
 AWS_VPC = ("198.18.1.0/24", "198.18.3.0/24")
+# ESP in UDP (outer IP + UDP + ESP header, IV, padding, ICV) rounded up: the tunnels' inner MTU is
+# the underlay's minus this, so the lab's 1500-byte underlay gives libipsec's default 1400.
+TUNNEL_OVERHEAD = 100
 DNS_NAME = "db.aws.internal"
 DNS_ADDRESS = "198.18.1.10"  # the aws "VPC" host address dnsmasq listens on
 
@@ -352,6 +355,16 @@ def watchdog_yaml(
     netns: {netns["gcp"]}"""
         for spec in TUNNELS
     ]
+    # The inner path MTU across the VPN: `scripts/lab mtu 1200` shrinks it to 1100 and this fires.
+    probes.append(f"""  - name: tun-pmtu
+    type: pmtu
+    target: {DNS_ADDRESS}
+    source: {GCP.vpc_hosts[0].split("/")[0]}
+    min_mtu: 400
+    expect_min_mtu: {1500 - TUNNEL_OVERHEAD - 100}
+    interval: 5s
+    timeout: 2s
+    netns: {netns["gcp"]}""")
     return f"""# Written by deploy/lab/labctl.py for the lab in {layout.root}; rewritten at every `up`.
 listen: "{watchdog_addr}"
 interval: 5s

@@ -1,0 +1,244 @@
+"""Path-MTU probe: the largest packet that crosses the path to a target with DF set.
+
+A tunnel whose inner MTU shrank (an underlay change, a missing MSS clamp; Cloud VPN drops what does
+not fit) passes every ping and stalls every large transfer. Each run searches between `min_mtu` and
+`max_mtu` in a few rounds of DF echo requests sent together: a reply proves a size fits; a
+"fragmentation needed" / "packet too big" error or EMSGSIZE proves it does not and names the MTU to
+try next; silence (a black hole, the Cloud VPN case) counts as too big unless a larger size came
+back. Rounds narrow the gap until the answer is exact or the timeout is spent. Sockets and packet
+bytes come from `probes.icmp_socket`; like every probe it must not raise nor outlive its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+from probes.icmp_socket import (
+    NETWORK_ERRNOS,
+    EchoSocket,
+    IcmpSocketError,
+    echo_request,
+    ip_header_size,
+    open_echo_socket,
+    parse,
+    read_error_queue,
+    set_dont_fragment,
+)
+from watchdog.config import PmtuProbeConfig
+from watchdog.model import ProbeResult
+
+log = logging.getLogger(__name__)
+
+PROBES_PER_ROUND = 8
+MAX_ROUNDS = 5
+_ICMP_HEADER = 8
+
+
+@dataclass
+class _Round:
+    """One round's requests (sequence -> packet size) and what came back."""
+
+    echo: EchoSocket
+    target: str
+    token: bytes
+    sizes: dict[int, int] = field(default_factory=dict)
+    fits: set[int] = field(default_factory=set)  # sizes that came back
+    too_big: dict[int, int] = field(default_factory=dict)  # size -> MTU the error named (0: none)
+    errors: list[str] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answered(self) -> set[int]:
+        return self.fits | set(self.too_big)
+
+    def check_done(self) -> None:
+        if set(self.sizes.values()) <= self.answered():
+            self.done.set()
+
+    def on_readable(self) -> None:
+        if self.echo.mode == "unprivileged":
+            for queued in read_error_queue(self.echo.sock, self.echo.ipv6):
+                self._error(queued.sequence, queued.mtu, queued.error)
+        for _ in range(4 * PROBES_PER_ROUND + 16):  # bounded: a busy host must not starve the loop
+            try:
+                data, address = self.echo.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            reply = parse(data, str(address[0]), self.echo.ipv6, self.echo.mode == "raw")
+            if reply is None or reply.sequence not in self.sizes:
+                continue
+            if self.echo.mode == "raw" and reply.identifier != self.echo.identifier:
+                continue
+            if reply.error:
+                self._error(reply.sequence, reply.mtu, reply.error)
+            elif reply.payload[: len(self.token)] == self.token:
+                self.fits.add(self.sizes[reply.sequence])
+        self.check_done()
+
+    def _error(self, sequence: int, mtu: int, text: str) -> None:
+        size = self.sizes.get(sequence)
+        if size is None:
+            return
+        if mtu or "fragmentation needed" in text or "too big" in text or "too long" in text.lower():
+            self.too_big[size] = mtu
+        else:
+            self.errors.append(text)
+            self.too_big.setdefault(size, 0)  # unreachable: that size did not cross either
+
+
+class PmtuProbe:
+    """One configured path-MTU probe (`type: pmtu`)."""
+
+    type = "pmtu"
+
+    def __init__(self, config: PmtuProbeConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.interval = config.interval
+        self.timeout = config.timeout
+        self.target = config.target
+        self._ipv6 = ipaddress.ip_address(config.target).version == 6
+        self._logged_mode = ""
+
+    async def run(self) -> ProbeResult:
+        start = time.monotonic()
+        try:
+            return await self._run(start)
+        except IcmpSocketError as exc:
+            return self._result(start, False, exc.reason, exc.detail)
+        except Exception as exc:  # never raise: an unexpected failure is still a result
+            log.warning("probe %s: unexpected error: %r", self.name, exc)
+            return self._result(start, False, "error", str(exc) or type(exc).__name__)
+
+    def _result(
+        self,
+        start: float,
+        success: bool,
+        reason: str,
+        detail: str,
+        mtu: int = 0,
+        sent: int = 0,
+        received: int = 0,
+    ) -> ProbeResult:
+        return ProbeResult(
+            probe=self.name,
+            type=self.type,
+            target=self.target,
+            success=success,
+            duration_seconds=time.monotonic() - start,
+            reason=reason,
+            detail=detail,
+            sent=sent,
+            received=received,
+            path_mtu_bytes=mtu,
+            expect_min_mtu_bytes=self.config.expect_min_mtu or 0,
+        )
+
+    async def _run(self, start: float) -> ProbeResult:
+        cfg = self.config
+        echo = open_echo_socket(self._ipv6, cfg.mode, cfg.source, cfg.interface)
+        if echo.mode != self._logged_mode:
+            self._logged_mode = echo.mode
+            log.info("probe %s: using %s ICMP sockets (%s)", self.name, echo.mode, echo.why)
+        deadline = start + self.timeout
+        good, bad = 0, cfg.max_mtu + 1  # largest size that crossed, smallest that did not
+        hints: set[int] = set()
+        sent = received = rounds = 0
+        errors: list[str] = []
+        try:
+            set_dont_fragment(echo)
+            candidates = _spread(cfg.min_mtu - 1, cfg.max_mtu + 1, PROBES_PER_ROUND, include_high=True)
+            while candidates and rounds < MAX_ROUNDS and time.monotonic() < deadline:
+                rounds += 1
+                left = MAX_ROUNDS - rounds + 1
+                wait = (deadline - time.monotonic()) / left
+                done = await self._round(echo, candidates, wait)
+                sent += len(candidates)
+                received += len(done.fits)
+                errors += done.errors
+                if done.fits:
+                    good = max(good, *done.fits)
+                for size, mtu in done.too_big.items():
+                    if size > good:
+                        bad = min(bad, size)
+                    if mtu:
+                        hints.add(mtu)
+                # Silence is "too big" only above the largest size that came back (below it, loss).
+                for size in set(candidates) - done.answered():
+                    if size > good:
+                        bad = min(bad, size)
+                if good == 0 and cfg.min_mtu in set(candidates) - done.fits:
+                    break  # not even the smallest size crossed: the path, not its MTU, is broken
+                candidates = sorted({h for h in hints if good < h < bad})[:1]
+                candidates += _spread(good or cfg.min_mtu - 1, bad, PROBES_PER_ROUND - len(candidates))
+                candidates = sorted(set(candidates) - {good})
+                if bad <= good + 1:
+                    break
+        finally:
+            echo.close()
+        if good == 0:
+            why = f": {errors[0]}" if errors else ""
+            reason = "network_error" if errors else "timeout"
+            detail = f"no DF packet of {cfg.min_mtu}-{cfg.max_mtu} bytes came back from {self.target}{why}"
+            return self._result(start, False, reason, detail, 0, sent, received)
+        exact = "" if bad == good + 1 or good == cfg.max_mtu else f" (not above {bad - 1})"
+        detail = f"path MTU {good} bytes{exact}, {sent} probes in {rounds} rounds"
+        if cfg.expect_min_mtu is not None and good < cfg.expect_min_mtu:
+            detail += f"; below the expected {cfg.expect_min_mtu}"
+        return self._result(start, True, "", detail, good, sent, received)
+
+    async def _round(self, echo: EchoSocket, sizes: list[int], wait: float) -> _Round:
+        loop = asyncio.get_running_loop()
+        state = _Round(echo=echo, target=self.target, token=os.urandom(8))
+        first = random.randrange(0x10000)
+        loop.add_reader(echo.sock.fileno(), state.on_readable)
+        try:
+            for i, size in enumerate(sizes):
+                sequence = (first + i) & 0xFFFF
+                state.sizes[sequence] = size
+                pad = bytes(max(0, size - ip_header_size(echo.ipv6) - _ICMP_HEADER - len(state.token)))
+                packet = echo_request(echo.ipv6, echo.identifier, sequence, state.token + pad)
+                try:
+                    echo.sock.sendto(packet, (self.target, 0))
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.EMSGSIZE:  # bigger than a local device or cached path MTU
+                        state.too_big[size] = 0
+                    elif exc.errno in NETWORK_ERRNOS:
+                        state.errors.append(f"cannot send to {self.target}: {exc.strerror or exc}")
+                        state.too_big.setdefault(size, 0)
+                    else:
+                        raise
+            state.check_done()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(state.done.wait(), wait)
+                except TimeoutError:
+                    pass
+        finally:
+            loop.remove_reader(echo.sock.fileno())
+        return state
+
+
+def _spread(low: int, high: int, count: int, *, include_high: bool = False) -> list[int]:
+    """Up to `count` sizes strictly between `low` and `high` (and `high - 1` when asked), evenly
+    spaced, always including the top of the gap so an unchanged path is confirmed in one round."""
+    top = high - 1
+    if count <= 0 or top <= low:
+        return []
+    span = top - low
+    if span <= count:
+        return list(range(low + 1, top + 1))
+    picks = {low + 1 + round(i * (span - 1) / (count - 1)) for i in range(count)} if count > 1 else {top}
+    if include_high:
+        picks.add(top)
+    return sorted(picks)
