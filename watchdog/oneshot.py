@@ -150,7 +150,7 @@ def _report(
     for pr in probe_runners:
         r = pr.last
         assert r is not None
-        entry: dict[str, Any] = {
+        result: dict[str, Any] = {
             "name": r.probe,
             "type": r.type,
             "target": r.target,
@@ -161,10 +161,10 @@ def _report(
         }
         if r.type == "pmtu":
             mtu_low = bool(r.path_mtu_bytes) and r.path_mtu_bytes < r.expect_min_mtu_bytes
-            entry |= {"path_mtu_bytes": r.path_mtu_bytes, "mtu_low": mtu_low}
+            result |= {"path_mtu_bytes": r.path_mtu_bytes, "mtu_low": mtu_low}
             if mtu_low:
-                entry["reason"] = "mtu_low"
-        probes.append(entry)
+                result["reason"] = "mtu_low"
+        probes.append(result)
     healthy = (
         all(e["up"] for e in exporters)
         and all(t["up"] for t in tunnels)
