@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from exporters import build_exporter
 from probes import build_probe
+from watchdog import topology_view
 from watchdog.config import Config, load_config
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.join import join_tunnels
 from watchdog.runners import ExporterRunner, ProbeRunner
 
 
@@ -66,17 +69,18 @@ async def collect(config: Config, only: list[str] | None = None) -> dict[str, An
         executor.shutdown(wait=False, cancel_futures=True)
         for runner in runners:
             runner.close(wait=0.5)
-    return _report(config, exporter_configs, runners, build_errors, probe_runners, expected)
+    return build_report(exporter_configs, runners, build_errors, probe_runners, expected)
 
 
-def _report(
-    config: Config,
-    exporter_configs: list[Any],
-    runners: list[ExporterRunner],
-    build_errors: dict[str, str],
-    probe_runners: list[ProbeRunner],
-    expected: dict[str, list[Any]],
+def build_report(
+    exporter_configs: Sequence[Any],
+    runners: Sequence[ExporterRunner],
+    build_errors: Mapping[str, str],
+    probe_runners: Sequence[ProbeRunner],
+    expected: Mapping[str, Sequence[Any]],
 ) -> dict[str, Any]:
+    """The report of DESIGN.md's `probe --once --format json` (also the daemon's `/status.json`),
+    from runners that have polled; probes that have not run yet are left out."""
     by_name = {r.name: r for r in runners}
     exporters, tunnels, sessions, prefixes = [], [], [], []
     for ec in exporter_configs:
@@ -100,6 +104,7 @@ def _report(
                 "up": h.up,
                 "error": h.last_error,
                 "duration_seconds": round(h.last_poll_duration or 0.0, 3),
+                "last_success": h.last_success,
             }
         )
         snap = runner.snapshot
@@ -131,6 +136,7 @@ def _report(
                         "state": s.state,
                         "uptime_seconds": s.uptime_seconds,
                         "received_prefixes": s.received_prefixes,
+                        "tunnel": s.tunnel,
                     }
                 )
         for entry in expected.get(ec.name, []):
@@ -149,7 +155,8 @@ def _report(
     probes = []
     for pr in probe_runners:
         r = pr.last
-        assert r is not None
+        if r is None:
+            continue
         result: dict[str, Any] = {
             "name": r.probe,
             "type": r.type,
@@ -179,6 +186,16 @@ def _report(
         "bgp_sessions": sessions,
         "expected_prefixes": prefixes,
         "probes": probes,
+        "pairs": [
+            {
+                "aws_exporter": p.aws_exporter,
+                "aws_connection": p.aws_connection,
+                "aws_tunnel": p.aws_tunnel,
+                "gcp_exporter": p.gcp_exporter,
+                "gcp_tunnel": p.gcp_tunnel,
+            }
+            for p in join_tunnels(r.snapshot for r in runners if r.snapshot is not None)
+        ],
     }
 
 
@@ -211,6 +228,9 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         if not item[key]
     )
     out.write("HEALTHY: everything answered and is up\n" if report["healthy"] else f"UNHEALTHY: {failing} problem(s)\n")
+    drawing = topology_view.render_text(topology_view.build_drawing(report))
+    if drawing:
+        out.write("\n" + drawing)
     table(
         "EXPORTERS",
         ["", "NAME", "CLOUD", "TIME", "ERROR"],
