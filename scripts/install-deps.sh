@@ -9,7 +9,7 @@ APT_PACKAGES=(
   strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins
   libstrongswan-extra-plugins libstrongswan-standard-plugins
   frr dnsmasq tcpdump tshark libpcap0.8 prometheus prometheus-alertmanager
-  fping iputils-ping bind9-dnsutils nftables iproute2 procps systemd
+  fping iputils-ping bind9-dnsutils nftables iproute2 procps systemd chromium
 )
 
 missing=()
@@ -39,10 +39,11 @@ echo "install-deps: pip install -e .[test]"
 
 # Fail loudly rather than let tests skip silently.
 for tool in swanctl charon-systemd /usr/lib/frr/bgpd /usr/lib/frr/zebra vtysh dnsmasq tshark tcpdump \
-            prometheus promtool prometheus-alertmanager amtool fping nft ip; do
+            prometheus promtool prometheus-alertmanager amtool fping nft ip chromium; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "install-deps: $tool not found" >&2; exit 1; }
 done
 .venv/bin/python -c "import watchdog, exporters, probes, boto3, moto, google.cloud.compute_v1, \
-google.cloud.monitoring_v3, scapy, dns, apscheduler, prometheus_client, pydantic, grpc, hypothesis" \
+google.cloud.monitoring_v3, scapy, dns, apscheduler, prometheus_client, pydantic, grpc, hypothesis, \
+playwright.sync_api" \
   || { echo "install-deps: Python dependencies are incomplete" >&2; exit 1; }
 echo "install-deps: ok"

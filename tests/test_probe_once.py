@@ -53,7 +53,7 @@ def test_json_shape(tmp_path: Path, dns_server: FakeDnsServer) -> None:
     result = once("-c", str(write_config(tmp_path, dns_server, "ok", "wrong")), "--format", "json")
     assert result.returncode == 0  # no `expect`: a wrong address still resolves
     report = json.loads(result.stdout)
-    assert set(report) == {"healthy", "exporters", "tunnels", "bgp_sessions", "expected_prefixes", "probes"}
+    assert set(report) == {"healthy", "exporters", "tunnels", "bgp_sessions", "expected_prefixes", "probes", "pairs"}
     assert report["healthy"] is True
     probe = report["probes"][0]
     assert set(probe) >= {"name", "type", "target", "success", "reason", "duration_seconds"}

@@ -28,6 +28,7 @@ from watchdog.alerting import AlertEngine
 from watchdog.config import Config, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.metrics import build_registry, render_page
+from watchdog.oneshot import build_report, ike_rows
 from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
@@ -110,7 +111,14 @@ class Daemon:
         host, port = parse_host_port(self.listen_override or self.config.listen)
         web = load_web_config(self.config.web_config_file) if self.config.web_config_file else None
         try:
-            self.server = MetricsServer(host, port, lambda: render_page(self.state, self.registry), self.health, web)
+            self.server = MetricsServer(
+                host,
+                port,
+                lambda: render_page(self.state, self.registry),
+                self.health,
+                web,
+                status=self.status_report,
+            )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.start()
@@ -300,6 +308,30 @@ class Daemon:
         # would cost O(probes^2) per second; the 1 s tick sees the rest.
         if self.alerts is not None and runner.changed:
             self.alerts.observe()
+
+    def status_report(self) -> dict[str, Any]:
+        """`/status.json` and the status page: the `probe --once` report of the live state, plus the
+        firing alerts and the sniffer's IKE counters (read in the HTTP thread; no I/O)."""
+        config = self.config
+        expected: dict[str, list[Any]] = {}
+        for entry in config.expected_prefixes:
+            expected.setdefault(entry.exporter, []).append(entry)
+        runners = [self.state.exporters[e.name] for e in config.exporters if e.name in self.state.exporters]
+        probes = [self.state.probes[p.name] for p in config.probes if p.name in self.state.probes]
+        report = build_report(config.exporters, runners, {}, probes, expected)
+        firing = self.alerts.health.firing(config.labels) if self.alerts is not None else []
+        report["alerts"] = [
+            {
+                "name": a.name,
+                "severity": dict(a.labels).get("severity", ""),
+                "summary": a.summary,
+                "since": a.starts_at,
+                "labels": dict(a.labels),
+            }
+            for a in firing
+        ]
+        report["ike"] = ike_rows(self.state.ike_snapshot())
+        return report
 
     def health(self) -> dict[str, Any]:
         exporters = {

@@ -19,6 +19,7 @@ from watchdog import topology_view
 from watchdog.config import Config, load_config
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.join import join_tunnels
+from watchdog.model import IkeSnapshot
 from watchdog.runners import ExporterRunner, ProbeRunner
 
 
@@ -197,6 +198,31 @@ def build_report(
             for p in join_tunnels(r.snapshot for r in runners if r.snapshot is not None)
         ],
     }
+
+
+def ike_rows(snapshot: IkeSnapshot | None) -> list[dict[str, Any]]:
+    """The live sniffer's counters per (interface, peer), for the status page."""
+    if snapshot is None:
+        return []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def row(interface: str, peer: str) -> dict[str, Any]:
+        return rows.setdefault(
+            (interface, peer),
+            {"interface": interface, "peer": peer, "messages": 0, "ip_fragmented": 0, "ikev2_fragmented": 0,
+             "rekeys_ike": 0, "rekeys_child": 0, "largest_message_bytes": 0},
+        )  # fmt: skip
+
+    for (interface, peer, _), n in snapshot.messages.items():
+        row(interface, peer)["messages"] += n
+    for (interface, peer, _, kind), n in snapshot.fragmented.items():
+        row(interface, peer)[f"{kind}_fragmented"] += n
+    for (interface, peer, sa), n in snapshot.rekeys.items():
+        row(interface, peer)[f"rekeys_{sa}"] += n
+    for (interface, peer, _), n in snapshot.largest.items():
+        entry = row(interface, peer)
+        entry["largest_message_bytes"] = max(entry["largest_message_bytes"], n)
+    return [rows[k] for k in sorted(rows)]
 
 
 def _mark(ok: bool) -> str:

@@ -18,7 +18,8 @@ from watchdog.topology_view import DOWN, STALE, UNSEEN, UP, Drawing, Endpoint, T
 
 COLOURS = {UP: "#2e7d32", DOWN: "#c62828", STALE: "#9e9e9e", UNSEEN: "#d0d0d0"}
 DASHES = {UP: "", DOWN: "10 6", STALE: "2 5", UNSEEN: "2 5", "asymmetric": "14 4 2 4"}
-_WIDTH, _AWS_X, _GCP_X = 980, 330, 650
+_WIDTH, _AWS_X, _GCP_X = 980, 330, 700
+_BEND_X = 600  # tunnels run level from the AWS end (label above) and bend toward GCP here
 _ROW = 46
 
 _CSS = """
@@ -46,6 +47,7 @@ def render(report: Mapping[str, Any], *, now: float | None = None, refresh_secon
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        '<link rel="icon" href="data:,">',  # no favicon request
         f"<title>vpn-watchdog: {'healthy' if healthy else 'UNHEALTHY'}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>vpn-watchdog {verdict}</h1>",
@@ -56,6 +58,7 @@ def render(report: Mapping[str, Any], *, now: float | None = None, refresh_secon
         _alerts(report.get("alerts", ()), now),
         _prefixes(report.get("expected_prefixes", ())),
         _probes(report.get("probes", ())),
+        _ike(report.get("ike", ())),
         _events(report.get("events", ()), now),
         _exporters(report.get("exporters", ()), now),
         "</body></html>",
@@ -87,6 +90,10 @@ def svg(drawing: Drawing) -> str:
     gcp_title = "GCP" + (f" \u00b7 Cloud Router {', '.join(drawing.routers)}" if drawing.routers else "")
     out.append(f'<text class="title" x="20" y="24">{escape(aws_title)}</text>')
     out.append(f'<text class="title" x="{_WIDTH - 20}" y="24" text-anchor="end">{escape(gcp_title)}</text>')
+    out.append(
+        f'<text x="{_WIDTH // 2}" y="48" text-anchor="middle" fill="#616161">each line is one tunnel: its left half '
+        "is AWS's view, its right half GCP's; solid up, dashed down, dotted stale (last known)</text>"
+    )
     out += _groups(drawing.aws_groups, aws_y, "aws")
     out += _groups(drawing.gcp_groups, gcp_y, "gcp")
     for i, t in enumerate(drawing.tunnels):
@@ -116,7 +123,7 @@ def _place(groups: Sequence[tuple[str, Sequence[Endpoint]]], top: int) -> dict[E
     """The y of each endpoint: groups stacked, one row per endpoint, a gap between groups."""
     y, placed = top, {}
     for _, endpoints in groups:
-        y += 24
+        y += 30
         for endpoint in endpoints:
             placed[endpoint] = y
             y += _ROW
@@ -136,8 +143,8 @@ def _groups(groups: Sequence[tuple[str, Sequence[Endpoint]]], ys: Mapping[Endpoi
         exporter = endpoints[0].exporter
         out.append(
             f'<g class="{cloud}-group" data-name="{escape(name)}">'
-            f'<rect class="box" x="{x}" y="{first - 34}" width="{width}" height="{last - first + 50}" rx="4"/>'
-            f'<text x="{x + 8 if cloud == "aws" else x + width - 8}" y="{first - 18}" '
+            f'<rect class="box" x="{x}" y="{first - 40}" width="{width}" height="{last - first + 56}" rx="4"/>'
+            f'<text x="{x + 8 if cloud == "aws" else x + width - 8}" y="{first - 24}" '
             f'text-anchor="{"start" if cloud == "aws" else "end"}">{escape(kind)} {escape(name)} '
             f'<tspan fill="#757575">({escape(exporter)})</tspan></text>'
         )
@@ -154,31 +161,35 @@ def _groups(groups: Sequence[tuple[str, Sequence[Endpoint]]], ys: Mapping[Endpoi
 
 
 def _tunnel(i: int, t: TunnelLine, aws_y: Mapping[Endpoint, int], gcp_y: Mapping[Endpoint, int]) -> str:
-    mid_x = (_AWS_X + _GCP_X) // 2
     ya = aws_y.get(t.aws) if t.aws else None
     yg = gcp_y.get(t.gcp) if t.gcp else None
-    if ya is None and yg is None:
-        ya = yg = 70
-    start = (_AWS_X, ya) if ya is not None else (mid_x - 40, yg)
-    end = (_GCP_X, yg) if yg is not None else (mid_x + 40, ya)
-    (x1, y1), (x2, y2) = start, end
-    d = f"M{x1},{y1} C{mid_x},{y1} {mid_x},{y2} {x2},{y2}"
+    row = ya if ya is not None else (yg if yg is not None else 70)
+    x1 = _AWS_X if ya is not None else _AWS_X + 90  # a missing end is a stub, not a node
+    x2 = _GCP_X if yg is not None else _BEND_X + 20
+    end_y = yg if yg is not None else row
+    d = f"M{x1},{row} L{_BEND_X},{row} C{_BEND_X + 50},{row} {_GCP_X - 50},{end_y} {x2},{end_y}"
     dash = DASHES.get(t.state, "")
     dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
     words = {UP: "UP", DOWN: "DOWN", STALE: "STALE", "asymmetric": "ASYMMETRIC"}[t.state]
     sides = f"AWS {t.aws_state}, GCP {t.gcp_state}"
-    bgp = f"BGP {t.bgp}" + (f", {t.prefixes} prefixes" if t.prefixes is not None else "") if t.bgp else "no BGP session"
-    label_y = (y1 + y2) / 2 - 6  # type: ignore[operator]
-    title = f"{t.label}: {words} ({sides}); {bgp}" + (f"; {t.detail}" if t.detail else "")
+    title = f"{t.label}: {words} ({sides}); {_bgp(t)}" + (f"; {t.detail}" if t.detail else "")
+    label_x = (_AWS_X + _BEND_X) // 2
     return (
         f'<g class="tunnel-group"><title>{escape(title)}</title>'
         f'<path class="tunnel" d="{d}" fill="none" stroke="url(#g{i})" stroke-width="4"{dash_attr} '
         f'data-tunnel="{escape(t.key)}" data-state="{t.state}" data-aws-state="{t.aws_state}" '
         f'data-gcp-state="{t.gcp_state}" data-bgp="{escape(t.bgp)}"/>'
-        f'<text class="lbl" x="{mid_x}" y="{label_y:.0f}" text-anchor="middle">'
-        f'<tspan class="state">{escape(t.key)} {words}</tspan>'
-        f'<tspan x="{mid_x}" dy="14" fill="#424242">{escape(bgp)}</tspan></text></g>'
+        f'<text class="lbl" x="{label_x}" y="{row - 8}" text-anchor="middle">'
+        f'<tspan class="state">{escape(t.key)} {words}</tspan> \u00b7 {escape(_bgp(t))}</text></g>'
     )
+
+
+def _bgp(t: TunnelLine) -> str:
+    if not t.bgp:
+        return "no BGP session"
+    if t.prefixes is None:
+        return f"BGP {t.bgp}"
+    return f"BGP {t.bgp}, {t.prefixes} prefix{'' if t.prefixes == 1 else 'es'}"
 
 
 def _table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
@@ -234,6 +245,29 @@ def _probes(probes: Sequence[Mapping[str, Any]]) -> str:
         for p in probes
     ]
     return _table("Probes", ["", "probe", "type", "target", "time", "reason", "detail"], rows, "No probe has run yet.")
+
+
+def _ike(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cells = [
+        [
+            _ok(not r["ip_fragmented"], "none", f"{r['ip_fragmented']} IP-fragmented"),
+            escape(r["interface"]),
+            escape(r["peer"]),
+            str(r["messages"]),
+            str(r["ikev2_fragmented"]),
+            f"{r['rekeys_ike']} IKE / {r['rekeys_child']} CHILD",
+            f"{r['largest_message_bytes']} B",
+        ]
+        for r in rows
+    ]
+    return _table(
+        "IKE on the wire (sniffer)",
+        ["fragmentation", "interface", "peer", "messages", "RFC 7383 fragmented", "rekeys", "largest message"],
+        cells,
+        "",
+    )
 
 
 def _events(events: Sequence[Mapping[str, Any]], now: float) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from watchdog import __version__, statuspage
 from watchdog.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,12 @@ class MetricsServer:
         render: Callable[[], bytes],
         health: Callable[[], dict[str, Any]],
         web: WebConfig | None = None,
+        *,
+        status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.render = render
         self.health = health
+        self.status = status
         self.web = web or WebConfig()
         server = self
 
@@ -69,6 +73,11 @@ class MetricsServer:
                         "application/json",
                         json.dumps(body, sort_keys=True).encode(),
                     )
+                elif path in ("/", "/status") and server.status is not None:
+                    page = statuspage.render(server.status(), version=f"vpn-watchdog {__version__}")
+                    self._send(200, "text/html; charset=utf-8", page.encode())
+                elif path == "/status.json" and server.status is not None:
+                    self._send(200, "application/json", json.dumps(server.status(), sort_keys=True).encode())
                 elif path == "/":
                     self._send(200, "text/html; charset=utf-8", _INDEX)
                 else:
