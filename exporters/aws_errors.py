@@ -9,15 +9,15 @@ VPN pre-shared key.
 
 from __future__ import annotations
 
-import email.utils
-import re
-import time
 from typing import Any
 
 from botocore import exceptions as bex
 from botocore.parsers import ResponseParserError
 
+from exporters.client_common import retry_after_header, scrub
 from watchdog.errors import ExporterError
+
+__all__ = ["DeadlineExceeded", "reason_for_api_error", "retry_after_seconds", "scrub", "translate"]
 
 THROTTLED_CODES = frozenset(
     {
@@ -29,6 +29,7 @@ THROTTLED_CODES = frozenset(
         "TooManyRequestsException",
         "RequestLimitExceeded",
         "SlowDown",
+        "EC2ThrottledException",  # botocore's retry table lists it with the throttling codes
     }
 )
 AUTH_CODES = frozenset(
@@ -59,38 +60,20 @@ _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
     bex.TokenRetrievalError,
     bex.SSOError,
 )
-_SECRETISH = re.compile(r"pre_?shared_?key|customer_?gateway_?configuration|secret", re.IGNORECASE)
-_MAX_MESSAGE = 300
 
 
 class DeadlineExceeded(Exception):
     """Raised from inside a botocore call (before-send hook) when the poll ran out of time."""
 
 
-def scrub(text: str) -> str:
-    """A server-supplied message, shortened, withheld entirely if it looks like it names a secret."""
-    text = " ".join(str(text).split())
-    if _SECRETISH.search(text):
-        return "(message withheld: it may contain a secret)"
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
-
-
 def retry_after_seconds(headers: Any) -> float | None:
     """`Retry-After` (seconds or HTTP date) or AWS's `x-amz-retry-after` (milliseconds), if sent."""
     if not isinstance(headers, dict):
         return None
+    seconds = retry_after_header(headers)
+    if seconds is not None:
+        return seconds
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    value = lowered.get("retry-after")
-    if value is not None:
-        value = value.strip()
-        if value.replace(".", "", 1).isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            return max(0.0, when.timestamp() - time.time())
     millis = lowered.get("x-amz-retry-after")
     if millis is not None and millis.strip().isdigit():
         return int(millis) / 1000.0
@@ -105,7 +88,7 @@ def reason_for_api_error(code: str, status: int | None) -> str:
         return "auth"
     if code in TIMEOUT_CODES:
         return "timeout"
-    if code.endswith(".NotFound") or code.endswith("NotFound") or status == 404:
+    if code.endswith((".NotFound", "NotFound", "NotFoundException")) or status == 404:
         return "not_found"
     if code in SERVER_CODES or (status is not None and status >= 500):
         return "server_error"

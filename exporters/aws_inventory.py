@@ -1,8 +1,8 @@
 """Read one AWS region's VPN/TGW setup into the audit's `AwsAccount`, and change tunnel options.
 
-Reuses the AWS exporter's client (session, profile, endpoint, retry budget, deadline hook, botocore
-log redaction) and its `_call` boundary (error translation to `ExporterError`, pre-shared keys and
-the customer gateway configuration XML stripped from every response). Reads:
+Holds its own `AwsClient` (session, profile, endpoint, retry budget, deadline hook, botocore log
+redaction, error translation to `ExporterError`, pre-shared keys and the customer gateway
+configuration XML stripped from every response). Reads:
 DescribeVpnConnections, DescribeCustomerGateways, DescribeTransitGatewayAttachments,
 DescribeTransitGatewayRouteTables (unless configured), per route table SearchTransitGatewayRoutes,
 GetTransitGatewayRouteTableAssociations and ...Propagations, and DescribeRouteTables for the DNS
@@ -12,10 +12,9 @@ boto3 types never leave this module; it must not keep, log or return a pre-share
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from exporters.aws import AwsExporter
+from exporters.aws_client import AwsClient
 from watchdog.audit.ciphers import RESPONSE_KEYS
 from watchdog.audit.inventory import (
     OPTION_KEYS,
@@ -33,35 +32,32 @@ from watchdog.errors import ExporterError
 _GONE = frozenset({"deleted", "deleting"})
 
 
-class AwsInventoryReader(AwsExporter):
+class AwsInventoryReader:
     """One `type: aws` exporter entry, read for the audit; also the `--fix-ipsec --apply` editor."""
 
     def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
-        super().__init__(config, timeout=timeout)
+        self.name = config.name
         self.config = config
+        self.client = AwsClient(
+            config.name, config.region, profile=config.profile, endpoint_url=config.endpoint_url, timeout=timeout
+        )
 
-    def _start(self) -> None:
-        self._calls = 0
-        self._deadline = time.monotonic() + self._timeout
-
-    def _done(self) -> None:
-        self._deadline = float("inf")
+    def close(self) -> None:
+        self.client.close()
 
     def read(self) -> AwsAccount:
-        self._start()
-        try:
-            return self._read()
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ExporterError(
-                "malformed", f"unexpected response shape ({self._where}): {type(exc).__name__}"
-            ) from None
-        finally:
-            self._done()
+        with self.client.budget():
+            try:
+                return self._read()
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ExporterError(
+                    "malformed", f"unexpected response shape ({self.client.where}): {type(exc).__name__}"
+                ) from None
 
     def _read(self) -> AwsAccount:
         cfg = self.config
         params: dict[str, Any] = {"VpnConnectionIds": list(cfg.vpn_connections)} if cfg.vpn_connections else {}
-        described = self._call("DescribeVpnConnections", self._ec2.describe_vpn_connections, **params)
+        described = self.client.call("DescribeVpnConnections", self.client.ec2.describe_vpn_connections, **params)
         raw = sorted(
             (c for c in described.get("VpnConnections") or [] if c.get("State") not in _GONE),
             key=lambda c: str(c["VpnConnectionId"]),
@@ -69,8 +65,8 @@ class AwsInventoryReader(AwsExporter):
         cgw_ids = sorted({str(c["CustomerGatewayId"]) for c in raw if c.get("CustomerGatewayId")})
         cgw_ips: dict[str, str] = {}
         if cgw_ids:
-            gateways = self._call(
-                "DescribeCustomerGateways", self._ec2.describe_customer_gateways, CustomerGatewayIds=cgw_ids
+            gateways = self.client.call(
+                "DescribeCustomerGateways", self.client.ec2.describe_customer_gateways, CustomerGatewayIds=cgw_ids
             )
             cgw_ips = {str(g["CustomerGatewayId"]): str(g.get("IpAddress") or "") for g in gateways["CustomerGateways"]}
         tgws = sorted({str(c["TransitGatewayId"]) for c in raw if c.get("TransitGatewayId")})
@@ -102,7 +98,9 @@ class AwsInventoryReader(AwsExporter):
         ids = list(getattr(self.config, "dns_resolver_route_tables", None) or ())
         if not ids:
             return ()
-        found = self._pages("DescribeRouteTables", self._ec2.describe_route_tables, "RouteTables", RouteTableIds=ids)
+        found = self.client.pages(
+            "DescribeRouteTables", self.client.ec2.describe_route_tables, "RouteTables", RouteTableIds=ids
+        )
         tables = []
         for table in found:
             routes = tuple(
@@ -116,9 +114,9 @@ class AwsInventoryReader(AwsExporter):
     def _attachments(self, tgws: list[str], vpn_ids: set[str]) -> dict[str, str]:
         if not tgws:
             return {}
-        found = self._pages(
+        found = self.client.pages(
             "DescribeTransitGatewayAttachments",
-            self._ec2.describe_transit_gateway_attachments,
+            self.client.ec2.describe_transit_gateway_attachments,
             "TransitGatewayAttachments",
             Filters=[{"Name": "resource-type", "Values": ["vpn"]}, {"Name": "transit-gateway-id", "Values": tgws}],
         )
@@ -131,9 +129,9 @@ class AwsInventoryReader(AwsExporter):
     def _tables(self, tgws: list[str]) -> list[tuple[str, str]]:
         if not tgws:
             return []
-        found = self._pages(
+        found = self.client.pages(
             "DescribeTransitGatewayRouteTables",
-            self._ec2.describe_transit_gateway_route_tables,
+            self.client.ec2.describe_transit_gateway_route_tables,
             "TransitGatewayRouteTables",
             Filters=[{"Name": "transit-gateway-id", "Values": tgws}],
         )
@@ -148,23 +146,23 @@ class AwsInventoryReader(AwsExporter):
         return [(i, tables.get(i, "")) for i in ids]
 
     def _route_table(self, table: str, tgw: str) -> TgwRouteTable:
-        routes = self._pages(
+        routes = self.client.pages(
             "SearchTransitGatewayRoutes",
-            self._ec2.search_transit_gateway_routes,
+            self.client.ec2.search_transit_gateway_routes,
             "Routes",
             TransitGatewayRouteTableId=table,
             Filters=[{"Name": "type", "Values": ["propagated", "static"]}],
             MaxResults=1000,
         )
-        associations = self._pages(
+        associations = self.client.pages(
             "GetTransitGatewayRouteTableAssociations",
-            self._ec2.get_transit_gateway_route_table_associations,
+            self.client.ec2.get_transit_gateway_route_table_associations,
             "Associations",
             TransitGatewayRouteTableId=table,
         )
-        propagations = self._pages(
+        propagations = self.client.pages(
             "GetTransitGatewayRouteTablePropagations",
-            self._ec2.get_transit_gateway_route_table_propagations,
+            self.client.ec2.get_transit_gateway_route_table_propagations,
             "TransitGatewayRouteTablePropagations",
             TransitGatewayRouteTableId=table,
         )
@@ -195,26 +193,20 @@ class AwsInventoryReader(AwsExporter):
     # -- TunnelEditor (for --fix-ipsec --apply) -------------------------------------------------
 
     def modify_tunnel(self, connection_id: str, outside_ip: str, options: dict[str, Any]) -> None:
-        self._start()
-        try:
-            self._call(
+        with self.client.budget():
+            self.client.call(
                 "ModifyVpnTunnelOptions",
-                self._ec2.modify_vpn_tunnel_options,
+                self.client.ec2.modify_vpn_tunnel_options,
                 VpnConnectionId=connection_id,
                 VpnTunnelOutsideIpAddress=outside_ip,
                 TunnelOptions=options,
             )
-        finally:
-            self._done()
 
     def tunnel_status(self, connection_id: str, outside_ip: str) -> str:
-        self._start()
-        try:
-            described = self._call(
-                "DescribeVpnConnections", self._ec2.describe_vpn_connections, VpnConnectionIds=[connection_id]
+        with self.client.budget():
+            described = self.client.call(
+                "DescribeVpnConnections", self.client.ec2.describe_vpn_connections, VpnConnectionIds=[connection_id]
             )
-        finally:
-            self._done()
         for conn in described.get("VpnConnections") or []:
             for entry in conn.get("VgwTelemetry") or []:
                 if entry.get("OutsideIpAddress") == outside_ip:

@@ -10,20 +10,21 @@ It must not log or return secrets (tunnel shared secrets, credentials).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
+from exporters.gcp_client import GcpClient, list_all, load_credentials, monitoring_client, page_args
 from exporters.gcp_errors import PollBudget, scrub, translate
 from exporters.gcp_monitoring import PacketCounter
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Snapshot, Tunnel
+
+# Re-exported: the audit's reader and tests import these from here.
+__all__ = ["GcpExporter", "last_segment", "list_all", "load_credentials", "monitoring_client", "page_args"]
 
 REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
 MAX_CONCURRENT_CALLS = 32  # per poll; well under Compute's per-project read quota
@@ -52,15 +53,14 @@ class GcpExporter:
         self.timeout = timeout
         self._clock = clock
         self._lock = threading.Lock()
-        self._clients: _Clients | None = None
+        self.client = GcpClient(config)
         self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
 
     def poll(self) -> Snapshot:
         budget = PollBudget(self.timeout)
         with self._lock:
             try:
-                clients = self._connect()
-                return self._poll(clients, budget)
+                return self._poll(self.client, budget)
             except ExporterError:
                 raise
             except Exception as exc:  # noqa: BLE001 - anything left is an unexpected response shape
@@ -77,19 +77,12 @@ class GcpExporter:
 
     def close(self) -> None:
         with self._lock:
-            if self._clients is not None:
-                self._clients.close()
-                self._clients = None
+            self.client.close()
 
     def _where(self) -> str:
         return f"project {self.config.project} region {self.config.region}"
 
-    def _connect(self) -> _Clients:
-        if self._clients is None:
-            self._clients = _Clients.build(self.config)
-        return self._clients
-
-    def _poll(self, clients: _Clients, budget: PollBudget) -> Snapshot:
+    def _poll(self, client: GcpClient, budget: PollBudget) -> Snapshot:
         from google.cloud import compute_v1
 
         cfg = self.config
@@ -98,7 +91,7 @@ class GcpExporter:
         gateways = list_all(
             budget,
             f"vpnGateways.list {where}",
-            lambda token, left: clients.gateways.list(
+            lambda token, left: client.compute("gateways").list(
                 request=compute_v1.ListVpnGatewaysRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                 timeout=left,
                 retry=None,
@@ -107,7 +100,7 @@ class GcpExporter:
         tunnels_raw = list_all(
             budget,
             f"vpnTunnels.list {where}",
-            lambda token, left: clients.tunnels.list(
+            lambda token, left: client.compute("tunnels").list(
                 request=compute_v1.ListVpnTunnelsRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                 timeout=left,
                 retry=None,
@@ -122,7 +115,7 @@ class GcpExporter:
         def gateway_status(name: str) -> Any:
             return budget.call(
                 f"vpnGateways.getStatus {name} {where}",
-                lambda left: clients.gateways.get_status(
+                lambda left: client.compute("gateways").get_status(
                     project=cfg.project, region=cfg.region, vpn_gateway=name, timeout=left, retry=None
                 ),
             )
@@ -130,7 +123,7 @@ class GcpExporter:
         def router_status(name: str) -> Any:
             return budget.call(
                 f"routers.getRouterStatus {name} {where}",
-                lambda left: clients.routers.get_router_status(
+                lambda left: client.compute("routers").get_router_status(
                     project=cfg.project, region=cfg.region, router=name, timeout=left, retry=None
                 ),
             )
@@ -147,7 +140,7 @@ class GcpExporter:
             routers = list_all(
                 budget,
                 f"routers.list {where}",
-                lambda token, left: clients.routers.list(
+                lambda token, left: client.compute("routers").list(
                     request=compute_v1.ListRoutersRequest(project=cfg.project, region=cfg.region, **page_args(token)),
                     timeout=left,
                     retry=None,
@@ -170,7 +163,7 @@ class GcpExporter:
 
         packet_counts: tuple[PacketCount, ...] = ()
         if self._packets is not None:
-            packet_counts = self._packets.poll(clients.monitoring(), budget, (t.name for t in tunnels))
+            packet_counts = self._packets.poll(client.monitoring(), budget, (t.name for t in tunnels))
 
         return Snapshot(
             exporter=self.name,
@@ -183,27 +176,6 @@ class GcpExporter:
             packet_counts=packet_counts,
             api_calls=budget.calls,
         )
-
-
-def list_all(budget: PollBudget, operation: str, call: Callable[[str, float], Any]) -> list[Any]:
-    """Follow nextPageToken ourselves, so each page is one counted call with the time left."""
-    items: list[Any] = []
-    token = ""
-    while True:
-
-        def fetch(left: float, token: str = token) -> Any:
-            return next(iter(call(token, left).pages))
-
-        page = budget.call(operation, fetch)
-        items.extend(page.items)
-        token = page.next_page_token
-        if not token:
-            return items
-
-
-def page_args(token: str) -> dict[str, str]:
-    """The page token argument of a list request (none on the first page)."""
-    return {"page_token": token} if token else {}
 
 
 def _tunnel(raw: Any, interface_ips: dict[tuple[str, int], str]) -> Tunnel:
@@ -281,135 +253,3 @@ def _as_malformed(exc: Exception, where: str) -> ExporterError:
             "malformed", f"GCP poll of {where}: unexpected response: {type(exc).__name__}: {scrub(str(exc))}"
         )
     return translate(exc, f"GCP poll of {where}")
-
-
-class _Clients:
-    """The SDK clients of one exporter, built on first use (credential discovery may do I/O)."""
-
-    def __init__(self, config: GcpExporterConfig, credentials: Any) -> None:
-        from google.api_core.client_options import ClientOptions
-        from google.cloud import compute_v1
-
-        self._config = config
-        self._credentials = credentials
-        options = ClientOptions(api_endpoint=config.endpoint.rstrip("/")) if config.endpoint else None
-        self.tunnels = compute_v1.VpnTunnelsClient(credentials=credentials, client_options=options)
-        self.gateways = compute_v1.VpnGatewaysClient(credentials=credentials, client_options=options)
-        self.routers = compute_v1.RoutersClient(credentials=credentials, client_options=options)
-        self._monitoring: Any = None
-
-    @classmethod
-    def build(cls, config: GcpExporterConfig) -> _Clients:
-        return cls(config, load_credentials(config))
-
-    def monitoring(self) -> Any:
-        if self._monitoring is None:
-            self._monitoring = monitoring_client(
-                self._config.monitoring_endpoint or self._config.endpoint, self._credentials
-            )
-        return self._monitoring
-
-    def close(self) -> None:
-        clients: list[Any] = [self.tunnels, self.gateways, self.routers]
-        if self._monitoring is not None:
-            clients.append(self._monitoring)
-        for client in clients:
-            try:
-                client.transport.close()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort
-                pass
-
-
-def load_credentials(config: GcpExporterConfig) -> Any:
-    """credentials_file, else Application Default Credentials, else anonymous for an http:// endpoint."""
-    import google.auth
-    from google.auth import exceptions as auth_exc
-    from google.auth.credentials import AnonymousCredentials
-
-    if config.credentials_file:
-        try:
-            return _credentials_from_file(config.credentials_file)
-        except (auth_exc.DefaultCredentialsError, OSError, ValueError, KeyError) as exc:
-            # The library's message can quote the file; name only the path and the kind of problem.
-            raise ExporterError(
-                "auth", f"cannot load credentials_file {config.credentials_file}: {_credential_problem(exc)}"
-            ) from exc
-    plaintext = _plaintext(config.endpoint) and _plaintext(config.monitoring_endpoint or config.endpoint)
-    if plaintext and not _local_adc_available():
-        # A plaintext endpoint is a local fake or proxy: never go looking for a cloud metadata server
-        # (that lookup would send traffic off this machine and can take seconds).
-        return AnonymousCredentials()
-    try:
-        credentials, _ = google.auth.default()
-    except auth_exc.DefaultCredentialsError as exc:
-        if plaintext:
-            return AnonymousCredentials()
-        raise ExporterError(
-            "auth",
-            "no Application Default Credentials found (set credentials_file or GOOGLE_APPLICATION_CREDENTIALS)",
-        ) from exc
-    return credentials
-
-
-def _local_adc_available() -> bool:
-    """ADC that need no network to find: the env var or gcloud's well-known file."""
-    import os
-
-    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
-        return True
-    config_dir = os.environ.get("CLOUDSDK_CONFIG") or os.path.expanduser("~/.config/gcloud")
-    return os.path.exists(os.path.join(config_dir, "application_default_credentials.json"))
-
-
-def _credentials_from_file(path: str) -> Any:
-    """Load the key file with the loader of its declared type (the operator's own config names it)."""
-    import google.auth
-    from google.oauth2 import credentials as user_credentials
-    from google.oauth2 import service_account
-
-    with open(path, encoding="utf-8") as handle:
-        info = json.load(handle)
-    kind = info.get("type") if isinstance(info, dict) else None
-    if kind == "service_account":
-        return service_account.Credentials.from_service_account_info(info)
-    if kind == "authorized_user":
-        return user_credentials.Credentials.from_authorized_user_info(info)
-    # Workload identity federation and the other JSON kinds: the generic loader knows them all.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        credentials, _ = google.auth.load_credentials_from_file(path)
-    return credentials
-
-
-def _credential_problem(exc: Exception) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    if isinstance(exc, OSError):
-        return f"cannot read it ({exc.strerror or type(exc).__name__})"
-    if isinstance(exc, json.JSONDecodeError):
-        return "not a JSON file"
-    return "not a valid credentials file of a supported type"
-
-
-def _plaintext(endpoint: str | None) -> bool:
-    return bool(endpoint) and str(endpoint).startswith("http://")
-
-
-def monitoring_client(endpoint: str | None, credentials: Any) -> Any:
-    """A MetricServiceClient; `http://host:port` means an insecure gRPC channel (local fakes, proxies)."""
-    import grpc
-    from google.api_core.client_options import ClientOptions
-    from google.cloud import monitoring_v3
-    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
-
-    if endpoint and endpoint.startswith("http://"):
-        target = urlsplit(endpoint).netloc
-        channel = grpc.insecure_channel(target)
-        return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
-    if endpoint:
-        parts = urlsplit(endpoint)
-        host = parts.netloc if parts.port else f"{parts.netloc}:443"
-        return monitoring_v3.MetricServiceClient(
-            credentials=credentials, client_options=ClientOptions(api_endpoint=host)
-        )
-    return monitoring_v3.MetricServiceClient(credentials=credentials)

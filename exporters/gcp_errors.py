@@ -10,10 +10,7 @@ looks like it could carry a secret (shared secret, key, token).
 
 from __future__ import annotations
 
-import email.utils
 import json
-import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,7 +21,11 @@ from google.auth import exceptions as auth_exc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
+from exporters.client_common import PollBudget as BasePollBudget
+from exporters.client_common import parse_retry_after, scrub
 from watchdog.errors import ExporterError
+
+__all__ = ["MAX_ATTEMPTS", "RETRYABLE", "PollBudget", "parse_retry_after", "scrub", "translate"]
 
 T = TypeVar("T")
 
@@ -33,12 +34,10 @@ RETRYABLE = frozenset({"throttled", "server_error", "network"})
 # Compute answers quota exhaustion with 403 and one of these reasons; that is throttling, not auth.
 _RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 _CONNECT_FAILURE_HINTS = ("failed to connect", "connection refused", "name resolution", "dns resolution")
-_SECRETISH = re.compile(r"shared_?secret|secret|private_?key|access_?token|refresh_?token|bearer", re.I)
-_MAX_MESSAGE = 300
 
 
-class PollBudget:
-    """The time and call accounting of one poll.
+class PollBudget(BasePollBudget):
+    """The shared budget, plus GCP's bounded retries (the Google clients get `retry=None`).
 
     Every call gets the time left as its own timeout (so the SDK cannot outlive the poll) and
     retries only while a retry still fits before the deadline.
@@ -52,16 +51,9 @@ class PollBudget:
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 0.2,
     ) -> None:
-        self.timeout = timeout
-        self._clock = clock
+        super().__init__(timeout, clock=clock)
         self._sleep = sleep
         self._backoff = backoff
-        self.deadline = clock() + timeout
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def remaining(self) -> float:
-        return self.deadline - self._clock()
 
     def call(self, operation: str, fn: Callable[[float], T]) -> T:
         """Run `fn(timeout_left)`; translate and (boundedly) retry its failures."""
@@ -70,8 +62,7 @@ class PollBudget:
             left = self.remaining()
             if left <= 0:
                 raise ExporterError("timeout", f"{operation}: poll deadline of {self.timeout:g}s passed")
-            with self._lock:  # calls may run concurrently (per-router fan-out)
-                self.calls += 1
+            self.count()
             try:
                 return fn(left)
             except Exception as exc:  # noqa: BLE001 - this is the translation boundary
@@ -163,27 +154,6 @@ def _retry_after(exc: gexc.GoogleAPICallError) -> float | None:
             delay = detail.retry_delay
             return float(delay.seconds) + delay.nanos / 1e9
     return None
-
-
-def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def scrub(text: str) -> str:
-    """A foreign message, on one line and shortened; withheld if it looks like it names a secret."""
-    text = " ".join(str(text).split())
-    if _SECRETISH.search(text):
-        return "(message withheld: it may contain a secret)"
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
 
 def _first_line(exc: BaseException) -> str:

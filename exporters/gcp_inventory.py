@@ -3,7 +3,7 @@
 Reads (Compute REST): vpnGateways.list + getStatus, externalVpnGateways.get (those the tunnels use),
 vpnTunnels.list, routers.list (or routers.get for configured names), networks.get for the hub and
 each peered spoke, subnetworks.aggregatedList per project; (Cloud DNS REST) managedZones.list.
-Reuses the GCP exporter's credential loading and its `PollBudget` (deadline, bounded retries,
+Holds its own `GcpClient` (credentials, clients) and uses its `PollBudget` (deadline, bounded retries,
 translation to `ExporterError`). Compute types never leave this module; it reads no secrets
 (a tunnel's sharedSecret is never copied).
 """
@@ -14,7 +14,8 @@ import functools
 import re
 from typing import Any
 
-from exporters.gcp import last_segment, list_all, load_credentials, page_args
+from exporters.gcp import last_segment
+from exporters.gcp_client import GcpClient, list_all, page_args
 from exporters.gcp_errors import PollBudget
 from watchdog.audit.inventory import (
     CloudRouter,
@@ -32,7 +33,6 @@ from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
 
 DNS_ENDPOINT = "https://dns.googleapis.com"
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform.read-only",)
 _NETWORK_URL = re.compile(r"projects/(?P<project>[^/]+)/global/networks/(?P<network>[^/?]+)")
 _UNREADABLE = frozenset({"not_found", "auth"})
 
@@ -52,40 +52,15 @@ class GcpInventoryReader:
         self.name = config.name
         self.config = config
         self.timeout = timeout
-        self._clients: dict[str, Any] | None = None
-        self._credentials: Any = None
+        self.client = GcpClient(config)
 
     def close(self) -> None:
-        for client in (self._clients or {}).values():
-            try:
-                client.transport.close()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort
-                pass
-        self._clients = None
-
-    def _connect(self) -> dict[str, Any]:
-        if self._clients is None:
-            from google.api_core.client_options import ClientOptions
-            from google.cloud import compute_v1
-
-            self._credentials = load_credentials(self.config)
-            endpoint = self.config.endpoint
-            options = ClientOptions(api_endpoint=endpoint.rstrip("/")) if endpoint else None
-            kwargs = {"credentials": self._credentials, "client_options": options}
-            self._clients = {
-                "gateways": compute_v1.VpnGatewaysClient(**kwargs),
-                "externals": compute_v1.ExternalVpnGatewaysClient(**kwargs),
-                "tunnels": compute_v1.VpnTunnelsClient(**kwargs),
-                "routers": compute_v1.RoutersClient(**kwargs),
-                "networks": compute_v1.NetworksClient(**kwargs),
-                "subnetworks": compute_v1.SubnetworksClient(**kwargs),
-            }
-        return self._clients
+        self.client.close()
 
     def read(self) -> GcpProject:
         budget = PollBudget(self.timeout)
         try:
-            return self._read(self._connect(), budget)
+            return self._read(self.client, budget)
         except ExporterError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -95,7 +70,7 @@ class GcpInventoryReader:
 
     # -- the reads ------------------------------------------------------------------------------
 
-    def _read(self, c: dict[str, Any], budget: PollBudget) -> GcpProject:
+    def _read(self, c: GcpClient, budget: PollBudget) -> GcpProject:
         from google.cloud import compute_v1
 
         cfg = self.config
@@ -104,7 +79,7 @@ class GcpInventoryReader:
         gateways_raw = list_all(
             budget,
             f"vpnGateways.list {where}",
-            lambda token, left: c["gateways"].list(
+            lambda token, left: c.compute("gateways").list(
                 request=compute_v1.ListVpnGatewaysRequest(project=p, region=r, **page_args(token)),
                 timeout=left,
                 retry=None,
@@ -113,7 +88,7 @@ class GcpInventoryReader:
         tunnels_raw = list_all(
             budget,
             f"vpnTunnels.list {where}",
-            lambda token, left: c["tunnels"].list(
+            lambda token, left: c.compute("tunnels").list(
                 request=compute_v1.ListVpnTunnelsRequest(project=p, region=r, **page_args(token)),
                 timeout=left,
                 retry=None,
@@ -124,7 +99,7 @@ class GcpInventoryReader:
         for g in sorted(gateways_raw, key=lambda g: g.name):
 
             def get_status(left: float, name: str = g.name) -> Any:
-                return c["gateways"].get_status(project=p, region=r, vpn_gateway=name, timeout=left, retry=None)
+                return c.compute("gateways").get_status(project=p, region=r, vpn_gateway=name, timeout=left, retry=None)
 
             status = budget.call(f"vpnGateways.getStatus {g.name} {where}", get_status)
             interfaces = [i.ip_address for i in sorted(g.vpn_interfaces, key=lambda i: i.id)]
@@ -139,7 +114,7 @@ class GcpInventoryReader:
         for name in sorted({t.peer_external_gateway for t in tunnels if t.peer_external_gateway}):
 
             def get_external(left: float, name: str = name) -> Any:
-                return c["externals"].get(project=p, external_vpn_gateway=name, timeout=left, retry=None)
+                return c.compute("externals").get(project=p, external_vpn_gateway=name, timeout=left, retry=None)
 
             ext = budget.call(f"externalVpnGateways.get {name} project {p}", get_external)
             externals.append(
@@ -164,14 +139,14 @@ class GcpInventoryReader:
             dns_zones=self._zones(budget),
         )
 
-    def _routers(self, c: dict[str, Any], budget: PollBudget) -> tuple[CloudRouter, ...]:
+    def _routers(self, c: GcpClient, budget: PollBudget) -> tuple[CloudRouter, ...]:
         from google.cloud import compute_v1
 
         p, r = self.config.project, self.config.region
         if self.config.routers:
 
             def get_router(name: str, left: float) -> Any:
-                return c["routers"].get(project=p, region=r, router=name, timeout=left, retry=None)
+                return c.compute("routers").get(project=p, region=r, router=name, timeout=left, retry=None)
 
             raw = [
                 budget.call(f"routers.get {name} project {p} region {r}", functools.partial(get_router, name))
@@ -181,7 +156,7 @@ class GcpInventoryReader:
             raw = list_all(
                 budget,
                 f"routers.list project {p} region {r}",
-                lambda token, left: c["routers"].list(
+                lambda token, left: c.compute("routers").list(
                     request=compute_v1.ListRoutersRequest(project=p, region=r, **page_args(token)),
                     timeout=left,
                     retry=None,
@@ -189,7 +164,7 @@ class GcpInventoryReader:
             )
         return tuple(sorted((_router(x, p) for x in raw if x.bgp_peers or x.interfaces), key=lambda x: x.name))
 
-    def _networks(self, c: dict[str, Any], budget: PollBudget, hubs: set[str]) -> tuple[Network, ...]:
+    def _networks(self, c: GcpClient, budget: PollBudget, hubs: set[str]) -> tuple[Network, ...]:
         """The hub networks, their peered spokes (one level), with subnet ranges and peerings."""
         raw: dict[str, Any] = {}
         for key in sorted(hubs):
@@ -226,19 +201,19 @@ class GcpInventoryReader:
             )
         return tuple(result)
 
-    def _network(self, c: dict[str, Any], budget: PollBudget, key: str) -> Any:
+    def _network(self, c: GcpClient, budget: PollBudget, key: str) -> Any:
         project, _, name = key.partition("/")
         try:
             return budget.call(
                 f"networks.get {name} project {project}",
-                lambda left: c["networks"].get(project=project, network=name, timeout=left, retry=None),
+                lambda left: c.compute("networks").get(project=project, network=name, timeout=left, retry=None),
             )
         except ExporterError as exc:
             if project != self.config.project and exc.reason in _UNREADABLE:
                 return None
             raise
 
-    def _subnets(self, c: dict[str, Any], budget: PollBudget, projects: set[str]) -> dict[str, list[str]]:
+    def _subnets(self, c: GcpClient, budget: PollBudget, projects: set[str]) -> dict[str, list[str]]:
         from google.cloud import compute_v1
 
         ranges: dict[str, list[str]] = {}
@@ -248,7 +223,9 @@ class GcpInventoryReader:
 
                 def fetch(left: float, token: str = token, project: str = project) -> Any:
                     request = compute_v1.AggregatedListSubnetworksRequest(project=project, **page_args(token))
-                    return next(iter(c["subnetworks"].aggregated_list(request=request, timeout=left, retry=None).pages))
+                    return next(
+                        iter(c.compute("subnetworks").aggregated_list(request=request, timeout=left, retry=None).pages)
+                    )
 
                 page = budget.call(f"subnetworks.aggregatedList project {project}", fetch)
                 for _, scoped in page.items.items():
@@ -263,35 +240,21 @@ class GcpInventoryReader:
 
     def _zones(self, budget: PollBudget) -> tuple[DnsZone, ...]:
         """Cloud DNS managed zones (REST: the typed client library has no forwarding/peering fields)."""
-        from google.api_core import exceptions as gexc
-        from google.auth.credentials import with_scopes_if_required
-        from google.auth.transport.requests import AuthorizedSession
-
         p = self.config.project
         base = (self.config.endpoint or DNS_ENDPOINT).rstrip("/")
-        session = AuthorizedSession(with_scopes_if_required(self._credentials, SCOPES))
         zones: list[DnsZone] = []
         token = ""
-        try:
-            while True:
-
-                def fetch(left: float, token: str = token) -> Any:
-                    response = session.get(
-                        f"{base}/dns/v1/projects/{p}/managedZones",
-                        params={"pageToken": token} if token else None,
-                        timeout=left,
-                    )
-                    if response.status_code >= 400:
-                        raise gexc.from_http_response(response)
-                    return response.json()
-
-                page = budget.call(f"managedZones.list project {p}", fetch)
-                zones.extend(_zone(z, p) for z in page.get("managedZones") or [])
-                token = page.get("nextPageToken") or ""
-                if not token:
-                    return tuple(sorted(zones, key=lambda z: z.name))
-        finally:
-            session.close()
+        while True:
+            page = self.client.rest(
+                budget,
+                f"managedZones.list project {p}",
+                f"{base}/dns/v1/projects/{p}/managedZones",
+                params={"pageToken": token} if token else None,
+            )
+            zones.extend(_zone(z, p) for z in page.get("managedZones") or [])
+            token = page.get("nextPageToken") or ""
+            if not token:
+                return tuple(sorted(zones, key=lambda z: z.name))
 
 
 def _tunnel(raw: Any) -> GcpTunnel:
