@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from exporters.aws_client import AwsClient
+from exporters.aws_client import AwsClient, search_routes
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, LearnedRoute, Snapshot, Tunnel
@@ -227,11 +227,9 @@ class AwsExporter:
         return sorted(str(t["TransitGatewayRouteTableId"]) for t in tables if t.get("State") not in _GONE_STATES)
 
     def _propagated_routes(self, table: str, ours: set[str], attachments: dict[str, str]) -> Iterable[LearnedRoute]:
-        found = self.client.pages(
-            "SearchTransitGatewayRoutes",
-            self.client.ec2.search_transit_gateway_routes,
-            "Routes",
-            TransitGatewayRouteTableId=table,
+        found = search_routes(
+            self.client,
+            table,
             Filters=[
                 {"Name": "type", "Values": ["propagated"]},
                 {"Name": "attachment.resource-type", "Values": ["vpn"]},

@@ -29,6 +29,8 @@ from exporters.aws_errors import DeadlineExceeded, translate
 from exporters.client_common import PollBudget
 from watchdog.errors import ConfigError, ExporterError
 
+log = logging.getLogger(__name__)
+
 _SECRET_KEYS = frozenset({"PreSharedKey", "CustomerGatewayConfiguration"})
 
 
@@ -225,3 +227,28 @@ class AwsClient:
             next_token = page.get(token)
             if not next_token:
                 return
+
+
+def search_routes(client: AwsClient, table: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """SearchTransitGatewayRoutes of one route table, every page.
+
+    Older EC2 models (and servers) have no NextToken here: a page then only says
+    `AdditionalRoutesAvailable`. Routes cut off that way are said in the log, never silently lost.
+    """
+    last: dict[str, Any] = {}
+    for page in client.page_responses(
+        "SearchTransitGatewayRoutes",
+        client.ec2.search_transit_gateway_routes,
+        TransitGatewayRouteTableId=table,
+        **params,
+    ):
+        last = page
+        yield from page.get("Routes") or []
+    if last.get("AdditionalRoutesAvailable") and not last.get("NextToken"):
+        log.warning(
+            "%s: SearchTransitGatewayRoutes on %s returned %d routes and says more are available, with no"
+            " page token to read them: the routes of that table are cut off (narrow its filters or upgrade boto3)",
+            client.name,
+            table,
+            len(last.get("Routes") or []),
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporters.aws_client import AwsClient
+from exporters.aws_client import AwsClient, search_routes
 from watchdog.audit.ciphers import RESPONSE_KEYS
 from watchdog.audit.inventory import (
     OPTION_KEYS,
@@ -146,13 +146,8 @@ class AwsInventoryReader:
         return [(i, tables.get(i, "")) for i in ids]
 
     def _route_table(self, table: str, tgw: str) -> TgwRouteTable:
-        routes = self.client.pages(
-            "SearchTransitGatewayRoutes",
-            self.client.ec2.search_transit_gateway_routes,
-            "Routes",
-            TransitGatewayRouteTableId=table,
-            Filters=[{"Name": "type", "Values": ["propagated", "static"]}],
-            MaxResults=1000,
+        routes = search_routes(
+            self.client, table, Filters=[{"Name": "type", "Values": ["propagated", "static"]}], MaxResults=1000
         )
         associations = self.client.pages(
             "GetTransitGatewayRouteTableAssociations",
@@ -221,6 +216,12 @@ def _target(route: dict[str, Any]) -> str:
     return ""
 
 
+def _inside_cidr(option: dict[str, Any]) -> str | None:
+    """The tunnel's inside range: IPv4 (`TunnelInsideCidr`) or, on an IPv6 VPN, `TunnelInsideIpv6Cidr`."""
+    inside = option.get("TunnelInsideCidr") or option.get("TunnelInsideIpv6Cidr")
+    return str(inside) if inside else None
+
+
 def _values(option: dict[str, Any], key: str) -> tuple[Any, ...]:
     return tuple(item["Value"] for item in option.get(RESPONSE_KEYS[key]) or [] if "Value" in item)
 
@@ -241,7 +242,7 @@ def _tunnels(conn: dict[str, Any]) -> tuple[AwsTunnel, ...]:
         tunnels.append(
             AwsTunnel(
                 outside_ip=ip,
-                inside_cidr=str(option["TunnelInsideCidr"]) if option.get("TunnelInsideCidr") else None,
+                inside_cidr=_inside_cidr(option),
                 status=str(tele.get("Status") or "UNKNOWN"),
                 accepted_routes=int(accepted) if accepted is not None else None,
                 options=TunnelOptions(**values),  # type: ignore[arg-type]

@@ -39,6 +39,9 @@ class GcpClient:
     """
 
     def __init__(self, config: GcpExporterConfig) -> None:
+        # Import the Compute types now (seconds on a busy host): that cost is not the first poll's.
+        from google.cloud import compute_v1  # noqa: F401
+
         self.config = config
         self._lock = threading.Lock()
         self._credentials: Any = None

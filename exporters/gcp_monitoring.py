@@ -71,7 +71,7 @@ class PacketCounter:
             totals = dict(self._totals)
             for metric in METRICS:
                 for series in self._list(client, budget, metric, since[metric.type], now):
-                    self._add(series, metric, consumed, totals)
+                    self._add(series, metric, self._consumed, consumed, totals)
                 since[metric.type] = max(since[metric.type], now - LATE_POINTS_SECONDS)
             self._since, self._consumed, self._totals = since, consumed, totals
             wanted = set(tunnels)
@@ -102,16 +102,27 @@ class PacketCounter:
             request.page_token = pb.next_page_token
 
     def _add(
-        self, series: Any, metric: _Metric, consumed: dict[_SeriesKey, float], totals: dict[_CountKey, float]
+        self,
+        series: Any,
+        metric: _Metric,
+        before: dict[_SeriesKey, float],
+        consumed: dict[_SeriesKey, float],
+        totals: dict[_CountKey, float],
     ) -> None:
+        """Add the points of one series (chunk) that end after what the previous polls consumed.
+
+        With view FULL the API pages by points, so one series can come back as several chunks
+        (newest first) across pages: each chunk is compared with the cursor as it stood when the
+        poll began (`before`), not with what an earlier chunk of this poll just moved it to.
+        """
         tunnel = series.metric.labels.get("tunnel_name", "")
         if not tunnel:
             return
         status = metric.fixed_status or series.metric.labels.get("status", "") or "unknown"
         key = (metric.type, series.resource.labels.get("gateway_id", ""), tunnel, status)
         # Points that ended before the exporter started belong to nobody's counter.
-        last = consumed.get(key, self.started_at)
-        newest = last
+        last = before.get(key, self.started_at)
+        newest = consumed.get(key, last)
         added = 0.0
         for point in series.points:
             end = point.interval.end_time.seconds + point.interval.end_time.nanos / 1e9

@@ -389,3 +389,20 @@ def test_resolver_vpc_route_tables_are_read_where_configured(lab: Lab) -> None:
     assert lab.expected is not None
     findings = audit(replace(lab.expected, aws=(account,))).findings
     assert [(f.rule, f.object) for f in findings] == [("dns.return-route", f"aws-tokyo:{bad}")]
+
+
+def test_an_ipv6_tunnel_inside_range_is_read(lab: Lab) -> None:
+    """The reader reads TunnelInsideIpv6Cidr where there is no IPv4 inside range (as the exporter does)."""
+    expected = lab.seed(topo.four_tunnels())
+    connection = sorted(expected.aws[0].connections, key=lambda c: c.id)[0]
+    tunnel = connection.tunnels[0]
+    lab.aws.set_tunnel_options(
+        connection.id, tunnel.outside_ip, TunnelInsideCidr=None, TunnelInsideIpv6Cidr="fd00:0:0:1::/126"
+    )
+    aws_reader, gcp_reader = _readers(lab)
+    try:
+        read = {c.id: c for c in aws_reader.read().connections}[connection.id]
+    finally:
+        aws_reader.close()
+        gcp_reader.close()
+    assert read.tunnels[0].inside_cidr == "fd00:0:0:1::/126"

@@ -545,3 +545,32 @@ def test_fake_modify_vpn_tunnel_options_applies_and_records_in_order(aws: MotoAw
         assert tunnel["IkeVersions"] == [{"Value": "ikev2"}]
         assert tunnel["Phase2DHGroupNumbers"] == [{"Value": 20}]
         assert tunnel["PreSharedKey"] == TEST_PSK  # the fake serves it, so leak tests mean something
+
+
+def test_ec2_throttled_exception_is_throttled(aws: MotoAws) -> None:
+    # botocore's retry table lists EC2ThrottledException with the throttling codes.
+    aws.fail("DescribeVpnConnections", status=503, code="EC2ThrottledException", message="Request throttled.")
+    error = poll_error(make_exporter(aws, timeout=3.0))
+    assert error.reason == "throttled"
+
+
+def test_routes_cut_off_without_a_page_token_are_said(aws: MotoAws, caplog: pytest.LogCaptureFixture) -> None:
+    lab = aws.build_lab(1)
+    (conn,) = lab.connections
+    attachment = conn.attachment_id
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<SearchTransitGatewayRoutesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        "<requestId>r-1</requestId><routeSet><item><destinationCidrBlock>10.20.0.0/16</destinationCidrBlock>"
+        "<type>propagated</type><state>active</state><transitGatewayAttachments><item>"
+        f"<resourceId>{conn.vpn_id}</resourceId><transitGatewayAttachmentId>{attachment}</transitGatewayAttachmentId>"
+        "<resourceType>vpn</resourceType></item></transitGatewayAttachments></item></routeSet>"
+        "<additionalRoutesAvailable>true</additionalRoutesAvailable></SearchTransitGatewayRoutesResponse>"
+    )
+    aws.fail("SearchTransitGatewayRoutes", status=200, body=body.encode())
+
+    with caplog.at_level(logging.WARNING, logger="exporters.aws_client"):
+        snapshot = make_exporter(aws).poll()
+
+    assert [r.prefix for r in snapshot.routes] == ["10.20.0.0/16"]
+    assert "more are available" in caplog.text and lab.route_table_id in caplog.text

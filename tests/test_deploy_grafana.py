@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.deploy_checks import DEPLOY, metric_names, unknown_metrics
@@ -74,3 +75,24 @@ def test_tunnel_table_shows_both_clouds_side_by_side() -> None:
     exprs = [t["expr"] for t in table["targets"]]
     assert any('cloud="aws"' in e for e in exprs) and any('cloud="gcp"' in e for e in exprs)
     assert {t["format"] for t in table["targets"]} == {"table"}
+
+
+def test_no_panel_adds_the_drop_total_to_the_drops_by_reason() -> None:
+    """status="dropped" (dropped_*_packets_count) already counts the packets the other
+    non-successful statuses count by reason: a panel that sums both shows every drop twice."""
+    exprs = [
+        t["expr"]
+        for p in panels(dashboard())
+        for t in p.get("targets", [])
+        if "tunnel_packets_total" in t.get("expr", "")
+    ]
+    assert exprs
+    for expr in exprs:
+        statuses = re.search(r'status(=~|!~|!=|=)"([^"]*)"', expr)
+        assert statuses is not None, expr
+        op, values = statuses.groups()
+        chosen = set(values.split("|"))
+        if op in ("=~", "="):
+            assert not ("dropped" in chosen and chosen - {"dropped", "successful"}), expr
+        else:
+            assert "dropped" in chosen, expr

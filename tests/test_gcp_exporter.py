@@ -636,3 +636,21 @@ def test_retry_after_header_values(value: str, seconds: float | None) -> None:
     now = 1795694400.0  # Thu, 26 Nov 2026 12:00:00 GMT
 
     assert parse_retry_after(value, now=now) == seconds
+
+
+def test_a_series_split_across_point_pages_counts_its_older_chunk(mon: FakeMonitoring, make: Any) -> None:
+    # View FULL pages by points: the newest points of a series come first, its older ones on the next page.
+    exporter = make()
+    started = time.time()
+    time.sleep(0.6)
+    for i in range(5):
+        mon.add_packets("aws-tun-0", "sent", "successful", 10, end=started + 0.1 * (i + 1))
+    mon.points_per_page = 2
+
+    counts = {(p.tunnel, p.direction, p.status): p.count for p in exporter.poll().packet_counts}
+
+    assert counts[("aws-tun-0", "sent", "successful")] == 50
+    assert len([r for r in mon.requests if "sent_packets" in r["filter"] and "dropped" not in r["filter"]]) == 3
+    mon.add_packets("aws-tun-0", "sent", "successful", 1)
+    counts = {(p.tunnel, p.direction, p.status): p.count for p in exporter.poll().packet_counts}
+    assert counts[("aws-tun-0", "sent", "successful")] == 51

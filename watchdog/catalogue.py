@@ -20,7 +20,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "expected_prefix_paths": ("gauge", "Usable paths to an expected prefix (0 = unreachable)."),
     "expected_prefix_min_paths": ("gauge", "Configured min_paths of an expected prefix (fewer = degraded)."),
     "ha_redundancy_met": ("gauge", "GCP HA VPN gateway SLA redundancy state, 1 when met."),
-    "tunnel_packets_total": ("counter", "Cloud Monitoring packet counts by direction and delivery status."),
+    "tunnel_packets_total": (
+        "counter",
+        "Cloud Monitoring packet counts by direction and delivery status; status=dropped is the total of"
+        " the drops that the other non-successful statuses count by reason (never add the two).",
+    ),
     "probe_success": ("gauge", "1 when the last probe run succeeded."),
     "probe_duration_seconds": ("gauge", "Duration of the last probe run."),
     "probe_failures_total": ("counter", "Failed probe runs by reason."),

@@ -662,6 +662,7 @@ class FakeMonitoring:
         self.project = project
         self.region = region
         self.page_size = page_size
+        self.points_per_page = 0  # > 0: page by points, as view FULL does
         self.series: list[FakeSeries] = []
         self.requests: list[dict[str, Any]] = []
         self._faults: list[GrpcFault] = []
@@ -810,9 +811,24 @@ class FakeMonitoring:
                 points = sorted((p for p in series.points if start < p.end <= end), key=lambda p: -p.end)
                 if points:
                     matching.append((series, points))
-        size = request.page_size or self.page_size or len(matching) or 1
-        offset = int(request.page_token or 0)
         response = monitoring_v3.ListTimeSeriesResponse.pb()()
+        if self.points_per_page:
+            # The real API with view FULL pages by points: one series may span pages (newest first).
+            flat = [(series, p) for series, points in matching for p in points]
+            offset = int(request.page_token or 0)
+            chunk = flat[offset : offset + self.points_per_page]
+            matching = []
+            for series, p in chunk:
+                if matching and matching[-1][0] is series:
+                    matching[-1][1].append(p)
+                else:
+                    matching.append((series, [p]))
+            if offset + self.points_per_page < len(flat):
+                response.next_page_token = str(offset + self.points_per_page)
+            size, offset = len(matching), 0
+        else:
+            size = request.page_size or self.page_size or len(matching) or 1
+            offset = int(request.page_token or 0)
         for series, points in matching[offset : offset + size]:
             ts = response.time_series.add()
             ts.metric.type = series.metric_type
@@ -826,7 +842,7 @@ class FakeMonitoring:
                 point.interval.start_time.FromNanoseconds(int(p.start * 1e9))
                 point.interval.end_time.FromNanoseconds(int(p.end * 1e9))
                 point.value.int64_value = p.value
-        if offset + size < len(matching):
+        if not self.points_per_page and offset + size < len(matching):
             response.next_page_token = str(offset + size)
         return response
 
