@@ -22,8 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from deploy.lab.emulators.gcp import FakeGcp  # noqa: E402
 from exporters.gcp import GcpExporter  # noqa: E402
-from tests.fakes.gcp import FakeGcp  # noqa: E402
 from watchdog.config import GcpExporterConfig  # noqa: E402
 from watchdog.metrics import render_page  # noqa: E402
 from watchdog.runners import ExporterRunner, WatchdogState  # noqa: E402

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.lab.emulators.gcp_audit import FakeGcpAudit
 from exporters.aws_inventory import AwsInventoryReader
 from exporters.gcp_inventory import GcpInventoryReader
 from tests.fakes import audit_topologies as topo
 from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK
 from tests.fakes.aws_audit import AuditMotoAws
-from tests.fakes.gcp_audit import FakeGcpAudit
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.audit.inventory import Inventory, TunnelOptions
 from watchdog.audit.rules import audit
@@ -63,7 +63,7 @@ def aws(moto_server: AuditMotoAws, monkeypatch: pytest.MonkeyPatch) -> AuditMoto
 
 @pytest.fixture
 def gcp() -> Iterator[FakeGcpAudit]:
-    fake = FakeGcpAudit(topo.PROJECT, topo.REGION)
+    fake = FakeGcpAudit(topo.PROJECT, topo.REGION, shared_secret=topo.KNOWN_PSK)
     fake.start()
     try:
         yield fake

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring
 from tests.daemon_process import DaemonProcess
-from tests.fakes.gcp import FakeGcp, FakeMonitoring
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring, FakeRequest
 from exporters import build_exporter
 from tests.fakes.aws import MotoAws
-from tests.fakes.gcp import FakeGcp, FakeMonitoring, FakeRequest
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.config import AwsExporterConfig, Config, load_config
 

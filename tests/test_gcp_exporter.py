@@ -14,10 +14,10 @@ import yaml
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
+from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring
 from exporters import build_exporter
 from exporters.gcp import GcpExporter
 from exporters.gcp_errors import parse_retry_after, translate
-from tests.fakes.gcp import FakeGcp, FakeMonitoring
 from watchdog.config import GcpExporterConfig, parse_config
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Tunnel

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lab.emulators.gcp import FakeGcp
 from tests.daemon_process import DaemonProcess
 from tests.fakes.dns import FakeDnsServer
-from tests.fakes.gcp import FakeGcp
 from watchdog.daemon import SHUTDOWN_GRACE_SECONDS
 
 

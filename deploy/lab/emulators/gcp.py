@@ -1,4 +1,4 @@
-"""Local fakes of the GCP APIs the watchdog reads, for tests: Compute REST and Cloud Monitoring gRPC.
+"""Local emulators of the GCP APIs the watchdog reads, for the lab and the tests: Compute REST and Cloud Monitoring gRPC.
 
 `FakeGcp` is a stdlib `ThreadingHTTPServer` answering the documented Compute v1 JSON shapes from a
 mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
@@ -74,6 +74,7 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 
 COMPUTE = "https://www.googleapis.com/compute/v1"
+MASKED_SECRET = "*************"  # what the real API returns for a tunnel's sharedSecret
 _PREFIX = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.*)$")
 _ERROR_REASONS = {
     400: "invalid",
@@ -272,7 +273,7 @@ class FakeGcp:
                     "peerExternalGatewayInterface": i,
                     "peerIp": f"198.51.100.{i + 1}",
                     "router": self.link(routers, "cr-aws"),
-                    "sharedSecret": "*************",
+                    "sharedSecret": MASKED_SECRET,
                     "sharedSecretHash": "AJnQj5Lz1Hl4uqQ0xqb6PLPWIe4i",
                     "ikeVersion": 2,
                     "status": status,

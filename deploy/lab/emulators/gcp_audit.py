@@ -4,22 +4,30 @@
 `GcpProject` (HA gateways + getStatus, external gateways, tunnels, routers, networks with
 peerings, subnetworks, managed zones), so a test can break one field in the Inventory, seed it, and
 watch the real clients read it back. Zones are served at `GET /dns/v1/projects/{p}/managedZones`
-(paginated by `zone_page_size`, token = offset). Every tunnel carries `KNOWN_PSK` as its
-sharedSecret (the real API masks it): nothing the audit prints may contain it.
+(paginated by `zone_page_size`, token = offset). Every tunnel carries `shared_secret` as its
+sharedSecret (the real API masks it; a test passes a known key to check that nothing the audit
+prints contains it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.audit_topologies import KNOWN_PSK
-from tests.fakes.gcp import FakeGcp, FakeRequest
+from deploy.lab.emulators.gcp import MASKED_SECRET, FakeGcp, FakeRequest
 from watchdog.audit.inventory import DnsZone, GcpProject
 
 
 class FakeGcpAudit(FakeGcp):
-    def __init__(self, project: str = "proj-hub", region: str = "asia-northeast1", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        project: str = "proj-hub",
+        region: str = "asia-northeast1",
+        *,
+        shared_secret: str = MASKED_SECRET,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(project, region, empty=True, **kwargs)
+        self.shared_secret = shared_secret
         self.zones: list[dict[str, Any]] = []
         self.zone_page_size = 0
         self.route("GET", rf"^/dns/v1/projects/{project}/managedZones$", self._managed_zones)
@@ -81,7 +89,7 @@ class FakeGcpAudit(FakeGcp):
                 "peerIp": t.peer_ip,
                 "status": t.status,
                 "ikeVersion": t.ike_version,
-                "sharedSecret": KNOWN_PSK,
+                "sharedSecret": self.shared_secret,
                 "detailedStatus": "",
             }
             if t.gateway_interface is not None:

@@ -1,0 +1,1 @@
+"""Local emulators of the AWS and GCP APIs, for the lab and the tests."""
