@@ -1,4 +1,4 @@
-"""Local emulators of the GCP APIs the watchdog reads, for the lab and the tests: Compute REST and Cloud Monitoring gRPC.
+"""Local emulators of the GCP APIs the watchdog reads (lab and tests): Compute REST and Cloud Monitoring gRPC.
 
 `FakeGcp` is a stdlib `ThreadingHTTPServer` answering the documented Compute v1 JSON shapes from a
 mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
