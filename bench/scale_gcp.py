@@ -83,7 +83,11 @@ def build_topology(gcp: FakeGcp, routers: int, tunnels_per_router: int, routes_p
             }
             for i in range(routes_per_router)
         ]
-        gcp.actions[(f"{rt_path}/{router}", "getRouterStatus")] = {"bgpPeerStatus": peers, "bestRoutes": best}
+        gcp.actions[(f"{rt_path}/{router}", "getRouterStatus")] = {
+            "bgpPeerStatus": peers,
+            "bestRoutes": best,
+            "bestRoutesForRouter": best,
+        }
 
 
 def serve_fake(conn: Any, routers: int, tunnels: int, routes: int, latency: float, tmp: str) -> None:

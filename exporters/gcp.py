@@ -2,9 +2,10 @@
 
 One poll reads, for one project and region: vpnTunnels.list, vpnGateways.list (interface IPs),
 vpnGateways.getStatus per HA gateway, routers.list (unless `routers` names them) and
-routers.getRouterStatus per router (Compute REST), plus four Cloud Monitoring ListTimeSeries calls
-(gRPC). API calls grow with gateways and routers, never with tunnels or routes. Compute and
-Monitoring types never leave this package; every failure leaves as an `ExporterError`.
+routers.getRouterStatus per router (Compute REST; the routes are its bestRoutesForRouter), plus four
+Cloud Monitoring ListTimeSeries calls (gRPC). API calls grow with gateways and routers, never with
+tunnels or routes. Compute and Monitoring types never leave this package; every failure leaves as an
+`ExporterError`.
 It must not log or return secrets (tunnel shared secrets, credentials).
 """
 
@@ -155,7 +156,10 @@ class GcpExporter:
             # Convert in the worker so the large protobuf response is freed at once (50k routes).
             result = router_status(name).result
             router_sessions = [_session(name, peer) for peer in result.bgp_peer_status]
-            return router_sessions, _routes(name, type(result).pb(result).best_routes, router_sessions)
+            # bestRoutesForRouter: what this router learned. bestRoutes is the whole VPC's programmed
+            # routes in the region (other routers' too), so two routers in one VPC would share them.
+            learned = type(result).pb(result).best_routes_for_router
+            return router_sessions, _routes(name, learned, router_sessions)
 
         for router_sessions, router_routes in self._fan_out(router_records, router_names):
             sessions.extend(router_sessions)
@@ -221,7 +225,7 @@ def _session(router: str, peer: Any) -> BgpSession:
 
 
 def _routes(router: str, best_routes: Any, sessions: list[BgpSession]) -> list[LearnedRoute]:
-    """`best_routes` is the raw protobuf repeated field (see the comment below)."""
+    """`best_routes` is the raw protobuf repeated field `bestRoutesForRouter` (see the comment below)."""
     by_peer_ip = {s.peer_ip: s for s in sessions if s.peer_ip}
     routes = []
     tunnels: dict[str, str | None] = {}

@@ -186,8 +186,20 @@ def test_best_bgp_routes_name_their_peer_and_tunnel(make: Any) -> None:
     )
 
 
+def test_two_routers_in_one_vpc_are_credited_only_with_their_own_routes(gcp: FakeGcp, make: Any) -> None:
+    # Both routers sit in the hub VPC: each getRouterStatus lists the other's routes in bestRoutes
+    # (the VPC's programmed routes); bestRoutesForRouter holds what this router itself learned.
+    statuses = [gcp.router_status(r) for r in ("cr-aws", "cr-lab")]
+    assert statuses[0]["bestRoutes"] == statuses[1]["bestRoutes"]
+
+    routes = make().poll().routes
+
+    by_router = {r: {x.prefix for x in routes if x.router == r} for r in ("cr-aws", "cr-lab")}
+    assert by_router == {"cr-aws": {"10.20.0.0/16", "10.30.0.0/16"}, "cr-lab": {"192.0.2.0/24"}}
+
+
 def test_route_without_next_hop_tunnel_takes_its_sessions_tunnel(gcp: FakeGcp, make: Any) -> None:
-    del gcp.router_status("cr-aws")["bestRoutes"][0]["nextHopVpnTunnel"]
+    del gcp.router_status("cr-aws")["bestRoutesForRouter"][0]["nextHopVpnTunnel"]
 
     assert make().poll().routes[0].tunnel == "aws-tun-0"
 
@@ -257,7 +269,7 @@ def test_api_calls_grow_with_routers_and_gateways_not_tunnels(gcp: FakeGcp, make
     tunnels = gcp.collections[gcp.regional("vpnTunnels")]
     for i in range(4, 40):
         tunnels.append({**tunnels[0], "name": f"aws-tun-{i}", "selfLink": gcp.link(gcp.regional("vpnTunnels"), str(i))})
-    gcp.router_status("cr-aws")["bestRoutes"] *= 25
+    gcp.router_status("cr-aws")["bestRoutesForRouter"] *= 25
     more = exporter.poll()
     assert len(more.tunnels) == 40 and len(more.routes) == 76
     assert more.api_calls == base

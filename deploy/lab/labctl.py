@@ -40,6 +40,9 @@ FRR_BIN = Path("/usr/lib/frr")
 DEFAULT_PROM_PORT = 19090
 DEFAULT_AM_PORT = 19093
 DEFAULT_WATCHDOG_ADDR = "127.0.0.1:9687"
+DEFAULT_GCP_PORT = 19095  # the GCP emulator: Compute + Cloud DNS REST
+DEFAULT_GCP_MONITORING_PORT = 19096  # its Cloud Monitoring gRPC
+GCP_EMULATOR = "deploy.lab.emulators.gcp_lab"
 STOP_GRACE_SECONDS = 3.0
 
 
@@ -144,6 +147,42 @@ class Daemon:
         return pid
 
 
+def lab_python() -> str:
+    """The interpreter that runs the cloud emulators (they need the project's packages, unlike this
+    stdlib-only tool): $WATCHDOG_LAB_PYTHON, else the repository's .venv."""
+    python = os.environ.get("WATCHDOG_LAB_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+    if not os.access(python, os.X_OK):
+        raise LabError(
+            f"{python}: no Python to run the cloud emulators (run scripts/install-deps.sh, "
+            "or point $WATCHDOG_LAB_PYTHON at a Python with the project installed)"
+        )
+    return python
+
+
+def start_emulator(name: str, module: str, args: Sequence[str], log: Path, pidfile: Path) -> subprocess.Popen[bytes]:
+    """Start `<lab python> -m module args...` from the repository root as a recorded daemon (its
+    log and pidfile at the given paths); `wait_emulator` then waits until it answers."""
+    argv = [lab_python(), "-m", module, *args]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def wait_emulator(name: str, proc: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool]) -> float:
+    """Wait for `ready()`; an emulator that exits fails at once with the tail of its log."""
+
+    def answered() -> bool:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-3:]
+            raise LabError(f"{name} exited {proc.returncode}: {' | '.join(tail)} (log: {log})")
+        return ready()
+
+    return wait_for(f"{name} to answer", answered, 30, 0.1)
+
+
 def stop_pids(pids: Sequence[int]) -> None:
     """SIGTERM, wait up to STOP_GRACE_SECONDS for them to die (or turn zombie), then SIGKILL."""
     for pid in pids:
@@ -192,7 +231,16 @@ class Lab:
         found.append(Daemon("dnsmasq-aws", self.root / "aws" / "dns" / "dnsmasq.pid", str(self.root)))
         found.append(Daemon("alertmanager", L.prom_dir / "alertmanager.pid", str(L.prom_dir)))
         found.append(Daemon("prometheus", L.prom_dir / "prometheus.pid", str(L.prom_dir)))
+        found.append(Daemon("gcp-api", self.gcp_api_pidfile, f"{GCP_EMULATOR} --lab-dir {self.root} "))
         return found
+
+    @property
+    def gcp_api_pidfile(self) -> Path:
+        return self.layout.side_dir(topo.GCP) / "api.pid"
+
+    @property
+    def gcp_api_log(self) -> Path:
+        return self.layout.side_dir(topo.GCP) / "api.log"
 
     def swan_env(self, side: topo.Side) -> dict[str, str]:
         return {**os.environ, "STRONGSWAN_CONF": str(self.layout.swan_dir(side) / "strongswan.conf")}
@@ -270,15 +318,30 @@ class Lab:
 
     # --- up ----------------------------------------------------------------------------------------
 
-    def up(self, *, bgp_timers: tuple[int, int], prom_port: int, am_port: int, watchdog_addr: str) -> dict[str, float]:
+    def up(
+        self,
+        *,
+        bgp_timers: tuple[int, int],
+        prom_port: int,
+        am_port: int,
+        watchdog_addr: str,
+        gcp_port: int = DEFAULT_GCP_PORT,
+        gcp_monitoring_port: int = DEFAULT_GCP_MONITORING_PORT,
+    ) -> dict[str, float]:
         t0 = time.monotonic()
+        lab_python()  # fail before building anything when the emulators cannot run
         previous = self.load_state().get("prefix")
         if previous and previous != self.prefix:
             Lab(self.root, str(previous)).down()
         self.down()
-        for port in (prom_port, am_port):
+        for port, option in (
+            (prom_port, "--prom-port"),
+            (am_port, "--am-port"),
+            (gcp_port, "--gcp-port"),
+            (gcp_monitoring_port, "--gcp-monitoring-port"),
+        ):
             if port_open(port):
-                raise LabError(f"127.0.0.1:{port} is already in use; pick another with --prom-port/--am-port")
+                raise LabError(f"127.0.0.1:{port} is already in use; pick another with {option}")
         self._prepare_dirs()
         self._write_configs(bgp_timers, prom_port, am_port, watchdog_addr)
         self.save_state(
@@ -291,6 +354,8 @@ class Lab:
             cuts=[],
             mtu=1500,
             proposals="small",
+            gcp_api_port=gcp_port,
+            gcp_monitoring_port=gcp_monitoring_port,
         )
         alertmanager = self._start_alertmanager(am_port)
         self._build_network()
@@ -302,6 +367,23 @@ class Lab:
         for side in topo.SIDES:
             self._start_frr(side)
         self._start_dnsmasq()
+        # The emulator reads the lab on each request, so it may start (and import) while the VPN comes up.
+        gcp_api = start_emulator(
+            "GCP API emulator",
+            GCP_EMULATOR,
+            [
+                "--lab-dir",
+                str(self.root),
+                "--prefix",
+                self.prefix,
+                "--port",
+                str(gcp_port),
+                "--monitoring-port",
+                str(gcp_monitoring_port),
+            ],
+            self.gcp_api_log,
+            self.gcp_api_pidfile,
+        )
         self._wait_serving("alertmanager", alertmanager, f"http://127.0.0.1:{am_port}/-/ready")
         prometheus = self._start_prometheus(prom_port)
         n = len(topo.TUNNELS)
@@ -320,6 +402,13 @@ class Lab:
         )
         t_bgp = time.monotonic()
         self._wait_serving("prometheus", prometheus, f"http://127.0.0.1:{prom_port}/-/ready")
+        gateways = f"/compute/v1/projects/{topo.GCP_PROJECT}/regions/{topo.GCP_REGION}/vpnGateways"
+        wait_emulator(
+            "GCP API emulator",
+            gcp_api,
+            self.gcp_api_log,
+            lambda: _http_ok(f"http://127.0.0.1:{gcp_port}{gateways}") and port_open(gcp_monitoring_port),
+        )
         return {"total": time.monotonic() - t0, "child_sas": t_sas - t_charon, "bgp": t_bgp - t_charon}
 
     def _prepare_dirs(self) -> None:
@@ -652,6 +741,14 @@ class Lab:
             "cuts": state.get("cuts", []),
             "mtu": state.get("mtu"),
             "proposals": state.get("proposals"),
+            "gcp_api": {
+                "endpoint": f"http://127.0.0.1:{state['gcp_api_port']}",
+                "monitoring_endpoint": f"http://127.0.0.1:{state['gcp_monitoring_port']}",
+                "project": topo.GCP_PROJECT,
+                "region": topo.GCP_REGION,
+            }
+            if "gcp_api_port" in state
+            else {},
             "watchdog_config": str(self.layout.watchdog_yaml),
         }
 
@@ -718,6 +815,10 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--watchdog-addr", default=DEFAULT_WATCHDOG_ADDR, help="where the daemon listens (Prometheus scrapes it)"
     )
+    u.add_argument("--gcp-port", type=int, default=DEFAULT_GCP_PORT, help="GCP emulator: Compute + Cloud DNS REST")
+    u.add_argument(
+        "--gcp-monitoring-port", type=int, default=DEFAULT_GCP_MONITORING_PORT, help="GCP emulator: Monitoring gRPC"
+    )
     sub.add_parser("down", help="stop every lab process and delete the namespaces")
     s = sub.add_parser("status", help="namespaces, processes, SAs, BGP")
     s.add_argument("--json", action="store_true")
@@ -750,6 +851,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     prom_port=args.prom_port,
                     am_port=args.am_port,
                     watchdog_addr=args.watchdog_addr,
+                    gcp_port=args.gcp_port,
+                    gcp_monitoring_port=args.gcp_monitoring_port,
                 )
             except BaseException:
                 print(f"labctl: up failed; logs are under {lab.root}; cleaning up", file=sys.stderr)
@@ -761,6 +864,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"daemon config: {lab.layout.watchdog_yaml}")
             print(f"Prometheus http://127.0.0.1:{args.prom_port}  Alertmanager http://127.0.0.1:{args.am_port}")
+            print(
+                f"GCP API http://127.0.0.1:{args.gcp_port} (Compute, Cloud DNS)  "
+                f"Cloud Monitoring gRPC 127.0.0.1:{args.gcp_monitoring_port}; log {lab.gcp_api_log}"
+            )
         elif args.verb == "down":
             print(f"lab down in {lab.down():.2f} s")
         elif args.verb == "status":
@@ -809,6 +916,9 @@ def _print_status(status: dict[str, object]) -> None:
             for peer, info in peers.items():
                 print(f"  bgp {side} {peer:15} {info['state']:12} pfxRcd {info['pfxRcd']}")
     print(f"  cuts: {status['cuts']}  mtu: {status['mtu']}  proposals: {status['proposals']}")
+    gcp_api = status.get("gcp_api")
+    if isinstance(gcp_api, dict) and gcp_api:
+        print(f"  GCP API {gcp_api['endpoint']}  Monitoring {gcp_api['monitoring_endpoint']} (gRPC)")
 
 
 if __name__ == "__main__":

@@ -12,25 +12,31 @@ mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
 FakeGcp API (mutate between polls, not during one):
 - `collections[path]`: lists of resource dicts in the REST JSON shape, keyed by the path after
   `/compute/v1/projects/{project}/`, e.g. `regions/{region}/vpnTunnels`, `global/externalVpnGateways`.
-  Each serves `GET path` (list; paginated by `page_size` or the request's `maxResults`, the page
-  token is an offset) and `GET path/{name}` (get; 404 when missing). `aggregated/{kind}` groups the
-  `regions/*/{kind}` collections (not paginated). So adding `global/networks` items with `peerings[]`
+  Each serves `GET path` (list; pages of the request's `maxResults`, else `page_size`, else 500,
+  the real API's default and maximum (more is HTTP 400); the page token is an offset) and
+  `GET path/{name}` (get; 404 when missing). `aggregated/{kind}` groups the `regions/*/{kind}`
+  collections, paginated the same way. So adding `global/networks` items with `peerings[]`
   makes `networks.get` work, and the `routers` items already carry `bgp`, `bgpPeers`, `interfaces`.
 - `add(path, item)` appends an item (filling `selfLink`); `resource(path, name)` returns the live
   dict to mutate; `regional(kind)` -> `regions/{region}/{kind}`; `link(path, name)` -> the URL the
   real API puts in reference fields (`https://www.googleapis.com/compute/v1/projects/...`).
-- `actions[(item_path, action)]`: the `result` object of a custom method, e.g.
+- `actions[(item_path, action)]`: the `result` object of a custom method (the response adds the
+  `kind` of ACTION_KINDS: `compute#routerStatusResponse`, none for getStatus), e.g.
   `(regional("routers") + "/cr-aws", "getRouterStatus")`, `(regional("vpnGateways") + "/ha-gw",
   "getStatus")`. Helpers: `router_status(router)`, `set_peer_status(router, peer, status, state,
   **fields)`, `set_tunnel_status(tunnel, status, detail)`, `set_redundancy(gateway, met)`.
 - `route(method, regex, handler)`: anything else, checked first; `handler(FakeRequest) -> (status,
-  json_obj)`.
+  json_obj)`. `before_request`: callables run with each request before it is answered (the lab's
+  emulator refreshes its live values there). Anything not served answers Google's JSON error
+  (HTTP 404 `notFound`) and logs one line; `start(port)` listens on a fixed loopback port.
 - Default topology (unless `empty=True`): HA gateway `ha-gw` (interfaces 203.0.113.10/.11), external
   gateway `aws-peer` (FOUR_IPS_REDUNDANCY, 198.51.100.1-4), tunnels `aws-tun-0..3` (interface i//2,
   peer interface i; `aws-tun-2` NO_INCOMING_PACKETS), router `cr-aws` (peer `aws-peer-i` over
-  `aws-tun-i`, 169.254.1i.1 <-> .2; the one over aws-tun-2 DOWN/Idle; bestRoutes 10.20.0.0/16 via
-  tunnels 0 and 1, 10.30.0.0/16 via tunnel 3, plus a TRANSIT route), router `cr-lab` (one UP peer,
-  no tunnel, 192.0.2.0/24), `ha-gw` getStatus CONNECTION_REDUNDANCY_MET.
+  `aws-tun-i`, 169.254.1i.1 <-> .2; the one over aws-tun-2 DOWN/Idle; bestRoutesForRouter
+  10.20.0.0/16 via tunnels 0 and 1, 10.30.0.0/16 via tunnel 3), router `cr-lab` in the same hub
+  VPC (one UP peer, no tunnel, bestRoutesForRouter 192.0.2.0/24); both routers' `bestRoutes` are
+  the VPC-wide set (all four BGP routes plus a TRANSIT one), as the real API reports them;
+  `ha-gw` getStatus CONNECTION_REDUNDANCY_MET.
 - Faults: `fault(regex, status=500, body=None, headers={}, delay=0, times=None)` answers requests
   whose path matches `regex` with a Google-style JSON error (or `body` verbatim, e.g. `"{"` for
   malformed JSON with `status=200`); `delay` waits first (interrupted by `stop()`); `status=0` with a
@@ -49,6 +55,8 @@ point ending at `end` (default now) to `{direction}_packets_count{status}`, or w
 to `dropped_{direction}_packets_count`; `add_point(metric_type, value, labels=...)` for any metric.
 ListTimeSeries honours `metric.type` and `resource.labels.region` equality terms of the filter and
 returns points whose end lies in (start, end], newest first; `page_size` paginates by series.
+`before_list`: callables run with the query's interval end before a ListTimeSeries is answered;
+`prune(before)` forgets points that ended before then. Other gRPC methods answer UNIMPLEMENTED.
 `fault(code, message, retry_delay=None, delay=0, times=None)`: abort with `code` (and a RetryInfo
 detail when `retry_delay` is set) after `delay`; `code=None` lets the call through (useful with
 `times=1` to fail the second call only). `requests` holds name, filter, start, end, page_token.
@@ -60,6 +68,7 @@ point a future `end` (e.g. `end=time.time() + 2`): it shows up once a poll's win
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -73,7 +82,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
+log = logging.getLogger(__name__)
+
 COMPUTE = "https://www.googleapis.com/compute/v1"
+MAX_RESULTS = 500  # the real API's default and largest page (maxResults)
+# The `kind` of custom methods' responses (compute_v1 types); vpnGateways.getStatus has none.
+ACTION_KINDS = {"getRouterStatus": "compute#routerStatusResponse"}
 MASKED_SECRET = "*************"  # what the real API returns for a tunnel's sharedSecret
 _PREFIX = re.compile(r"^/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.*)$")
 _ERROR_REASONS = {
@@ -129,6 +143,8 @@ class FakeGcp:
         self.requests: list[FakeRequest] = []
         self.token = "fake-access-token"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        # Called before every request is answered (outside the lock): a live emulator refreshes here.
+        self.before_request: list[Callable[[FakeRequest], None]] = []
         self._faults: list[HttpFault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -138,7 +154,7 @@ class FakeGcp:
             self.load_default_topology()
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> FakeGcp:
+    def start(self, port: int = 0) -> FakeGcp:
         fake = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -148,10 +164,19 @@ class FakeGcp:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
+            def do_PUT(self) -> None:
+                fake._handle(self, "PUT")
+
+            def do_PATCH(self) -> None:
+                fake._handle(self, "PATCH")
+
+            def do_DELETE(self) -> None:
+                fake._handle(self, "DELETE")
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         server.daemon_threads = True
         server.block_on_close = False  # a slow-response fault must not hold up stop()
         self._server = server
@@ -341,23 +366,29 @@ class FakeGcp:
                 "asPaths": [{"pathSegmentType": "AS_SEQUENCE", "asLists": [64512 + i // 2]}],
             }
 
+        # Two Cloud Routers in the hub VPC: `bestRoutes` is the region's VPC-wide best routes (both
+        # routers' and a TRANSIT one), `bestRoutesForRouter` only what this router learned itself.
+        aws_routes = [best("10.20.0.0/16", 0), best("10.20.0.0/16", 1), best("10.30.0.0/16", 3)]
+        lab_route = {
+            "destRange": "192.0.2.0/24",
+            "nextHopIp": "169.254.20.2",
+            "priority": 100,
+            "routeType": "BGP",
+            "routeStatus": "ACTIVE",
+        }
+        vpc_routes = [*aws_routes, best("10.99.0.0/16", 3, "TRANSIT"), lab_route]
         self.actions[(f"{routers}/cr-aws", "getRouterStatus")] = {
             "network": self.link("global/networks", "hub"),
             "bgpPeerStatus": peers,
-            "bestRoutes": [
-                best("10.20.0.0/16", 0),
-                best("10.20.0.0/16", 1),
-                best("10.30.0.0/16", 3),
-                best("10.99.0.0/16", 3, "TRANSIT"),
-            ],
-            "bestRoutesForRouter": [best("10.20.0.0/16", 0)],
+            "bestRoutes": vpc_routes,
+            "bestRoutesForRouter": aws_routes,
         }
         self.add(
             routers,
             {
                 "kind": "compute#router",
                 "name": "cr-lab",
-                "network": self.link("global/networks", "lab"),
+                "network": self.link("global/networks", "hub"),
                 "bgp": {"asn": 64600},
                 "bgpPeers": [
                     {
@@ -370,7 +401,7 @@ class FakeGcp:
             },
         )
         self.actions[(f"{routers}/cr-lab", "getRouterStatus")] = {
-            "network": self.link("global/networks", "lab"),
+            "network": self.link("global/networks", "hub"),
             "bgpPeerStatus": [
                 {
                     "name": "lab-peer",
@@ -382,7 +413,8 @@ class FakeGcp:
                     "uptimeSeconds": "60",
                 }
             ],
-            "bestRoutes": [{"destRange": "192.0.2.0/24", "nextHopIp": "169.254.20.2", "routeType": "BGP"}],
+            "bestRoutes": vpc_routes,
+            "bestRoutesForRouter": [lab_route],
         }
         self.actions[(f"{gateways}/ha-gw", "getStatus")] = {
             "vpnConnections": [
@@ -518,7 +550,11 @@ class FakeGcp:
             body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
             self._send(http, fault.status, body.encode(), fault.headers)
             return
+        for refresh in self.before_request:
+            refresh(request)
         status, payload = self._dispatch(request)
+        if status == 404:
+            log.warning("404 notFound: %s %s", method, request.path)
         self._send(http, status, json.dumps(payload).encode(), {})
 
     def _take_fault(self, path: str) -> HttpFault | None:
@@ -546,10 +582,14 @@ class FakeGcp:
 
     def _compute(self, rest: str, request: FakeRequest) -> tuple[int, Any]:
         with self._lock:
+            size = self._page_size(request)
+            if size is None:
+                message = f"Invalid value for field 'maxResults': must be less than or equal to {MAX_RESULTS}"
+                return 400, _error(400, message)
             if rest in self.collections:
-                return 200, self._page(rest, self.collections[rest], request)
+                return 200, self._page(rest, self.collections[rest], request, size)
             if rest.startswith("aggregated/"):
-                return 200, self._aggregated(rest.removeprefix("aggregated/"))
+                return 200, self._aggregated(rest.removeprefix("aggregated/"), request, size)
             collection, _, name = rest.rpartition("/")
             if collection in self.collections:
                 for item in self.collections[collection]:
@@ -557,11 +597,20 @@ class FakeGcp:
                         return 200, item
             item_path, _, action = rest.rpartition("/")
             if (item_path, action) in self.actions:
-                return 200, {"kind": f"compute#{action}Response", "result": self.actions[(item_path, action)]}
+                response: dict[str, Any] = {"result": self.actions[(item_path, action)]}
+                if action in ACTION_KINDS:  # vpnGateways.getStatus has no `kind`
+                    response["kind"] = ACTION_KINDS[action]
+                return 200, response
         return 404, _error(404, f"The resource 'projects/{self.project}/{rest}' was not found")
 
-    def _page(self, collection: str, items: list[dict[str, Any]], request: FakeRequest) -> dict[str, Any]:
-        size = int(request.query.get("maxResults", [0])[0]) or self.page_size or len(items) or 1
+    def _page_size(self, request: FakeRequest) -> int | None:
+        """`maxResults` (default and maximum 500, as the real API); None when it is out of range."""
+        asked = int(request.query.get("maxResults", [0])[0] or 0)
+        if asked > MAX_RESULTS or asked < 0:
+            return None
+        return asked or self.page_size or MAX_RESULTS
+
+    def _page(self, collection: str, items: list[dict[str, Any]], request: FakeRequest, size: int) -> dict[str, Any]:
         start = int(request.query.get("pageToken", ["0"])[0] or 0)
         kind = collection.rsplit("/", 1)[-1]
         page: dict[str, Any] = {
@@ -574,13 +623,33 @@ class FakeGcp:
             page["nextPageToken"] = str(start + size)
         return page
 
-    def _aggregated(self, kind: str) -> dict[str, Any]:
-        scoped: dict[str, Any] = {}
-        for collection, items in self.collections.items():
+    def _aggregated(self, kind: str, request: FakeRequest, size: int) -> dict[str, Any]:
+        """Pages of `size` items across the `regions/*/{kind}` scopes (token = offset); a scope
+        without items appears, with its NO_RESULTS_ON_PAGE warning, on the first page only."""
+        start = int(request.query.get("pageToken", ["0"])[0] or 0)
+        entries: list[tuple[str, dict[str, Any]]] = []
+        empty: list[str] = []
+        for collection, items in sorted(self.collections.items()):
             scope, _, collection_kind = collection.rpartition("/")
             if collection_kind == kind and scope.startswith("regions/"):
-                scoped[scope] = {kind: items} if items else {"warning": {"code": "NO_RESULTS_ON_PAGE"}}
-        return {"kind": f"compute#{kind[:-1]}AggregatedList", "items": scoped}
+                entries += [(scope, item) for item in items]
+                if not items:
+                    empty.append(scope)
+        scoped: dict[str, Any] = {}
+        for scope, item in entries[start : start + size]:
+            scoped.setdefault(scope, {kind: []})[kind].append(item)
+        if start == 0:
+            for scope in empty:
+                scoped[scope] = {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "There are no results."}}
+        page: dict[str, Any] = {
+            "kind": f"compute#{kind[:-1]}AggregatedList",
+            "id": f"projects/{self.project}/aggregated/{kind}",
+            "items": scoped,
+            "selfLink": f"{COMPUTE}/projects/{self.project}/aggregated/{kind}",
+        }
+        if start + size < len(entries):
+            page["nextPageToken"] = str(start + size)
+        return page
 
     @staticmethod
     def _send(http: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -667,12 +736,15 @@ class FakeMonitoring:
         self.series: list[FakeSeries] = []
         self.requests: list[dict[str, Any]] = []
         self._faults: list[GrpcFault] = []
+        # Called with a ListTimeSeries request's interval end before it is answered (a live emulator
+        # adds the points up to then here).
+        self.before_list: list[Callable[[float], None]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: grpc.Server | None = None
         self._port = 0
 
-    def start(self) -> FakeMonitoring:
+    def start(self, port: int = 0) -> FakeMonitoring:
         from google.cloud import monitoring_v3
 
         handler = grpc.method_handlers_generic_handler(
@@ -686,8 +758,8 @@ class FakeMonitoring:
             },
         )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self._server.add_generic_rpc_handlers((handler,))
-        self._port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.add_generic_rpc_handlers((handler, _Unimplemented()))
+        self._port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self._server.start()
         return self
 
@@ -757,6 +829,12 @@ class FakeMonitoring:
             labels={"tunnel_name": tunnel, "status": status},
         )
 
+    def prune(self, before: float) -> None:
+        """Forget points that ended before `before` (a long-running emulator keeps memory flat)."""
+        with self._lock:
+            for series in self.series:
+                series.points = [p for p in series.points if p.end >= before]
+
     def fault(
         self,
         code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE,
@@ -798,6 +876,8 @@ class FakeMonitoring:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down")
             if fault.code is not None:
                 _abort(context, fault)
+        for refresh in self.before_list:
+            refresh(end)
         wanted = _filter_terms(request.filter)
         with self._lock:
             matching = []
@@ -846,6 +926,19 @@ class FakeMonitoring:
         if not self.points_per_page and offset + size < len(matching):
             response.next_page_token = str(offset + size)
         return response
+
+
+class _Unimplemented(grpc.GenericRpcHandler):
+    """Every other method: UNIMPLEMENTED at once (and one log line), as Google answers unknown RPCs."""
+
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        log.warning("UNIMPLEMENTED: gRPC %s", method)
+
+        def abort(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this emulator")
+
+        return grpc.unary_unary_rpc_method_handler(abort)
 
 
 def _filter_terms(text: str) -> dict[str, str]:
