@@ -1,0 +1,247 @@
+"""The lab's GCP API emulator, read by our real GcpExporter: every value comes from the live lab.
+
+One lab per module (namespace prefix from `lab_prefix("g")`), always torn down; BGP 1/3 and DPD 2 s,
+so a cut shows within seconds. The emulator is the one `labctl up` starts (Compute REST on
+--gcp-port, Cloud Monitoring gRPC on --gcp-monitoring-port).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.cloud import compute_v1
+
+from deploy.lab import topology as topo
+from exporters.gcp import GcpExporter, monitoring_client
+from tests.compute_shapes import shape_errors
+from tests.conftest import free_port, lab_prefix, require_root
+from watchdog.config import GcpExporterConfig
+from watchdog.model import Snapshot
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+LABCTL = REPO / "deploy" / "lab" / "labctl.py"
+PREFIX = lab_prefix("g")
+REGIONAL = f"/compute/v1/projects/{topo.GCP_PROJECT}/regions/{topo.GCP_REGION}"
+
+
+def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    python = shutil.which("python3") or sys.executable
+    return subprocess.run(
+        [python, str(LABCTL), "--dir", str(lab_dir), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    require_root()
+    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
+    directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
+    ports = {"gcp": free_port(), "monitoring": free_port()}
+    try:
+        result = labctl(
+            directory,
+            "up",
+            "--prefix",
+            PREFIX,
+            "--prom-port",
+            str(free_port()),
+            "--am-port",
+            str(free_port()),
+            "--gcp-port",
+            str(ports["gcp"]),
+            "--gcp-monitoring-port",
+            str(ports["monitoring"]),
+        )
+        assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
+        state = json.loads((directory / "state.json").read_text())
+        assert (state["gcp_api_port"], state["gcp_monitoring_port"]) == (ports["gcp"], ports["monitoring"])
+        yield {
+            "dir": directory,
+            "url": f"http://127.0.0.1:{ports['gcp']}",
+            "mon": f"http://127.0.0.1:{ports['monitoring']}",
+        }
+    finally:
+        labctl(directory, "down")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def exporter(lab: dict[str, Any]) -> Iterator[GcpExporter]:
+    config = GcpExporterConfig(
+        name="gcp-lab",
+        type="gcp",
+        project=topo.GCP_PROJECT,
+        region=topo.GCP_REGION,
+        endpoint=lab["url"],
+        monitoring_endpoint=lab["mon"],
+    )  # no credentials: anonymous over plain http
+    built = GcpExporter(config, timeout=5.0)
+    yield built
+    built.close()
+
+
+def get(lab: dict[str, Any], path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"{lab['url']}{path}", timeout=5) as response:  # loopback only
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def poll_until(exporter: GcpExporter, check: Callable[[Snapshot], bool], timeout: float) -> tuple[Snapshot, float]:
+    start = time.monotonic()
+    while True:
+        snapshot = exporter.poll()
+        if check(snapshot):
+            return snapshot, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout:g} s: {snapshot}")
+        time.sleep(0.2)
+
+
+def gcp_vtysh(lab: dict[str, Any], *commands: str) -> None:
+    frr = lab["dir"] / "gcp" / "frr"
+    argv = ["vtysh", "--vty_socket", str(frr)]
+    for command in commands:
+        argv += ["-c", command]
+    subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+
+def test_healthy_lab_seen_through_the_gcp_api(lab: dict[str, Any], exporter: GcpExporter) -> None:
+    snapshot = exporter.poll()
+
+    assert [(t.name, t.status, t.local_ip, t.peer_ip, t.router) for t in snapshot.tunnels] == [
+        (spec.name, "ESTABLISHED", spec.gcp_outside, spec.aws_outside, topo.CLOUD_ROUTER) for spec in topo.TUNNELS
+    ]
+    assert [(s.peer, s.up, s.local_ip, s.peer_ip, s.tunnel, s.received_prefixes) for s in snapshot.bgp_sessions] == [
+        (f"peer-{spec.name}", True, spec.gcp_inside, spec.aws_inside, spec.name, 2) for spec in topo.TUNNELS
+    ]
+    assert all(s.uptime_seconds is not None for s in snapshot.bgp_sessions)
+    paths = {prefix: {r.tunnel for r in snapshot.routes if r.prefix == prefix} for prefix in topo.AWS_VPC}
+    assert paths == {prefix: {spec.name for spec in topo.TUNNELS} for prefix in topo.AWS_VPC}
+    assert [(g.name, g.redundancy_met) for g in snapshot.gateways] == [(topo.HA_VPN_GATEWAY, True)]
+
+
+def test_lab_responses_fit_compute_v1(lab: dict[str, Any]) -> None:
+    project = f"/compute/v1/projects/{topo.GCP_PROJECT}"
+    documents = {
+        f"{REGIONAL}/vpnTunnels": compute_v1.VpnTunnelList,
+        f"{REGIONAL}/vpnGateways": compute_v1.VpnGatewayList,
+        f"{REGIONAL}/vpnGateways/{topo.HA_VPN_GATEWAY}/getStatus": compute_v1.VpnGatewaysGetStatusResponse,
+        f"{REGIONAL}/routers": compute_v1.RouterList,
+        f"{REGIONAL}/routers/{topo.CLOUD_ROUTER}/getRouterStatus": compute_v1.RouterStatusResponse,
+        f"{project}/global/externalVpnGateways/{topo.EXTERNAL_VPN_GATEWAY}": compute_v1.ExternalVpnGateway,
+        f"{project}/global/networks/{topo.HUB_NETWORK}": compute_v1.Network,
+        f"{project}/global/networks/{topo.SPOKE_NETWORK}": compute_v1.Network,
+        f"{project}/aggregated/subnetworks": compute_v1.SubnetworkAggregatedList,
+    }
+    for path, message in documents.items():
+        status, document = get(lab, path)
+        assert status == 200 and shape_errors(document, message) == [], path
+
+    _, zones = get(lab, f"/dns/v1/projects/{topo.GCP_PROJECT}/managedZones")
+    assert sorted((z["name"], z.get("forwardingConfig", z.get("peeringConfig"))) for z in zones["managedZones"]) == [
+        ("aws-internal", {"targetNameServers": [{"ipv4Address": topo.DNS_ADDRESS, "forwardingPath": "private"}]}),
+        (
+            "aws-internal-peer",
+            {"targetNetwork": {"networkUrl": compute(f"global/networks/{topo.HUB_NETWORK}")}},
+        ),
+    ]
+    _, hub = get(lab, f"{project}/global/networks/{topo.HUB_NETWORK}")
+    assert [(p["name"], p["exportCustomRoutes"]) for p in hub["peerings"]] == [("hub-to-spoke", True)]
+
+
+def compute(rest: str) -> str:
+    return f"https://www.googleapis.com/compute/v1/projects/{topo.GCP_PROJECT}/{rest}"
+
+
+def test_cut_shows_in_the_gcp_api_and_restore_brings_it_back(lab: dict[str, Any], exporter: GcpExporter) -> None:
+    def tunnel3_down(s: Snapshot) -> bool:
+        tunnel = next(t for t in s.tunnels if t.name == "tun3")
+        session = next(x for x in s.bgp_sessions if x.peer == "peer-tun3")
+        return not tunnel.up and not session.up
+
+    assert labctl(lab["dir"], "cut", "3").returncode == 0
+    snapshot, took = poll_until(exporter, tunnel3_down, 30)
+    print(f"\ncut 3 -> tunnel and peer down in the GCP API after {took:.2f} s")
+    tun3 = next(t for t in snapshot.tunnels if t.name == "tun3")
+    assert tun3.status in ("NO_INCOMING_PACKETS", "NEGOTIATION_FAILURE", "FIRST_HANDSHAKE")
+    assert [t.name for t in snapshot.tunnels if t.up] == ["tun1", "tun2", "tun4"]
+    assert not any(r.tunnel == "tun3" for r in snapshot.routes)
+    assert snapshot.gateways[0].redundancy_met is False
+
+    assert labctl(lab["dir"], "restore", "3").returncode == 0
+    _, took = poll_until(exporter, lambda s: all(t.up for t in s.tunnels) and all(x.up for x in s.bgp_sessions), 60)
+    print(f"restore 3 -> all up again in the GCP API after {took:.2f} s")
+
+
+def test_removing_the_spoke_network_drops_it_from_the_advertisements(lab: dict[str, Any]) -> None:
+    def advertised() -> list[str]:
+        _, router = get(lab, f"{REGIONAL}/routers/{topo.CLOUD_ROUTER}")
+        return [r["range"] for r in router["bgp"]["advertisedIpRanges"]]
+
+    assert advertised() == [topo.GCP_VPC[0], topo.SPOKE_RANGE]
+    af = ("configure terminal", f"router bgp {topo.GCP_ASN}", "address-family ipv4 unicast")
+    gcp_vtysh(lab, *af, f"no network {topo.SPOKE_RANGE}")
+    try:
+        deadline = time.monotonic() + 15
+        while advertised() != [topo.GCP_VPC[0]] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert advertised() == [topo.GCP_VPC[0]]
+    finally:
+        gcp_vtysh(lab, *af, f"network {topo.SPOKE_RANGE}")
+    deadline = time.monotonic() + 15
+    while advertised() != [topo.GCP_VPC[0], topo.SPOKE_RANGE] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert advertised() == [topo.GCP_VPC[0], topo.SPOKE_RANGE]
+
+
+def test_what_the_emulator_does_not_implement_answers_at_once(lab: dict[str, Any]) -> None:
+    start = time.monotonic()
+    status, body = get(lab, f"{REGIONAL}/forwardingRules")
+    assert status == 404 and body["error"]["errors"][0]["reason"] == "notFound"
+    log = (lab["dir"] / "gcp" / "api.log").read_text()
+    assert f"404 notFound: GET {REGIONAL}/forwardingRules" in log
+
+    client = monitoring_client(lab["mon"], None)
+    with pytest.raises(Exception) as info:
+        client.list_metric_descriptors(name=f"projects/{topo.GCP_PROJECT}", timeout=5)
+    assert getattr(info.value, "grpc_status_code", None) == grpc.StatusCode.UNIMPLEMENTED
+    assert time.monotonic() - start < 5
+
+
+def test_packet_counters_rise_while_a_ping_runs_across_a_tunnel(lab: dict[str, Any], exporter: GcpExporter) -> None:
+    def counts(s: Snapshot) -> dict[tuple[str, str], int]:
+        return {(c.tunnel, c.direction): int(c.count) for c in s.packet_counts if c.status == "successful"}
+
+    before = counts(exporter.poll())
+    ping = subprocess.run(
+        ["ip", "netns", "exec", f"{PREFIX}gcp", "fping", "-q", "-c", "60", "-p", "20", topo.TUNNELS[1].aws_inside],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "60/60/0%" in ping.stderr, ping.stderr
+
+    def risen(s: Snapshot) -> bool:
+        now = counts(s)
+        return all(now.get(("tun2", d), 0) - before.get(("tun2", d), 0) >= 60 for d in ("sent", "received"))
+
+    snapshot, _ = poll_until(exporter, risen, 10)
+    quiet = counts(snapshot)
+    # The other tunnels carry only BGP keepalives (one a second each way) meanwhile.
+    assert quiet.get(("tun1", "sent"), 0) - before.get(("tun1", "sent"), 0) < 30
