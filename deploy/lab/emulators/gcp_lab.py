@@ -241,7 +241,7 @@ class LabReader:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._view: LabView | None = None
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-read")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-read")
 
     def view(self) -> LabView:
         with self._lock:  # one reading at a time; requests arriving meanwhile share it
@@ -251,14 +251,13 @@ class LabReader:
 
     def _read(self) -> LabView:
         gcp = topo.GCP
-        sas = self._pool.submit(self._list_sas)
-        summary = self._pool.submit(self.lab.vtysh_json, gcp, "show bgp summary json")
-        table = self._pool.submit(self.lab.vtysh_json, gcp, "show ip bgp json")
-        learned, announced = routes_from_table(table.result())
+        sas = self._pool.submit(self._list_sas)  # VICI takes ~2 ms, vtysh ~150 ms: run them side by side
+        summary, table = self.lab.vtysh_jsons(gcp, "show bgp summary json", "show ip bgp json")
+        learned, announced = routes_from_table(table)
         return LabView(
             taken_at=time.monotonic(),
             tunnels=tunnels_from_sas(sas.result()),
-            peers=peers_from_summary(summary.result()),
+            peers=peers_from_summary(summary),
             learned=learned,
             announced=announced,
         )
