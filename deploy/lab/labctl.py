@@ -5,7 +5,8 @@
 
 Real strongSwan (charon-systemd, kernel-libipsec), FRR (zebra+bgpd), dnsmasq, Prometheus and
 Alertmanager, one set per namespace, all state under one directory (default `<repo>/.lab`, or
-$WATCHDOG_LAB_DIR). Standard library only, so it runs before the project's virtualenv exists.
+$WATCHDOG_LAB_DIR). Standard library only, so it runs before the project's virtualenv exists; the
+cloud API emulators it starts (deploy/lab/emulators) run with the project's Python (`lab_python()`).
 It must not touch anything it did not create: processes are stopped only by their recorded PIDs
 after checking /proc/PID/cmdline, and only the lab's own `<prefix>*` namespaces (default `vw-`) and
 its `<prefix>aws-tap` link are removed.
