@@ -230,16 +230,18 @@ def test_packet_counters_rise_while_a_ping_runs_across_a_tunnel(lab: dict[str, A
 
     before = counts(exporter.poll())
     ping = subprocess.run(
-        ["ip", "netns", "exec", f"{PREFIX}gcp", "fping", "-q", "-c", "60", "-p", "20", topo.TUNNELS[1].aws_inside],
+        ["ip", "netns", "exec", f"{PREFIX}gcp", "fping", "-q", "-c", "60", "-p", "50", topo.TUNNELS[1].aws_inside],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert "60/60/0%" in ping.stderr, ping.stderr
+    # "169.254.10.5 : xmt/rcv/%loss = 60/58/3%, ...": every answered echo went out and came back over tun2
+    answered = int(ping.stderr.split("=")[1].split("/")[1])
+    assert answered >= 30, ping.stderr
 
     def risen(s: Snapshot) -> bool:
         now = counts(s)
-        return all(now.get(("tun2", d), 0) - before.get(("tun2", d), 0) >= 60 for d in ("sent", "received"))
+        return all(now.get(("tun2", d), 0) - before.get(("tun2", d), 0) >= answered for d in ("sent", "received"))
 
     snapshot, _ = poll_until(exporter, risen, 10)
     quiet = counts(snapshot)
