@@ -33,6 +33,7 @@ LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 PREFIX = "vwb-"
 AM_PORT, PROM_PORT, WD_PORT = 19193, 19190, 19787
+GCP_PORT = 19191  # and 19192: the lab's GCP API emulator
 ADJ_DOWN = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+).*ADJCHANGE: neighbor (\S+).* Down")
 
 
@@ -141,6 +142,10 @@ def main() -> int:
             str(PROM_PORT),
             "--watchdog-addr",
             f"127.0.0.1:{WD_PORT}",
+            "--gcp-port",
+            str(GCP_PORT),
+            "--gcp-monitoring-port",
+            str(GCP_PORT + 1),
         )
         print(f"lab up in {time.monotonic() - started:.1f}s")
         log = (lab_dir / "watchdog.log").open("wb")

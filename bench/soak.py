@@ -31,6 +31,7 @@ LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 PREFIX = "vws-"
 AM_PORT, PROM_PORT, WD_PORT = 19293, 19290, 19887
+GCP_PORT = 19291  # and 19292: the lab's GCP API emulator
 
 
 def lab(lab_dir: Path, *args: str) -> None:
@@ -99,6 +100,10 @@ def main() -> int:
             str(PROM_PORT),
             "--watchdog-addr",
             f"127.0.0.1:{WD_PORT}",
+            "--gcp-port",
+            str(GCP_PORT),
+            "--gcp-monitoring-port",
+            str(GCP_PORT + 1),
         )
         log = (lab_dir / "watchdog.log").open("wb")
         config = lab_dir / "watchdog.yaml"

@@ -60,6 +60,10 @@ def lab() -> Iterator[tuple[Path, DaemonProcess, int]]:
             str(am_port),
             "--watchdog-addr",
             f"127.0.0.1:{port}",
+            "--gcp-port",
+            str(free_port()),
+            "--gcp-monitoring-port",
+            str(free_port()),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         daemon = DaemonProcess(directory / "watchdog.yaml", port)

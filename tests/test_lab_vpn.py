@@ -48,6 +48,11 @@ def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.Complet
     )
 
 
+def gcp_ports() -> list[str]:
+    """Free ports for the lab's GCP API emulator (its defaults belong to the demo lab)."""
+    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port())]
+
+
 @pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
     require_root()
@@ -56,7 +61,15 @@ def lab_dir() -> Iterator[Path]:
     try:
         start = time.monotonic()
         result = labctl(
-            directory, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port())
+            directory,
+            "up",
+            "--prefix",
+            PREFIX,
+            "--prom-port",
+            str(free_port()),
+            "--am-port",
+            str(free_port()),
+            *gcp_ports(),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         print(f"\nlab up: {time.monotonic() - start:.2f} s; {result.stdout.splitlines()[0]}")
@@ -262,6 +275,7 @@ def test_status_reports_every_process_running(lab_dir: Path) -> None:
     assert sorted(status["processes"]) == sorted(
         [
             "charon-gcp",
+            "gcp-api",
             "zebra-gcp",
             "bgpd-gcp",
             "charon-aws",
@@ -293,7 +307,9 @@ def test_down_after_a_crash_leaves_nothing_and_up_works_again(lab_dir: Path) -> 
     assert subprocess.run(["ip", "link", "show", f"{PREFIX}aws-tap"], capture_output=True).returncode != 0
     assert not [pid for pid in pids if _running(pid)]
 
-    again = labctl(lab_dir, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port()))
+    again = labctl(
+        lab_dir, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port()), *gcp_ports()
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(labctl(lab_dir, "status", "--json").stdout)["up"] is True
 
