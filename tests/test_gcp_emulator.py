@@ -246,6 +246,7 @@ def test_lab_emulator_packet_points_are_the_counter_deltas() -> None:
     reader.current = reading(tunnels=grown)
 
     emulator._sample_packets(160.0)
+    emulator._sample_packets(170.0)  # the same reading again: no new point
 
     points = {
         (s.metric_type.rsplit("/", 1)[-1], s.labels["tunnel_name"]): [(p.start, p.end, p.value) for p in s.points]

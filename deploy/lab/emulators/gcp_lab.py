@@ -295,6 +295,7 @@ class LabGcp:
         self._shown: float | None = None  # taken_at of the view the Compute resources show
         self._sampled: dict[str, dict[str, SaCounters]] = {}  # tunnel -> CHILD SA uniqueid -> last counters
         self._sampled_at: float | None = None
+        self._sampled_view: float | None = None  # taken_at of the reading last sampled
         self._sample_lock = threading.Lock()
         self._decorate()
         self.compute.before_request.append(self._refresh_compute)
@@ -435,8 +436,9 @@ class LabGcp:
         view = self.reader.view()
         with self._sample_lock:
             start = self._sampled_at
-            if start is not None and end <= start:
-                return
+            if start is not None and (end <= start or view.taken_at == self._sampled_view):
+                return  # nothing new: the next reading's point will cover this stretch too
+            self._sampled_view = view.taken_at
             for name, tunnel in view.tunnels.items():
                 before = self._sampled.get(name, {})
                 delta = SaCounters(
