@@ -88,9 +88,7 @@ def test_a_directory_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().err == f"watchdog: {tmp_path}: cannot read config: Is a directory\n"
 
 
-def test_every_line_of_a_multi_error_message_has_the_prefix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_every_line_of_a_multi_error_message_has_the_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "two.yaml"
     path.write_text("exporters:\n  - {name: a, type: aws}\n  - {name: b, type: frr, regoin: x}\n")
     assert main(["config", "check", "-c", str(path)]) == 2

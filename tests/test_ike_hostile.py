@@ -55,9 +55,7 @@ def many_pairs(path: Path, pairs: int) -> str:
     return pcap(path, frames)
 
 
-def test_coarse_tsresol_with_a_huge_timestamp_prints_the_text_report(
-    tmp_path: Path, capsys: Any
-) -> None:
+def test_coarse_tsresol_with_a_huge_timestamp_prints_the_text_report(tmp_path: Path, capsys: Any) -> None:
     for ticks in (2**48, 2**64 - 1):
         path = coarse_pcapng(tmp_path / f"coarse-{ticks}.pcapng", ticks)
         assert main(["ike", "analyze", path]) == 0
@@ -85,7 +83,12 @@ def test_peer_pairs_past_the_cap_fold_into_others(tmp_path: Path) -> None:
     doc = json.loads(out.getvalue())
     assert len(doc["peers"]) == MAX_PEER_PAIRS + 1 and list(doc["peers"])[-1] == OTHERS
     assert doc["peers"][OTHERS]["messages"] == 500 and doc["messages"] == MAX_PEER_PAIRS + 500
-    assert doc["peer_pairs"] == {"limit": MAX_PEER_PAIRS, "tracked": MAX_PEER_PAIRS, "folded": 500, "folded_exact": True}
+    assert doc["peer_pairs"] == {
+        "limit": MAX_PEER_PAIRS,
+        "tracked": MAX_PEER_PAIRS,
+        "folded": 500,
+        "folded_exact": True,
+    }
     out = io.StringIO()
     analyze_main([path], "text", out=out)
     text = out.getvalue()

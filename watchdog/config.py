@@ -86,16 +86,17 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _bounded(maximum: float) -> Any:
-    def check(value: Any) -> float:
-        return parse_duration(value, maximum)
-
-    return Annotated[float, BeforeValidator(check)]
+def _interval(value: Any) -> float:
+    return parse_duration(value, MAX_INTERVAL)
 
 
-Duration = _bounded(MAX_DURATION)
-Interval = _bounded(MAX_INTERVAL)
-Timeout = _bounded(MAX_TIMEOUT)
+def _timeout(value: Any) -> float:
+    return parse_duration(value, MAX_TIMEOUT)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Interval = Annotated[float, BeforeValidator(_interval)]
+Timeout = Annotated[float, BeforeValidator(_timeout)]
 
 
 def _ip_address(value: Any) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
+
 from watchdog.errors import ConfigError
 from watchdog.yamlfile import read_yaml_file
 

@@ -65,7 +65,8 @@ def decode(data: bytes, source: str) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)
         raise ConfigError(
-            f"{source}: not UTF-8 at line {line}, column {column} (byte 0x{data[exc.start]:02x}): save the file as UTF-8"
+            f"{source}: not UTF-8 at line {line}, column {column} (byte 0x{data[exc.start]:02x}): "
+            "save the file as UTF-8"
         ) from None
 
 
@@ -115,7 +116,7 @@ class _Loader(yaml.SafeLoader):
         self._source = source
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -164,7 +165,9 @@ def _check_tree(root: Node, source: str) -> None:
             raise _at(source, path, node, "an alias refers to a value that contains it")
         if isinstance(node, ScalarNode):
             if node.tag == _INT_TAG and len(node.value) > MAX_NUMBER_CHARS:
-                raise _at(source, path, node, f"number too long ({len(node.value)} characters, at most {MAX_NUMBER_CHARS})")
+                raise _at(
+                    source, path, node, f"number too long ({len(node.value)} characters, at most {MAX_NUMBER_CHARS})"
+                )
             done[key] = (1, 0)
             continue
         active.add(key)

@@ -191,7 +191,9 @@ def to_text(doc: dict[str, Any], max_events: int = 25, max_peers: int = 20) -> s
         )
     busiest = sorted((k for k in peers if k != OTHERS), key=lambda k: (-peers[k]["messages"], k))[:max_peers]
     if len(peers) - (OTHERS in peers) > len(busiest):
-        lines.append(f"  The {len(busiest)} busiest of {len(peers) - (OTHERS in peers)} peer pairs below; all in --format json.")
+        lines.append(
+            f"  The {len(busiest)} busiest of {len(peers) - (OTHERS in peers)} peer pairs below; all in --format json."
+        )
     for label in sorted(busiest) + ([OTHERS] if OTHERS in peers else []):
         p = peers[label]
         lines.append("")
