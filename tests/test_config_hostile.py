@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,17 @@ def test_config_check_exits_2_with_one_line(path: Path, capsys: pytest.CaptureFi
 def test_no_password_in_the_message(capsys: pytest.CaptureFixture[str]) -> None:
     path = FUZZ / "alertmanager-password.yaml"
     assert main(["config", "check", "-c", str(path)]) == 2
-    assert main(["run", "-c", str(path), "--listen", "127.0.0.1:0"]) == 2
     err = capsys.readouterr().err
-    assert "alertmanager.urls[1]" in err and "hunter2" not in err and "admin" not in err
+    # `run` in its own process: it sets up logging for the whole interpreter before loading the config.
+    run = subprocess.run(
+        [sys.executable, "-m", "watchdog", "run", "-c", str(path), "--listen", "127.0.0.1:0", "--log-level", "debug"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    for text in (err, run.stdout + run.stderr):
+        assert "alertmanager.urls[1]" in text and "hunter2" not in text and "admin" not in text
 
 
 def test_dev_zero_is_refused_after_a_bounded_read(capsys: pytest.CaptureFixture[str]) -> None:
