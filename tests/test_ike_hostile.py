@@ -43,6 +43,17 @@ def coarse_pcapng(path: Path, ticks: int) -> str:
     return str(path)
 
 
+def pcapng_with_simple_block(path: Path, ts: float) -> str:
+    """An Enhanced Packet Block at `ts` (microseconds) then a Simple Packet Block (no timestamp)."""
+    shb = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = pcapng_block(1, struct.pack("<HHI", 1, 0, 65535))
+    ticks = round(ts * 1e6)
+    epb = pcapng_block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(FRAME), len(FRAME)) + FRAME)
+    spb = pcapng_block(3, struct.pack("<I", len(FRAME)) + FRAME)
+    path.write_bytes(shb + idb + epb + spb)
+    return str(path)
+
+
 def many_pairs(path: Path, pairs: int) -> str:
     """One IKE_SA_INIT request per distinct (198.18.x.y -> 203.0.113.z) pair."""
     frames = []
@@ -74,6 +85,15 @@ def test_time_range_is_earliest_to_latest_over_all_files(tmp_path: Path) -> None
     out = io.StringIO()
     analyze_main([late, early], "text", out=out)
     assert out.getvalue().splitlines()[0].endswith("2023-11-14 22:13:20.000Z .. 2023-11-14 22:18:20.000Z")
+
+
+def test_a_packet_without_timestamp_does_not_stretch_the_range_to_1970(tmp_path: Path) -> None:
+    path = pcapng_with_simple_block(tmp_path / "spb.pcapng", T0 + 60)
+    out = io.StringIO()
+    analyze_main([path], "json", out=out)
+    doc = json.loads(out.getvalue())
+    assert doc["packets"] == 2 and doc["messages"] == 2
+    assert (doc["capture"]["first_packet"], doc["capture"]["last_packet"]) == (T0 + 60, T0 + 60)
 
 
 def test_peer_pairs_past_the_cap_fold_into_others(tmp_path: Path) -> None:
