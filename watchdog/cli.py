@@ -174,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    path = args.config or default_config_path()
+    if not (config.exporters or config.probes or config.ike):
+        _say(f"{path}: warning: nothing is configured to watch (no exporters, probes or ike section)")
     print(
-        f"{args.config or default_config_path()}: ok ({len(config.exporters)} exporters, "
+        f"{path}: ok ({len(config.exporters)} exporters, "
         f"{len(config.probes)} probes, {sum(len(e.prefixes) for e in config.expected_prefixes)} expected prefixes, "
         f"IKE sniffer {'on' if config.ike else 'off'}, alertmanager {'on' if config.alertmanager else 'off'})"
     )
@@ -229,6 +232,12 @@ def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _say(message: str) -> None:
+    """Every line on stderr as `watchdog: FILE: key: message`, so one grep finds all of them."""
+    for line in message.splitlines() or [""]:
+        print(f"watchdog: {line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -251,12 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         if args.debug:
             raise
-        print(f"watchdog: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 2
     except WatchdogError as exc:
         if args.debug:
             raise
-        print(f"watchdog: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

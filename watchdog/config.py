@@ -8,15 +8,17 @@ model. Nothing past this module sees a raw dict. Error messages look like
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import dns.exception
 import dns.name
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +29,7 @@ from pydantic import (
 )
 
 from watchdog.errors import ConfigError
+from watchdog.yamlfile import parse_yaml, read_yaml_file
 
 DEFAULT_CONFIG_PATH = "/etc/vpn-watchdog/config.yaml"
 MAX_POLL_TIMEOUT = 60.0
@@ -35,22 +38,65 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(value: Any) -> float:
-    """`500ms`, `15s`, `1m`, `1h` (or a bare number of seconds) -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 15s, 1m, 1h")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
+# Upper bounds keep every duration far inside what timers accept (timedelta, threading and socket
+# timeouts overflow past ~1e9 s) and catch typos such as `interval: 5000h`.
+HOUR = 3600.0
+MAX_DURATION = 7 * 24 * HOUR
+MAX_INTERVAL = 24 * HOUR
+MAX_TIMEOUT = 10 * 60.0
+
+
+def parse_duration(value: Any, maximum: float = MAX_DURATION) -> float:
+    """`500ms`, `15s`, `1m`, `1h` (or a bare number of seconds) -> finite seconds in (0, maximum].
+
+    Raises ValueError only (pydantic turns it into a message naming the key), whatever `value` is.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float is too long a duration
+            seconds = math.inf
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 15s, 1m, 1h")
+        raise ValueError(f"invalid duration {_show(value)}: use e.g. 500ms, 15s, 1m, 1h")
+    if math.isnan(seconds):
+        raise ValueError(f"invalid duration {_show(value)}: use e.g. 500ms, 15s, 1m, 1h")
     if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
+        raise ValueError(f"duration must be positive, got {_show(value)}")
+    if seconds > maximum:
+        raise ValueError(f"duration {_show(value)} is too long: at most {format_duration(maximum)}")
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of `seconds` in the units parse_duration reads."""
+    for unit, size in (("h", HOUR), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def _show(value: Any) -> str:
+    """repr() short enough for an error line (a 1 MiB string or a 4,000-digit number is not)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits()
+        return "<a number too long to show>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _interval(value: Any) -> float:
+    return parse_duration(value, MAX_INTERVAL)
+
+
+def _timeout(value: Any) -> float:
+    return parse_duration(value, MAX_TIMEOUT)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Interval = Annotated[float, BeforeValidator(_interval)]
+Timeout = Annotated[float, BeforeValidator(_timeout)]
 
 
 def _ip_address(value: Any) -> str:
@@ -86,8 +132,8 @@ class _Strict(BaseModel):
 
 class _ExporterBase(_Strict):
     name: Name
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: Interval | None = None
+    timeout: Timeout | None = None
 
 
 class AwsExporterConfig(_ExporterBase):
@@ -156,8 +202,8 @@ NetnsName = Annotated[str, Field(min_length=1, pattern=r"^(/\S+|[A-Za-z0-9][A-Za
 
 class _ProbeBase(_Strict):
     name: Name
-    interval: Duration = 15.0
-    timeout: Duration = 2.0
+    interval: Interval = 15.0
+    timeout: Timeout = 2.0
     # Run the probe inside this network namespace (`ip netns` name or a path), e.g. from a host
     # that reaches the VPN only through a namespace. Missing namespace = probe failure, no fallback.
     netns: NetnsName | None = None
@@ -220,7 +266,7 @@ class IcmpProbeConfig(_ProbeBase):
     type: Literal["icmp"]
     target: IpAddress
     count: int = Field(default=3, ge=1, le=100)
-    interval: Duration = 5.0
+    interval: Interval = 5.0
     source: IpAddress | None = None
     interface: str | None = None
     mode: Literal["auto", "unprivileged", "raw"] = "auto"
@@ -282,19 +328,39 @@ class IkeConfig(_Strict):
     netns: NetnsName | None = None  # capture on interfaces that live in this network namespace
 
 
-class AlertmanagerConfig(_Strict):
-    urls: tuple[str, ...] = Field(min_length=1)
-    resend_interval: Duration = 60.0
-    for_: Duration = Field(default=10.0, alias="for")
-    timeout: Duration = 5.0
+def _redact(url: str) -> str:
+    """The URL with anything that could be a user or password (before the last `@`) replaced."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
-    @field_validator("urls")
-    @classmethod
-    def _urls_have_scheme(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"Alertmanager URL {url!r} must start with http:// or https://")
-        return value
+
+def _alertmanager_url(url: str) -> str:
+    """http(s)://HOST[:PORT][/PATH], without credentials: urllib cannot send them and every log line
+    that names the URL would show the password."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"Alertmanager URL {_redact(url)!r} must start with http:// or https://")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"Alertmanager URL {_redact(url)!r} is invalid: {exc}") from None
+    if "@" in url.partition("://")[2].partition("/")[0] or parts.username is not None:
+        raise ValueError(
+            f"Alertmanager URL {_redact(url)!r} contains credentials (user:password@), which are not"
+            " supported: remove them (basic auth to Alertmanager is not implemented)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"Alertmanager URL {_redact(url)!r} has no host")
+    return url
+
+
+class AlertmanagerConfig(_Strict):
+    urls: tuple[Annotated[str, AfterValidator(_alertmanager_url)], ...] = Field(min_length=1)
+    resend_interval: Interval = 60.0
+    for_: Interval = Field(default=10.0, alias="for")
+    timeout: Timeout = 5.0
 
 
 class AuditConfig(_Strict):
@@ -303,7 +369,7 @@ class AuditConfig(_Strict):
 
 class Config(_Strict):
     listen: str = "0.0.0.0:9687"
-    interval: Duration = 30.0
+    interval: Interval = 30.0
     labels: dict[str, str] = Field(default_factory=dict)
     exporters: tuple[ExporterConfig, ...] = ()
     expected_prefixes: tuple[ExpectedPrefixesConfig, ...] = ()
@@ -369,27 +435,14 @@ def default_config_path() -> str:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read, parse and validate a config file; raise ConfigError with a readable message."""
     path = Path(path or default_config_path())
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    return parse_config(text, source=str(path))
+    return validate_config(read_yaml_file(path, "config"), source=str(path))
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return validate_config(parse_yaml(text, source), source)
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -397,6 +450,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 
 _TAGGED_LISTS = {"exporters": EXPORTER_TYPES, "probes": PROBE_TYPES}
+
+
+def printable_key(key: object) -> str:
+    """A key as it can appear in a one-line message (a key may hold a newline or a control character)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -411,7 +470,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
                 continue
         if item == "for_":
             item = "for"
-        parts.append(("." if parts else "") + str(item))
+        parts.append(("." if parts else "") + printable_key(item))
     return "".join(parts) or "(top level)"
 
 

@@ -8,6 +8,7 @@ and exception-to-exit-code mapping stay in the CLI.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -23,14 +24,16 @@ def analyze_files(paths: list[str], mtu: int, *, max_events: int = 1000) -> tupl
     analyzer = Analyzer(mtu, max_events=max_events)
     stats = ReadStats()
     feed = analyzer.feed
+    first, last = math.inf, -math.inf  # over every packet of every file: files may come in any order
     for path in paths:
-        ts = None
         for ts, linktype, frame in read_packets(path, stats):
-            if stats.first_ts is None:
-                stats.first_ts = ts
+            if ts < first:
+                first = ts
+            if ts > last:
+                last = ts
             feed(ts, linktype, frame)
-        if ts is not None and (stats.last_ts is None or ts > stats.last_ts):
-            stats.last_ts = ts
+    if stats.records:
+        stats.first_ts, stats.last_ts = first, last
     analyzer.finish(stats.last_ts)
     return analyzer, stats
 

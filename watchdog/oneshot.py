@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from exporters import build_exporter
 from probes import build_probe
 from watchdog import topology_view
-from watchdog.config import Config, load_config
+from watchdog.config import Config, default_config_path, load_config
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.join import join_tunnels
 from watchdog.model import IkeSnapshot
@@ -337,6 +337,9 @@ def probe_once(
     """Exit 0 when everything is healthy, 1 when anything fails (2 comes from ConfigError in the CLI)."""
     out = out or sys.stdout
     config = load_config(config_path)
+    if not (config.exporters or config.probes):
+        path = config_path or default_config_path()
+        raise ConfigError(f"{path}: nothing to check: the config has no exporters and no probes")
     report = asyncio.run(collect(config, only))
     if fmt == "json":
         out.write(json.dumps(report, indent=2, sort_keys=False) + "\n")

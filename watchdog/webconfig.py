@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
-import yaml
 
 from watchdog.errors import ConfigError
+from watchdog.yamlfile import read_yaml_file
 
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
 _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -71,14 +71,7 @@ class WebConfig:
 def load_web_config(path: str) -> WebConfig:
     """Parse the web config file; errors name the file and the key."""
     source = Path(path)
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read web config: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+    raw = read_yaml_file(path, "web config")
     for key in raw:
         if key not in {"tls_server_config", "basic_auth_users", "http_server_config"}:
             raise ConfigError(f"{path}: {key}: unknown key")

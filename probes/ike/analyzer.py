@@ -30,6 +30,12 @@ PeerLabel = Callable[[bytes, bytes], "str | None"]
 REQUEST_TIMEOUT = 30.0
 _ZERO_SPI = b"\x00" * 8
 _TABLE_CAP = 16384
+# Per-pair counters cost ~3 kB each: a capture of a scan (300,000 pairs) would need ~1 GB. The first
+# MAX_PEER_PAIRS pairs are tracked one by one; later ones are summed in the OTHERS bucket, and their
+# number is counted exactly up to MAX_FOLDED_COUNTED (a lower bound past that).
+MAX_PEER_PAIRS = 1000
+MAX_FOLDED_COUNTED = 1 << 16
+OTHERS = "others"
 
 
 @dataclass
@@ -79,8 +85,13 @@ class Analyzer:
         max_events: int = 1000,
         request_timeout: float = REQUEST_TIMEOUT,
         wall_offset: float = 0.0,
+        max_peers: int = MAX_PEER_PAIRS,
     ) -> None:
         self.mtu = mtu
+        self.max_peers = max_peers
+        self.tracked_peers = 0
+        self._folded: set[int] = set()  # hashes of the labels summed in OTHERS
+        self.folded_exact = True
         self._label_fn = label
         self._labels: dict[tuple[bytes, bytes], str | None] = {}
         self.max_events = max_events
@@ -187,10 +198,31 @@ class Analyzer:
         except KeyError:
             pass
         label = self._label_fn(h.src, h.dst)
+        if label is not None and label not in self.peers:
+            label = self._admit(label)
         if len(self._labels) > 4096:
             self._labels.clear()
         self._labels[k] = label
         return label
+
+    def _admit(self, label: str) -> str:
+        """A label seen for the first time: tracked on its own while there is room, else OTHERS."""
+        if self.tracked_peers < self.max_peers:
+            self.tracked_peers += 1
+            self.peers[label] = PeerStats()
+            return label
+        if len(self._folded) < MAX_FOLDED_COUNTED:
+            self._folded.add(hash(label))
+        else:
+            self.folded_exact = False
+        if OTHERS not in self.peers:
+            self.peers[OTHERS] = PeerStats()
+        return OTHERS
+
+    @property
+    def peers_folded(self) -> int:
+        """Distinct peer pairs summed in OTHERS (at least this many when not `folded_exact`)."""
+        return len(self._folded)
 
     def _stats(self, label: str) -> PeerStats:
         ps = self.peers.get(label)

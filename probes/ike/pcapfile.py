@@ -121,6 +121,7 @@ def _read_pcap(path: str, b: _Buffer, stats: ReadStats) -> Iterator[tuple[float,
 def _read_pcapng(path: str, b: _Buffer, stats: ReadStats) -> Iterator[tuple[float, int, bytes]]:
     endian = "<"
     interfaces: list[tuple[int, float]] = []  # (linktype, seconds per tick)
+    last_ts = 0.0  # a Simple Packet Block has no timestamp: it gets the previous packet's
     while True:
         if not b.ensure(12):
             if len(b.buf) - b.pos:
@@ -154,7 +155,8 @@ def _read_pcapng(path: str, b: _Buffer, stats: ReadStats) -> Iterator[tuple[floa
                 continue
             linktype, tick = interfaces[iface]
             stats.records += 1
-            yield ((hi << 32) | lo) * tick, linktype, buf[body + 20 : body + 20 + caplen]
+            last_ts = ((hi << 32) | lo) * tick
+            yield last_ts, linktype, buf[body + 20 : body + 20 + caplen]
         elif btype == 3 and blen >= 16:  # Simple Packet Block: no timestamp, interface 0
             if not interfaces:
                 stats.skipped_blocks += 1
@@ -162,7 +164,7 @@ def _read_pcapng(path: str, b: _Buffer, stats: ReadStats) -> Iterator[tuple[floa
             (origlen,) = struct.unpack_from(endian + "I", buf, body)
             caplen = min(origlen, body_end - body - 4)
             stats.records += 1
-            yield 0.0, interfaces[0][0], buf[body + 4 : body + 4 + caplen]
+            yield last_ts, interfaces[0][0], buf[body + 4 : body + 4 + caplen]
         elif btype == 1 and blen >= 20:  # Interface Description Block
             (linktype,) = struct.unpack_from(endian + "H", buf, body)
             interfaces.append((linktype, _tsresol(buf, body + 8, body_end, endian)))

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from probes.ike.analyzer import Analyzer, PeerStats
+from probes.ike.analyzer import OTHERS, Analyzer, PeerStats
 from probes.ike.pcapfile import ReadStats
 
 
@@ -67,7 +67,13 @@ def to_json(a: Analyzer, read: ReadStats | None = None, files: list[str] | None 
             "nat_keepalives": a.keepalives,
             "malformed": dict(sorted(a.malformed.items())),
             "fragment_tracker": counters,
-            "peers": {k: _peer_dict(v) for k, v in sorted(a.peers.items())},
+            "peers": {k: _peer_dict(v) for k, v in sorted(a.peers.items(), key=lambda kv: (kv[0] == OTHERS, kv[0]))},
+            "peer_pairs": {
+                "limit": a.max_peers,
+                "tracked": a.tracked_peers,
+                "folded": a.peers_folded,
+                "folded_exact": a.folded_exact,
+            },
             "events": sorted(a.events, key=lambda e: e["time"]),
             "events_dropped": a.events_dropped,
         }
@@ -85,7 +91,14 @@ def to_json(a: Analyzer, read: ReadStats | None = None, files: list[str] | None 
     return out
 
 
+_YEAR_10000 = 253402300800.0
+
+
 def _fmt_time(ts: float) -> str:
+    """UTC to the millisecond; a timestamp past year 9999 (a pcapng with a coarse if_tsresol can say
+    anything up to 2^64 s) as plain seconds, since gmtime() overflows."""
+    if not 0 <= ts < _YEAR_10000:
+        return f"{ts:.0f} s after 1970"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + f".{int((ts % 1) * 1000):03d}Z"
 
 
@@ -133,7 +146,7 @@ def _priority(ev: dict[str, Any]) -> tuple[int, float]:
     return rank, ev["time"]
 
 
-def to_text(doc: dict[str, Any], max_events: int = 25) -> str:
+def to_text(doc: dict[str, Any], max_events: int = 25, max_peers: int = 20) -> str:
     """Readable report from the JSON document (so both formats always agree)."""
     lines: list[str] = []
     cap = doc.get("capture") or {}
@@ -169,7 +182,20 @@ def to_text(doc: dict[str, Any], max_events: int = 25) -> str:
         f"unconfirmed (IKE rekey or new Child SA) {doc['rekeys_unconfirmed']}. "
         f"Largest IKE message {doc['largest_message_bytes']} B."
     )
-    for label, p in doc["peers"].items():
+    peers = doc["peers"]
+    folded = doc.get("peer_pairs", {})
+    if folded.get("folded"):
+        lines.append(
+            f"  {'' if folded['folded_exact'] else 'At least '}{folded['folded']} more peer pair(s) past the first "
+            f"{folded['limit']} are summed in '{OTHERS}'."
+        )
+    busiest = sorted((k for k in peers if k != OTHERS), key=lambda k: (-peers[k]["messages"], k))[:max_peers]
+    if len(peers) - (OTHERS in peers) > len(busiest):
+        lines.append(
+            f"  The {len(busiest)} busiest of {len(peers) - (OTHERS in peers)} peer pairs below; all in --format json."
+        )
+    for label in sorted(busiest) + ([OTHERS] if OTHERS in peers else []):
+        p = peers[label]
         lines.append("")
         lines.append(f"Peers {label}: {p['messages']} IKE message(s)")
         lines.append(f"  {'exchange':<22}{'messages':>9}{'ip-frag':>9}{'ikev2-frag':>11}{'largest':>9}{'>mtu':>6}")
