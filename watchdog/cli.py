@@ -26,6 +26,7 @@ examples:
   watchdog run -c config.yaml --listen 127.0.0.1:9687
   watchdog probe --once -c config.yaml --format json
   watchdog audit -c config.yaml --fix-ipsec
+  watchdog audit --terraform infra/vpn --var-file prod.tfvars
   watchdog ike analyze rekey.pcap --mtu 1400
 
 CONFIG defaults to $WATCHDOG_CONFIG, else /etc/vpn-watchdog/config.yaml.
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt_arg(audit)
     audit.add_argument("--fix-ipsec", action="store_true", help="plan the minimal GCP-compatible AWS tunnel options")
     audit.add_argument("--apply", action="store_true", help="with --fix-ipsec: make the changes, one tunnel at a time")
+    audit.add_argument(
+        "--terraform", nargs="+", metavar="PATH", help="audit Terraform instead: .tf directories or plan JSON files"
+    )
+    audit.add_argument("--var-file", action="append", default=[], metavar="FILE", help="with --terraform: a .tfvars")
 
     ike = sub.add_parser("ike", help="IKE fragmentation: analyze captures or sniff live")
     ike_sub = ike.add_subparsers(dest="ike_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -206,6 +211,14 @@ def _audit(args: argparse.Namespace) -> int:
     if args.apply and not args.fix_ipsec:
         raise ConfigError("--apply only makes sense with --fix-ipsec")
     setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    if args.terraform:
+        from watchdog.audit.terraform.command import terraform_main
+
+        if args.fix_ipsec:
+            raise ConfigError("--terraform audits files; --fix-ipsec changes live tunnels: use one or the other")
+        return terraform_main(args.terraform, args.var_file, fmt=args.format)
+    if args.var_file:
+        raise ConfigError("--var-file only makes sense with --terraform")
     return audit_main(args.config, fmt=args.format, fix_ipsec=args.fix_ipsec, apply=args.apply)
 
 

@@ -10,6 +10,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+# A string field may hold a value only known after apply (the Terraform reader's spelling of an
+# unknown: "(known after apply: aws_vpn_connection.vpn[0].tunnel1_address)"); equal strings are the
+# same attribute, a known address never equals one.
+AFTER_APPLY = "(known after apply"
+
+
+def after_apply(value: str | None) -> bool:
+    return bool(value) and value.startswith(AFTER_APPLY)  # type: ignore[union-attr]
+
+
 # AWS tunnel option lists (response casing in AWS is `Phase1EncryptionAlgorithms` etc.).
 OPTION_KEYS = (
     "ike_versions",

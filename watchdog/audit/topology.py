@@ -19,6 +19,7 @@ from watchdog.audit.inventory import (
     GcpTunnel,
     HaGateway,
     Inventory,
+    after_apply,
 )
 
 
@@ -104,7 +105,7 @@ def build(inventory: Inventory) -> Topology:
             for ext_name in ext_names:
                 ext = externals.get(ext_name)
                 ips = {ip for _, ip in ext.interfaces} if ext else set()
-                if inventory.aws and not ips & set(by_tunnel_ip):
+                if inventory.aws and not ips & set(by_tunnel_ip) and not _undecided(ips, set(by_tunnel_ip)):
                     continue  # an external gateway toward something else (on-prem)
                 landing = Landing(project, gateway, ext, [t for t in on_gateway if t.peer_external_gateway == ext_name])
                 for ip in sorted(ips & set(by_tunnel_ip)):
@@ -129,6 +130,11 @@ def build(inventory: Inventory) -> Topology:
     else:
         gcp_facing = connections
     return Topology(landings, gcp_facing)
+
+
+def _undecided(external_ips: set[str], aws_ips: set[str]) -> bool:
+    """Hard-coded external addresses against AWS addresses known only after apply (Terraform): no telling."""
+    return any(after_apply(ip) for ip in aws_ips) and not any(after_apply(ip) for ip in external_ips)
 
 
 def _interface_index(gateway: HaGateway, conn: AwsConnection) -> int:

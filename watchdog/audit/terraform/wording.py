@@ -1,0 +1,247 @@
+"""The one place where the shared rules' findings get their Terraform wording.
+
+The rules run unchanged on the Inventory built from the files; here each finding gets its resource
+address as `object`, the file and line that hold the argument, and a `fix` that names the argument
+to set on that address. A finding that rests on a value unknown before apply becomes an `info`
+"not checked" finding (same rule id) instead of a false error. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from watchdog.audit import rules as r
+from watchdog.audit.ciphers import GCP_SUPPORTED
+from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS
+from watchdog.audit.ipsec_fix import target_options
+from watchdog.audit.rules import AuditResult, Finding
+from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, _options
+
+UNEVALUATED = "terraform.unevaluated"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A finding with the file and line of the argument it is about."""
+
+    finding: Finding
+    file: str
+    line: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {**self.finding.as_dict(), "file": self.file, "line": self.line}
+
+
+# Which unknown input of a subject makes a rule undecidable.
+_INPUTS: dict[str, tuple[str, ...]] = {
+    r.HA_REDUNDANCY_TYPE: ("redundancy_type",),
+    r.WIRING_EXTERNAL_IP: ("ip", "ip_literal"),
+    r.WIRING_CGW_IP: ("customer_gateway_ip",),
+    r.HA_CHEAP_CGW: ("customer_gateway_ip",),
+    r.INSIDE_CIDR: ("inside_cidr",),
+    r.INSIDE_DUPLICATE: ("inside_cidr",),
+    r.IPSEC_IKE_VERSION: ("options",),
+    r.IPSEC_SINGLE: ("options",),
+    r.IPSEC_UNSUPPORTED: ("options",),
+    r.IPSEC_DH_FIRST: ("options",),
+    r.IPSEC_SIZE: ("options",),
+    r.ROUTING_TGW: ("tgw",),
+    r.ROUTING_ADVERTISED: ("advertised",),
+    r.ROUTING_LIMIT: ("advertised",),
+}
+
+
+def translate(result: AuditResult, built: Built) -> list[Located]:
+    out = []
+    for f in result.findings:
+        subject = _subject(f, built)
+        message = _names(f.message, built)
+        if subject is None:
+            out.append(Located(Finding(f.rule, f.severity, _names(f.object, built), message, f.fix), "", 0))
+            continue
+        reason = _undecidable(f, subject)
+        if reason:
+            located = Finding(
+                f.rule,
+                r.INFO,
+                subject.address,
+                f"not checked before apply: {reason} ({_tunnel_prefix(subject)}{message})",
+                _fix(f, subject, built),
+            )
+        else:
+            located = Finding(f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built))
+        out.append(Located(located, subject.file, _line(f, subject)))
+    return out
+
+
+def _subject(f: Finding, built: Built) -> Subject | None:
+    if f.object in built.subjects:
+        return built.subjects[f.object]
+    if f.object.startswith("DNS forwarding zones "):
+        first = f.object.removeprefix("DNS forwarding zones ").split(", ")[0]
+        return built.subjects.get(first)
+    return None
+
+
+def _undecidable(f: Finding, s: Subject) -> str | None:
+    for key in _INPUTS.get(f.rule, ()):
+        reason = s.unknown.get(key)
+        if reason and (not key.endswith("_literal") or AFTER_APPLY in f.message):
+            if key == "ip_literal":
+                return reason + "; AWS assigns tunnel outside addresses at apply"
+            return reason
+    return None
+
+
+def _tunnel_prefix(s: Subject) -> str:
+    return f"tunnel{s.tunnel}: " if s.kind == "tunnel" else ""
+
+
+def _names(text: str, built: Built) -> str:
+    for raw in sorted(built.names, key=len, reverse=True):
+        if raw in text:
+            text = text.replace(raw, built.names[raw])
+    # Opaque unknowns (no single attribute) read as such.
+    return re.sub(re.escape(AFTER_APPLY) + r"\)#\d+", "(known after apply)", text)
+
+
+def _line(f: Finding, s: Subject) -> int:
+    res = s.resource
+    if res is None:
+        return s.line
+    if s.kind == "tunnel":
+        if f.rule.startswith("ipsec."):
+            for key in OPTION_KEYS:
+                arg = f"tunnel{s.tunnel}_{OPTION_ARGS[key]}"
+                if arg in res.lines:
+                    return res.lines[arg]
+            return res.line
+        return res.line_of(f"tunnel{s.tunnel}_inside_cidr")
+    if s.kind == "connection" and f.rule in (r.WIRING_CGW_IP, r.HA_CHEAP_CGW):
+        cgw = s.related.get("customer_gateway")
+        return cgw.line_of("ip_address") if cgw else s.line
+    if s.kind == "peering":
+        return res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
+    return s.line
+
+
+def _q(values: tuple[object, ...]) -> str:
+    return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in values) + "]"
+
+
+def _ipsec_fix(f: Finding, s: Subject) -> str:
+    assert s.resource is not None
+    current, _ = _options(s.resource, s.tunnel)
+    target = target_options(current)
+    if f.rule == r.IPSEC_IKE_VERSION:
+        keys: tuple[str, ...] = ("ike_versions",)
+    elif f.rule == r.IPSEC_DH_FIRST:
+        keys = ("phase1_dh", "phase2_dh")
+    elif f.rule == r.IPSEC_UNSUPPORTED:
+        keys = tuple(k for k in OPTION_KEYS if any(v not in GCP_SUPPORTED[k] for v in getattr(current, k)))
+    else:
+        keys = tuple(k for k in OPTION_KEYS[1:] if getattr(current, k) != getattr(target, k))
+    keys = keys or tuple(k for k in OPTION_KEYS if getattr(current, k) != getattr(target, k))
+    args = "; ".join(f"tunnel{s.tunnel}_{OPTION_ARGS[k]} = {_q(getattr(target, k))}" for k in keys)
+    return f"Set {args} on {s.address} (one GCP-supported value each, DH group 14 first)."
+
+
+def _free_inside(built: Built) -> str:
+    used = {t.inside_cidr for a in built.inventory.aws for c in a.connections for t in c.tunnels if t.inside_cidr}
+    net = ipaddress.ip_network("169.254.10.0/30")
+    while str(net) in used or r.inside_cidr_problem(str(net)):
+        net = ipaddress.ip_network((int(net.network_address) + 4, 30))
+    return str(net)
+
+
+def _ha_address(built: Built) -> str:
+    for p in built.inventory.gcp:
+        for g in p.ha_gateways:
+            return g.name
+    return "google_compute_ha_vpn_gateway.NAME"
+
+
+def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wording per rule
+    addr = s.address
+    if f.rule.startswith("ipsec.") and s.kind == "tunnel":
+        return _ipsec_fix(f, s)
+    if f.rule == r.HA_REDUNDANCY_TYPE:
+        ext = next((e for p in built.inventory.gcp for e in p.external_gateways if e.name == addr), None)
+        expected = r.EXPECTED_REDUNDANCY.get(len(ext.interfaces)) if ext else None
+        return f'Set redundancy_type = "{expected}" on {addr} (it must match the number of interface blocks).'
+    if f.rule == r.HA_TUNNEL_COUNT:
+        return (
+            "Build 2 aws_vpn_connection (count = 2, each with its own aws_customer_gateway on "
+            f"{_ha_address(built)}.vpn_interfaces[count.index].ip_address), one google_compute_external_vpn_gateway "
+            'with 4 interface blocks and redundancy_type = "FOUR_IPS_REDUNDANCY", and 4 google_compute_vpn_tunnel '
+            "(vpn_gateway_interface = floor(count.index / 2))."
+        )
+    if f.rule == r.WIRING_EXTERNAL_IP:
+        m = re.search(r"should be (\S+) tunnel(\d) outside", f.message)
+        if m:
+            return (
+                f"Set ip_address = {m[1]}.tunnel{m[2]}_address in the interface block with id = {s.tunnel} on {addr} "
+                "(a reference, never a hard-coded address)."
+            )
+    if f.rule in (r.WIRING_CGW_IP, r.HA_CHEAP_CGW):
+        cgw = s.related.get("customer_gateway")
+        conns = [c.id for a in built.inventory.aws for c in a.connections]
+        position = 0 if f.rule == r.HA_CHEAP_CGW else (conns.index(addr) % 2 if addr in conns else 0)
+        target = cgw.address if cgw else f"the customer gateway of {addr}"
+        return f"Set ip_address = {_ha_address(built)}.vpn_interfaces[{position}].ip_address on {target}."
+    if f.rule == r.WIRING_CGW_SHARED:
+        return (
+            f"Give {addr} its own aws_customer_gateway (count = 2 with ip_address = "
+            f"{_ha_address(built)}.vpn_interfaces[count.index].ip_address) and set customer_gateway_id = "
+            "aws_customer_gateway.NAME[count.index].id."
+        )
+    if f.rule in (r.INSIDE_CIDR, r.INSIDE_DUPLICATE) and s.kind == "tunnel":
+        return (
+            f'Set tunnel{s.tunnel}_inside_cidr = "{_free_inside(built)}" on {addr} (an unused /30 of 169.254.0.0/16 '
+            "outside AWS's reserved ranges, unique per GCP gateway) and match the router interface and peer to it."
+        )
+    if f.rule == r.INSIDE_ROUTER:
+        m = re.search(r"ip_range to (\S+) and the BGP peer's peer_ip_address to (\S+?)\.$", f.fix)
+        iface, peer = s.related.get("interface"), s.related.get("peer")
+        if m:
+            where_if = iface.address if iface else "the google_compute_router_interface"
+            where_peer = peer.address if peer else "the google_compute_router_peer"
+            return f'Set ip_range = "{m[1]}" on {where_if} and peer_ip_address = "{m[2]}" on {where_peer}.'
+    if f.rule == r.ROUTING_ADVERTISED:
+        m = re.search(r"advertise to AWS: (.+); AWS", f.message)
+        ranges = m[1].split(", ") if m else []
+        blocks = " ".join(f'advertised_ip_ranges {{ range = "{x}" }}' for x in ranges)
+        return f'In the bgp block of {addr} set advertise_mode = "CUSTOM", advertised_groups = ["ALL_SUBNETS"] and add {blocks}.'
+    if f.rule == r.ROUTING_PEERING:
+        arg = "import_custom_routes" if "import" in f.fix else "export_custom_routes"
+        return f"Set {arg} = true on {addr}."
+    if f.rule == r.ROUTING_LIMIT:
+        return f"Summarise the advertised_ip_ranges of {addr} below 100 prefixes (the AWS quota cannot be raised)."
+    if f.rule == r.ROUTING_TGW:
+        return (
+            "Add an aws_ec2_transit_gateway_route_table_association and an aws_ec2_transit_gateway_route_table_propagation "
+            f"with transit_gateway_attachment_id = {addr}.transit_gateway_attachment_id."
+        )
+    if f.rule == r.DNS_RETURN:
+        routers = [x.name for p in built.inventory.gcp for x in p.routers]
+        router = routers[0] if routers else "the Cloud Router"
+        return (
+            f'Add advertised_ip_ranges {{ range = "35.199.192.0/19" }} to the bgp block of {router}, or an '
+            f"aws_ec2_transit_gateway_route for 35.199.192.0/19 to the VPN attachment in {_names(addr, built)}."
+        )
+    if f.rule == r.DNS_FORWARDING:
+        return (
+            "Keep forwarding_config zones visible to the hub network only (private_visibility_config) and give the "
+            "other VPCs a google_dns_managed_zone with peering_config targeting the hub."
+        )
+    if f.rule == r.DNS_PEERING:
+        m = re.search(r"for (\S+) toward the hub (\S+);", f.message)
+        if m:
+            return (
+                f'Add a google_dns_managed_zone with dns_name = "{m[1]}", private_visibility_config naming {addr} '
+                f"and peering_config {{ target_network {{ network_url = <{m[2]}> }} }}."
+            )
+    return f.fix
+
