@@ -298,6 +298,8 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
                             rs.related["peer"] = peer
 
     networks = _networks(index, project, subject)
+    for network in networks:  # dns.peering-zone names a network without the project prefix
+        subjects[f"network {network.key}"] = subjects[f"{GCP_PROJECT}:network {network.key}"]
     zones = []
     for r in index.of("google_dns_managed_zone"):
         visibility = (r.blocks("private_visibility_config") or [{}])[0]

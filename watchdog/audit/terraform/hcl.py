@@ -64,19 +64,19 @@ def parse_text(text: str, name: str = "<string>") -> Body:
     try:
         tree = hcl2.parses_to_tree(text)
     except UnexpectedInput as exc:
-        line = exc.line if isinstance(exc, UnexpectedCharacters | UnexpectedEOF) or exc.line > 0 else "?"
-        raise InputError(f"{name}:{line}: not valid HCL ({_short(exc)})") from None
-    except LarkError as exc:
-        raise InputError(f"{name}: not valid HCL ({_short(exc)})") from None
+        # Lark's own message quotes the offending token, which may be a secret: say only where.
+        line = exc.line if isinstance(exc.line, int) and exc.line > 0 else text.count("\n") + 1
+        column = f":{exc.column}" if isinstance(exc.column, int) and exc.column > 0 else ""
+        what = "unexpected end of file" if isinstance(exc, UnexpectedEOF) or exc.line < 0 else "unexpected input"
+        if isinstance(exc, UnexpectedCharacters):
+            what = "unexpected character"
+        raise InputError(f"{name}:{line}{column}: not valid HCL ({what})") from None
+    except LarkError:
+        raise InputError(f"{name}: not valid HCL") from None
     try:
         return _body(tree.children[0])
     except _Unsupported as exc:
         raise InputError(f"{name}:{exc.line}: unsupported HCL: {exc}") from None
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
 
 
 class _Unsupported(Exception):

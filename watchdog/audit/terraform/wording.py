@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from watchdog.audit import rules as r
 from watchdog.audit.ciphers import GCP_SUPPORTED
-from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS
+from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions
 from watchdog.audit.ipsec_fix import target_options
 from watchdog.audit.rules import AuditResult, Finding
 from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, _options
@@ -113,7 +113,8 @@ def _line(f: Finding, s: Subject) -> int:
         return s.line
     if s.kind == "tunnel":
         if f.rule.startswith("ipsec."):
-            for key in OPTION_KEYS:
+            keys, _ = _ipsec_keys(f, s)
+            for key in (*keys, *OPTION_KEYS):
                 arg = f"tunnel{s.tunnel}_{OPTION_ARGS[key]}"
                 if arg in res.lines:
                     return res.lines[arg]
@@ -131,7 +132,8 @@ def _q(values: tuple[object, ...]) -> str:
     return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in values) + "]"
 
 
-def _ipsec_fix(f: Finding, s: Subject) -> str:
+def _ipsec_keys(f: Finding, s: Subject) -> tuple[tuple[str, ...], TunnelOptions]:
+    """The option lists a finding is about, and the minimal GCP-compatible target (from --fix-ipsec)."""
     assert s.resource is not None
     current, _ = _options(s.resource, s.tunnel)
     target = target_options(current)
@@ -144,6 +146,11 @@ def _ipsec_fix(f: Finding, s: Subject) -> str:
     else:
         keys = tuple(k for k in OPTION_KEYS[1:] if getattr(current, k) != getattr(target, k))
     keys = keys or tuple(k for k in OPTION_KEYS if getattr(current, k) != getattr(target, k))
+    return keys, target
+
+
+def _ipsec_fix(f: Finding, s: Subject) -> str:
+    keys, target = _ipsec_keys(f, s)
     args = "; ".join(f"tunnel{s.tunnel}_{OPTION_ARGS[k]} = {_q(getattr(target, k))}" for k in keys)
     return f"Set {args} on {s.address} (one GCP-supported value each, DH group 14 first)."
 
