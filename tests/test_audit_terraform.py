@@ -9,7 +9,6 @@ resource address.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import shutil
@@ -107,19 +106,32 @@ def _findings(paths: list[str]) -> list[tuple[str, str, str]]:
 VPN0, VPN1 = "aws_vpn_connection.vpn[0]", "aws_vpn_connection.vpn[1]"
 EXT = "google_compute_external_vpn_gateway.aws"
 ROUTER = "google_compute_router.hub"
-TUNNEL_EXT = "tunnel1_phase1_encryption_algorithms = [\"AES256\"]"
+PROPAGATION = 'resource "aws_ec2_transit_gateway_route_table_propagation" "vpn" {\n  count                          = '
+TUNNEL_EXT = 'tunnel1_phase1_encryption_algorithms = ["AES256"]'
 
 # (case, .tf edits, plan edit, expected (rule, severity, object) findings)
 PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     (
         "four-interfaces-declared-two-ips",
-        [("gcp.tf", "redundancy_type = lookup(local.redundancy, var.num_tunnels)", 'redundancy_type = "TWO_IPS_REDUNDANCY"')],
+        [
+            (
+                "gcp.tf",
+                "redundancy_type = lookup(local.redundancy, var.num_tunnels)",
+                'redundancy_type = "TWO_IPS_REDUNDANCY"',
+            )
+        ],
         _set(EXT, redundancy_type="TWO_IPS_REDUNDANCY"),
         [("ha.redundancy-type", "error", EXT)],
     ),
     (
         "interfaces-swapped",
-        [("gcp.tf", "interface.value % local.tunnels_per_connection + 1", "(interface.value + 1) % local.tunnels_per_connection + 1")],
+        [
+            (
+                "gcp.tf",
+                "interface.value % local.tunnels_per_connection + 1",
+                "(interface.value + 1) % local.tunnels_per_connection + 1",
+            )
+        ],
         lambda doc: [
             _ext_ip(0, "198.51.100.2")(doc),
             _ext_ip(1, "198.51.100.1")(doc),
@@ -131,15 +143,30 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     (
         "customer-gateway-not-a-gcp-address",
         [
-            ("aws.tf", "google_compute_ha_vpn_gateway.hub.vpn_interfaces[count.index].ip_address", "google_compute_address.vpn[count.index].address"),
-            ("gcp.tf", "# One interface per AWS tunnel", 'resource "google_compute_address" "vpn" {\n  count = 2\n  name  = "vpn-${count.index}"\n}\n\n# One interface per AWS tunnel'),
+            (
+                "aws.tf",
+                "google_compute_ha_vpn_gateway.hub.vpn_interfaces[count.index].ip_address",
+                "google_compute_address.vpn[count.index].address",
+            ),
+            (
+                "gcp.tf",
+                "# One interface per AWS tunnel",
+                'resource "google_compute_address" "vpn" {\n  count = 2\n  name  = "vpn-${count.index}"\n}\n\n'
+                "# One interface per AWS tunnel",
+            ),
         ],
         lambda doc: [_set(f"aws_customer_gateway.gcp[{i}]", ip_address=f"203.0.113.{99 - i}")(doc) for i in (0, 1)],
         [("wiring.customer-gateway-ip", "error", VPN0), ("wiring.customer-gateway-ip", "error", VPN1)],
     ),
     (
         "customer-gateway-shared",
-        [("aws.tf", "customer_gateway_id = aws_customer_gateway.gcp[count.index].id", "customer_gateway_id = aws_customer_gateway.gcp[0].id")],
+        [
+            (
+                "aws.tf",
+                "customer_gateway_id = aws_customer_gateway.gcp[count.index].id",
+                "customer_gateway_id = aws_customer_gateway.gcp[0].id",
+            )
+        ],
         _set(VPN1, customer_gateway_id="cgw-000a"),
         [("wiring.customer-gateway-shared", "error", VPN1)],
     ),
@@ -149,7 +176,9 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
         lambda doc: [
             _set(VPN1, tunnel2_inside_cidr="169.254.169.252/30")(doc),
             _set("google_compute_router_interface.aws[3]", ip_range="169.254.169.254/30")(doc),
-            _set("google_compute_router_peer.aws[3]", ip_address="169.254.169.254", peer_ip_address="169.254.169.253")(doc),
+            _set("google_compute_router_peer.aws[3]", ip_address="169.254.169.254", peer_ip_address="169.254.169.253")(
+                doc
+            ),
         ],
         [("inside.cidr-invalid", "error", VPN1)],
     ),
@@ -161,7 +190,13 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     ),
     (
         "router-peer-address-wrong",
-        [("gcp.tf", "peer_ip_address = cidrhost(var.inside_cidrs[count.index], 1)", "peer_ip_address = cidrhost(var.inside_cidrs[count.index], 3)")],
+        [
+            (
+                "gcp.tf",
+                "peer_ip_address = cidrhost(var.inside_cidrs[count.index], 1)",
+                "peer_ip_address = cidrhost(var.inside_cidrs[count.index], 3)",
+            )
+        ],
         lambda doc: [
             _set(f"google_compute_router_peer.aws[{i}]", peer_ip_address=ip)(doc)
             for i, ip in enumerate(("169.254.10.3", "169.254.10.7", "169.254.10.11", "169.254.10.15"))
@@ -170,7 +205,13 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     ),
     (
         "ikev1-allowed",
-        [("aws.tf", 'tunnel1_ike_versions                 = ["ikev2"]', 'tunnel1_ike_versions                 = ["ikev1", "ikev2"]')],
+        [
+            (
+                "aws.tf",
+                'tunnel1_ike_versions                 = ["ikev2"]',
+                'tunnel1_ike_versions                 = ["ikev1", "ikev2"]',
+            )
+        ],
         lambda doc: [_set(v, tunnel1_ike_versions=["ikev1", "ikev2"])(doc) for v in (VPN0, VPN1)],
         [("ipsec.ike-version", "error", VPN0), ("ipsec.ike-version", "error", VPN1)],
     ),
@@ -182,7 +223,13 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     ),
     (
         "phase2-sha384",
-        [("aws.tf", 'tunnel2_phase2_integrity_algorithms  = ["SHA2-256"]', 'tunnel2_phase2_integrity_algorithms  = ["SHA2-384"]')],
+        [
+            (
+                "aws.tf",
+                'tunnel2_phase2_integrity_algorithms  = ["SHA2-256"]',
+                'tunnel2_phase2_integrity_algorithms  = ["SHA2-384"]',
+            )
+        ],
         lambda doc: [_set(v, tunnel2_phase2_integrity_algorithms=["SHA2-384"])(doc) for v in (VPN0, VPN1)],
         [("ipsec.unsupported-algorithm", "error", VPN0), ("ipsec.unsupported-algorithm", "error", VPN1)],
     ),
@@ -218,25 +265,50 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
     ),
     (
         "vpn-attachment-not-propagated",
-        [("aws.tf", 'resource "aws_ec2_transit_gateway_route_table_propagation" "vpn" {\n  count                          = local.num_connections', 'resource "aws_ec2_transit_gateway_route_table_propagation" "vpn" {\n  count                          = 1')],
+        [
+            (
+                "aws.tf",
+                PROPAGATION + "local.num_connections",
+                PROPAGATION + "1",
+            )
+        ],
         _drop("aws_ec2_transit_gateway_route_table_propagation.vpn[1]"),
         [("routing.tgw-association", "error", VPN1)],
     ),
     (
         "dns-forwarding-from-two-vpcs",
-        [("dns.tf", "      network_url = google_compute_network.hub.id\n    }\n  }\n  forwarding_config", "      network_url = google_compute_network.hub.id\n    }\n    networks {\n      network_url = google_compute_network.spoke.id\n    }\n  }\n  forwarding_config")],
+        [
+            (
+                "dns.tf",
+                "      network_url = google_compute_network.hub.id\n    }\n  }\n  forwarding_config",
+                "      network_url = google_compute_network.hub.id\n    }\n    networks {\n"
+                "      network_url = google_compute_network.spoke.id\n    }\n  }\n  forwarding_config",
+            )
+        ],
         _visible_to("google_dns_managed_zone.aws_forward", "spoke-vpc"),
         [("dns.forwarding-multiple-vpcs", "error", "google_dns_managed_zone.aws_forward")],
     ),
     (
         "no-dns-peering-zone",
-        [("dns.tf", 'resource "google_dns_managed_zone" "aws_peer" {', 'resource "google_dns_managed_zone" "aws_peer" {\n  count = 0')],
+        [
+            (
+                "dns.tf",
+                'resource "google_dns_managed_zone" "aws_peer" {',
+                'resource "google_dns_managed_zone" "aws_peer" {\n  count = 0',
+            )
+        ],
         _drop("google_dns_managed_zone.aws_peer"),
         [("dns.peering-zone", "warning", "google_compute_network.spoke")],
     ),
     (
         "three-tunnels",
-        [("gcp.tf", 'resource "google_compute_vpn_tunnel" "aws" {\n  count                           = var.num_tunnels', 'resource "google_compute_vpn_tunnel" "aws" {\n  count                           = 3')],
+        [
+            (
+                "gcp.tf",
+                'resource "google_compute_vpn_tunnel" "aws" {\n  count                           = var.num_tunnels',
+                'resource "google_compute_vpn_tunnel" "aws" {\n  count                           = 3',
+            )
+        ],
         _drop("google_compute_vpn_tunnel.aws[3]"),
         [("ha.tunnel-count", "warning", "google_compute_ha_vpn_gateway.hub")],
     ),
@@ -289,7 +361,9 @@ def test_every_rule_decidable_from_terraform_is_covered() -> None:
 
 
 def test_ipsec_fix_names_the_argument_and_the_address(tmp_path: Path) -> None:
-    located, _ = run(_tf(tmp_path, [("aws.tf", TUNNEL_EXT, 'tunnel1_phase1_encryption_algorithms = ["AES128", "AES256"]')]), [])
+    located, _ = run(
+        _tf(tmp_path, [("aws.tf", TUNNEL_EXT, 'tunnel1_phase1_encryption_algorithms = ["AES128", "AES256"]')]), []
+    )
     (first, second) = [x for x in located if x.finding.rule == "ipsec.single-transform"]
     assert first.finding.fix == (
         'Set tunnel1_phase1_encryption_algorithms = ["AES256"] on aws_vpn_connection.vpn[0] '
@@ -311,7 +385,14 @@ def test_aws_defaults_predict_fragmentation(tmp_path: Path) -> None:
 
 
 def test_hard_coded_external_address_is_not_checked_not_a_false_error(tmp_path: Path) -> None:
-    edits = [("gcp.tf", 'ip_address = lookup(aws_vpn_connection.vpn[floor(interface.value / local.tunnels_per_connection)], "tunnel${interface.value % local.tunnels_per_connection + 1}_address")', 'ip_address = "198.51.100.${interface.value + 1}"')]
+    edits = [
+        (
+            "gcp.tf",
+            "ip_address = lookup(aws_vpn_connection.vpn[floor(interface.value / local.tunnels_per_connection)], "
+            '"tunnel${interface.value % local.tunnels_per_connection + 1}_address")',
+            'ip_address = "198.51.100.${interface.value + 1}"',
+        )
+    ]
     located, summary = run(_tf(tmp_path, edits), [])
     assert summary["errors"] == 0
     infos = [x.finding for x in located if x.finding.rule == "wiring.external-interface-ip"]
@@ -324,7 +405,12 @@ def test_hard_coded_external_address_is_not_checked_not_a_false_error(tmp_path: 
 
 def test_unknown_values_are_info_never_errors(tmp_path: Path) -> None:
     edits = [
-        ("variables.tf", 'variable "inside_cidrs" {\n  type    = list(string)\n  default = ["169.254.10.0/30", "169.254.10.4/30", "169.254.10.8/30", "169.254.10.12/30"]\n}', 'variable "inside_cidrs" {\n  type = list(string)\n}'),
+        (
+            "variables.tf",
+            'variable "inside_cidrs" {\n  type    = list(string)\n  default = ["169.254.10.0/30", "169.254.10.4/30", '
+            '"169.254.10.8/30", "169.254.10.12/30"]\n}',
+            'variable "inside_cidrs" {\n  type = list(string)\n}',
+        ),
     ]
     located, summary = run(_tf(tmp_path, edits), [])
     assert summary["errors"] == 0 and summary["warnings"] == 0
@@ -347,7 +433,9 @@ def test_local_module_followed_registry_module_noted(tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(PRODUCTION, root / "modules" / "vpn")
     (root / "modules" / "vpn" / "variables.tf").write_text(
-        (PRODUCTION / "variables.tf").read_text().replace('  default = ["169.254.10.0/30"', '  default = ["169.254.1.0/30"')
+        (PRODUCTION / "variables.tf")
+        .read_text()
+        .replace('  default = ["169.254.10.0/30"', '  default = ["169.254.1.0/30"')
     )
     (root / "main.tf").write_text(
         'module "vpn" {\n  source = "./modules/vpn"\n  num_tunnels = 4\n}\n'
@@ -361,7 +449,16 @@ def test_local_module_followed_registry_module_noted(tmp_path: Path) -> None:
 
 
 def test_text_output_groups_by_file_and_address_with_lines(tmp_path: Path) -> None:
-    paths = _tf(tmp_path, [("gcp.tf", "redundancy_type = lookup(local.redundancy, var.num_tunnels)", 'redundancy_type = "TWO_IPS_REDUNDANCY"')])
+    paths = _tf(
+        tmp_path,
+        [
+            (
+                "gcp.tf",
+                "redundancy_type = lookup(local.redundancy, var.num_tunnels)",
+                'redundancy_type = "TWO_IPS_REDUNDANCY"',
+            )
+        ],
+    )
     out = io.StringIO()
     assert terraform_main(paths, [], fmt="text", out=out) == 1
     text = out.getvalue()
@@ -386,7 +483,11 @@ def test_cli_json_shape_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize(
     ("name", "content", "where"),
     [
-        ("broken.tf", 'resource "aws_vpn_connection" "vpn" {\n  tunnel1_preshared_key = "' + PSK + '" x }\n', "broken.tf:2"),
+        (
+            "broken.tf",
+            'resource "aws_vpn_connection" "vpn" {\n  tunnel1_preshared_key = "' + PSK + '" x }\n',
+            "broken.tf:2",
+        ),
         ("unclosed.tf", 'resource "aws_customer_gateway" "gcp" {\n  bgp_asn = 65000\n', "unclosed.tf:"),
         ("plan.json", '{"format_version": "1.2", "planned_values": {', "plan.json:1"),
     ],

@@ -120,6 +120,11 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _iface_id(block: dict[str, Any], position: int) -> int:
+    found = _int(block.get("id"))
+    return position if found is None else found
+
+
 def build(resources: list[Resource], mtu: int = 1500) -> Built:
     index = _Index(resources)
     subjects: dict[str, Subject] = {}
@@ -196,25 +201,24 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
 
     gateways = []
     for r in index.of("google_compute_ha_vpn_gateway"):
-        interfaces = sorted(r.blocks("vpn_interfaces"), key=lambda b: _int(b.get("id")) or 0)
-        if not interfaces:  # always two, their addresses generated at apply
-            interfaces = [{"id": i, "ip_address": Unknown(f"{r.address}.vpn_interfaces[{i}].ip_address")} for i in (0, 1)]
-        ips = tuple(_text(b.get("ip_address")) for b in interfaces)
+        vpn_interfaces = sorted(r.blocks("vpn_interfaces"), key=lambda b: _int(b.get("id")) or 0)
+        if not vpn_interfaces:  # always two, their addresses generated at apply
+            vpn_interfaces = [
+                {"id": i, "ip_address": Unknown(f"{r.address}.vpn_interfaces[{i}].ip_address")} for i in (0, 1)
+            ]
+        ips = tuple(_text(b.get("ip_address")) for b in vpn_interfaces)
         gateways.append(HaGateway(r.address, network_key(index, r.get("network"), project), ips))
         subject(f"HA VPN gateway {r.address}", r, "ha")
 
     externals = []
     for r in index.of("google_compute_external_vpn_gateway"):
         blocks = r.blocks("interface")
-        interfaces = tuple(
-            (_int(b.get("id")) if _int(b.get("id")) is not None else i, _text(b.get("ip_address")))
-            for i, b in enumerate(blocks)
-        )
-        externals.append(ExternalGateway(r.address, _text(r.get("redundancy_type")), interfaces))
+        ext_interfaces = tuple((_iface_id(b, i), _text(b.get("ip_address"))) for i, b in enumerate(blocks))
+        externals.append(ExternalGateway(r.address, _text(r.get("redundancy_type")), ext_interfaces))
         ext = subject(f"external VPN gateway {r.address}", r, "external", "redundancy_type")
         if isinstance(r.values.get("redundancy_type"), Unknown):
             ext.unknown["redundancy_type"] = "redundancy_type is unknown before apply"
-        for iface_id, ip in interfaces:
+        for iface_id, _ip in ext_interfaces:
             s = subject(f"external VPN gateway {r.address} interface {iface_id}", r, "external_interface", "interface")
             s.tunnel = iface_id
             raw = next((b.get("ip_address") for b in blocks if _int(b.get("id")) == iface_id), None)
@@ -233,7 +237,7 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
         peer_ip = _text(r.get("peer_ip"))
         if ext_r is not None:
             for i, b in enumerate(ext_r.blocks("interface")):
-                if (_int(b.get("id")) if _int(b.get("id")) is not None else i) == (peer_if or 0):
+                if _iface_id(b, i) == (peer_if or 0):
                     peer_ip = _text(b.get("ip_address"))
         tunnels.append(
             GcpTunnel(
@@ -253,14 +257,17 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
     for r in routers_by_addr.values():
         bgp = (r.blocks("bgp") or [{}])[0]
         ranges = tuple(_text(b.get("range")) for b in bgp.get("advertised_ip_ranges") or [] if isinstance(b, dict))
-        interfaces, peers = [], []
+        interfaces: list[RouterInterface] = []
+        peers: list[RouterPeer] = []
         for iface in index.of("google_compute_router_interface"):
             if index.find(iface.values.get("router"), "google_compute_router") is not r:
                 continue
             tunnel = index.find(iface.values.get("vpn_tunnel"), "google_compute_vpn_tunnel")
             interfaces.append(
                 RouterInterface(
-                    iface.address, _text(iface.get("ip_range")), tunnel.address if tunnel else _text(iface.get("vpn_tunnel"))
+                    iface.address,
+                    _text(iface.get("ip_range")),
+                    tunnel.address if tunnel else _text(iface.get("vpn_tunnel")),
                 )
             )
         iface_names = {_text(i.get("name")): i.address for i in index.of("google_compute_router_interface")}
@@ -270,7 +277,9 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
             iface_value = peer.values.get("interface")
             iface_r = index.find(iface_value, "google_compute_router_interface")
             iface_addr = iface_r.address if iface_r else iface_names.get(_text(iface_value), _text(iface_value))
-            peers.append(RouterPeer(peer.address, iface_addr, _text(peer.get("ip_address")), _text(peer.get("peer_ip_address"))))
+            peers.append(
+                RouterPeer(peer.address, iface_addr, _text(peer.get("ip_address")), _text(peer.get("peer_ip_address")))
+            )
         routers.append(
             CloudRouter(
                 name=r.address,
@@ -315,9 +324,18 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
             target_blocks = peering[0].get("target_network") or []
             if target_blocks and isinstance(target_blocks[0], dict):
                 target = network_key(index, target_blocks[0].get("network_url"), project)
-        kind = "forwarding" if forwarding else "peering" if peering else ("private" if r.get("visibility") == "private" else "public")
+        kind = (
+            "forwarding"
+            if forwarding
+            else "peering"
+            if peering
+            else ("private" if r.get("visibility") == "private" else "public")
+        )
         servers = tuple(
-            _text(s.get("ipv4_address")) for f in forwarding for s in f.get("target_name_servers") or [] if isinstance(s, dict)
+            _text(s.get("ipv4_address"))
+            for f in forwarding
+            for s in f.get("target_name_servers") or []
+            if isinstance(s, dict)
         )
         zones.append(DnsZone(r.address, _text(r.get("dns_name")), kind, nets, target, servers))
         subject(r.address, r, "zone")
@@ -354,7 +372,13 @@ def _networks(index: _Index, project: str, subject: Any) -> tuple[Network, ...]:
                 continue
             peer_key = network_key(index, p.values.get("peer_network"), project)
             peerings.append(
-                Peering(p.address, peer_key, "ACTIVE", p.get("export_custom_routes") is True, p.get("import_custom_routes") is True)
+                Peering(
+                    p.address,
+                    peer_key,
+                    "ACTIVE",
+                    p.get("export_custom_routes") is True,
+                    p.get("import_custom_routes") is True,
+                )
             )
             subject(f"network peering {key} -> {peer_key}", p, "peering")
         out.append(Network(key, tuple(sorted(ranges)), tuple(peerings)))
@@ -381,7 +405,9 @@ def _options(r: Resource, n: int) -> tuple[TunnelOptions, list[str]]:
     return TunnelOptions(**values), unknown  # type: ignore[arg-type]
 
 
-def _aws(index: _Index, subjects: dict[str, Subject], names: dict[str, str], gcp: GcpProject | None) -> AwsAccount | None:
+def _aws(
+    index: _Index, subjects: dict[str, Subject], names: dict[str, str], gcp: GcpProject | None
+) -> AwsAccount | None:
     conns_r = index.of("aws_vpn_connection")
     if not conns_r:
         return None
@@ -408,9 +434,10 @@ def _aws(index: _Index, subjects: dict[str, Subject], names: dict[str, str], gcp
             names[key] = f"{r.address} tunnel{n}"
         attachment = None
         if tgw_value is not None:
-            attachment = _text(r.values.get("transit_gateway_attachment_id")) or Unknown(
-                f"{r.address}.transit_gateway_attachment_id"
-            ).text()
+            attachment = (
+                _text(r.values.get("transit_gateway_attachment_id"))
+                or Unknown(f"{r.address}.transit_gateway_attachment_id").text()
+            )
         conn = AwsConnection(
             id=r.address,
             customer_gateway_id=cgw.address if cgw else _text(r.values.get("customer_gateway_id")),
@@ -465,7 +492,9 @@ def _route_tables(
     tables: list[TgwRouteTable] = []
 
     def routes_for(table_match: Any, propagations: tuple[str, ...]) -> tuple[TgwRoute, ...]:
-        routes = [TgwRoute(p, "propagated", "active", (a,)) for a in propagations if a in vpn_attachments for p in advertised]
+        routes = [
+            TgwRoute(p, "propagated", "active", (a,)) for a in propagations if a in vpn_attachments for p in advertised
+        ]
         for route in index.of("aws_ec2_transit_gateway_route"):
             if table_match(route.values.get("transit_gateway_route_table_id")):
                 state = "blackhole" if route.get("blackhole") is True else "active"
@@ -503,10 +532,15 @@ def _route_tables(
         default_ref = Unknown(table_id).text()
 
         def default_match(value: Any, table_id: str = table_id) -> bool:
-            return isinstance(value, Unknown) and value.ref in (table_id, table_id.replace("association", "propagation"))
+            return isinstance(value, Unknown) and value.ref in (
+                table_id,
+                table_id.replace("association", "propagation"),
+            )
 
         props = on_tgw if prop_on else ()
-        tables.append(TgwRouteTable(default_ref, tgw_id, routes_for(default_match, props), on_tgw if assoc_on else (), props))
+        tables.append(
+            TgwRouteTable(default_ref, tgw_id, routes_for(default_match, props), on_tgw if assoc_on else (), props)
+        )
         subjects[f"{AWS_ACCOUNT}:{default_ref}"] = Subject(tgw_r.address, tgw_r.file, tgw_r.line, "route_table", tgw_r)
         names[f"{AWS_ACCOUNT}:{default_ref}"] = f"{tgw_r.address} default route table"
     return tuple(tables)

@@ -53,8 +53,13 @@ def run(paths: list[str], var_files: list[str], mtu: int = 1500) -> tuple[list[L
     for message, file, line in notes.items.values():
         located.append(
             Located(
-                Finding(UNEVALUATED, INFO, "terraform", message, "Give the value in a .tfvars file (--var-file) or "
-                "run the audit on a plan JSON."),
+                Finding(
+                    UNEVALUATED,
+                    INFO,
+                    "terraform",
+                    message,
+                    "Give the value in a .tfvars file (--var-file) or run the audit on a plan JSON.",
+                ),
                 file,
                 line,
             )

@@ -83,7 +83,7 @@ class Instance:
         items = self.module.evaluator.eval(attrs["for_each"].expr, env) if "for_each" in attrs else Unknown()
         if isinstance(items, Unknown):
             self.module.notes.add(
-                f"{self.address}: dynamic \"{block.labels[0]}\" for_each is unknown before apply; its blocks "
+                f'{self.address}: dynamic "{block.labels[0]}" for_each is unknown before apply; its blocks '
                 "are not audited",
                 block.file or self.block.file,
                 block.line,
@@ -284,7 +284,9 @@ class Module:
         if key not in self._collections:
             block = self.resources[rtype][name]
             address = f"{self.prefix}{key}"
-            self._collections[key] = Collection(address, lambda: self._cached(f"instances {key}", lambda: self._instances(block, address)))
+            self._collections[key] = Collection(
+                address, lambda: self._cached(f"instances {key}", lambda: self._instances(block, address))
+            )
         return self._collections[key]
 
     def _instances(self, block: Block, address: str) -> dict[Any, Any] | None:
@@ -326,7 +328,9 @@ class Module:
         block = self.module_blocks.get(name)
         if block is None:
             return Unknown(f"{self.prefix}module.{name}")
-        source = self.evaluator.eval(block.body.attributes["source"].expr) if "source" in block.body.attributes else None
+        source = (
+            self.evaluator.eval(block.body.attributes["source"].expr) if "source" in block.body.attributes else None
+        )
         address = f"{self.prefix}module.{name}"
         if not isinstance(source, str) or not source.startswith(("./", "../")):
             self.notes.add(
@@ -352,7 +356,11 @@ class Module:
             return Module(directory, prefix, variables, self.notes, parent=self)
 
         instances = self._expand(block, make)
-        child: Any = Collection(address, lambda: {k: _ModuleOutputs(m) for k, m in instances.items()}) if instances else Unknown(address)
+        child: Any = (
+            Collection(address, lambda: {k: _ModuleOutputs(m) for k, m in instances.items()})
+            if instances
+            else Unknown(address)
+        )
         if instances is not None and list(instances) == [None]:
             child = _ModuleOutputs(instances[None])
         self._children[name] = child

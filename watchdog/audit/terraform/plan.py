@@ -32,9 +32,11 @@ def load_plan(path: Path, notes: Notes) -> list[Resource]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     if not isinstance(doc, dict) or "format_version" not in doc or "planned_values" not in doc:
-        raise InputError(f"{path}: not a Terraform plan in JSON (no format_version / planned_values); "
-                         "make it with `terraform show -json plan.out`")
-    changes = {rc.get("address"): rc for rc in doc.get("resource_changes") or [] if isinstance(rc, dict)}
+        raise InputError(
+            f"{path}: not a Terraform plan in JSON (no format_version / planned_values); "
+            "make it with `terraform show -json plan.out`"
+        )
+    changes = {str(rc.get("address")): rc for rc in doc.get("resource_changes") or [] if isinstance(rc, dict)}
     configs: dict[str, dict[str, Any]] = {}
     _index_config((doc.get("configuration") or {}).get("root_module") or {}, "", configs)
     out: list[Resource] = []

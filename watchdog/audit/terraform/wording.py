@@ -71,7 +71,9 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
                 _fix(f, subject, built),
             )
         else:
-            located = Finding(f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built))
+            located = Finding(
+                f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built)
+            )
         out.append(Located(located, subject.file, _line(f, subject)))
     return out
 
@@ -220,7 +222,10 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
         m = re.search(r"advertise to AWS: (.+); AWS", f.message)
         ranges = m[1].split(", ") if m else []
         blocks = " ".join(f'advertised_ip_ranges {{ range = "{x}" }}' for x in ranges)
-        return f'In the bgp block of {addr} set advertise_mode = "CUSTOM", advertised_groups = ["ALL_SUBNETS"] and add {blocks}.'
+        return (
+            f'In the bgp block of {addr} set advertise_mode = "CUSTOM", advertised_groups = ["ALL_SUBNETS"] '
+            f"and add {blocks}."
+        )
     if f.rule == r.ROUTING_PEERING:
         arg = "import_custom_routes" if "import" in f.fix else "export_custom_routes"
         return f"Set {arg} = true on {addr}."
@@ -228,8 +233,9 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
         return f"Summarise the advertised_ip_ranges of {addr} below 100 prefixes (the AWS quota cannot be raised)."
     if f.rule == r.ROUTING_TGW:
         return (
-            "Add an aws_ec2_transit_gateway_route_table_association and an aws_ec2_transit_gateway_route_table_propagation "
-            f"with transit_gateway_attachment_id = {addr}.transit_gateway_attachment_id."
+            "Add an aws_ec2_transit_gateway_route_table_association and an "
+            "aws_ec2_transit_gateway_route_table_propagation with"
+            f" transit_gateway_attachment_id = {addr}.transit_gateway_attachment_id."
         )
     if f.rule == r.DNS_RETURN:
         routers = [x.name for p in built.inventory.gcp for x in p.routers]
@@ -251,4 +257,3 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
                 f"and peering_config {{ target_network {{ network_url = <{m[2]}> }} }}."
             )
     return f.fix
-
