@@ -222,7 +222,7 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
             s = subject(f"external VPN gateway {r.address} interface {iface_id}", r, "external_interface", "interface")
             s.tunnel = iface_id
             raw = next((b.get("ip_address") for b in blocks if _int(b.get("id")) == iface_id), None)
-            if isinstance(raw, Unknown) and not raw.ref:
+            if isinstance(raw, Unknown) and raw.opaque:
                 s.unknown["ip"] = f"interface {iface_id}'s ip_address is computed and unknown before apply"
             elif isinstance(raw, str):
                 s.unknown["ip_literal"] = f"interface {iface_id}'s ip_address is hard-coded as {raw}"
@@ -305,6 +305,14 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
                             _text(peer.get("interface")) == _text(iface.get("name"))
                         ):
                             rs.related["peer"] = peer
+            for res, arg in (
+                (rs.related.get("interface"), "ip_range"),
+                (rs.related.get("peer"), "peer_ip_address"),
+                (rs.related.get("peer"), "ip_address"),
+            ):
+                value = res.values.get(arg) if res is not None else None
+                if isinstance(value, Unknown) and res is not None:
+                    rs.unknown["router_addresses"] = f"{res.address} {arg} is unknown before apply"
 
     networks = _networks(index, project, subject)
     for network in networks:  # dns.peering-zone names a network without the project prefix
@@ -421,7 +429,9 @@ def _aws(
         for n in (1, 2):
             options, unknown_opts = _options(r, n)
             cidr = r.values.get(f"tunnel{n}_inside_cidr")
-            outside = _text(r.values.get(f"tunnel{n}_address")) or Unknown(f"{r.address}.tunnel{n}_address").text()
+            outside = (
+                _text(r.values.get(f"tunnel{n}_address")) or Unknown(f"{r.address}.tunnel{n}_address", True).text()
+            )
             tunnel = AwsTunnel(outside, cidr if isinstance(cidr, str) else None, options=options)
             tunnels.append(tunnel)
             s = Subject(r.address, r.file, r.line_of(f"tunnel{n}_inside_cidr"), "tunnel", r, tunnel=n)
@@ -452,7 +462,7 @@ def _aws(
             s.related["customer_gateway"] = cgw
         if cgw is None:
             s.unknown["customer_gateway_ip"] = "its customer gateway is not in these files"
-        elif isinstance(cgw_ip, Unknown) and not cgw_ip.ref:
+        elif isinstance(cgw_ip, Unknown) and cgw_ip.opaque:
             s.unknown["customer_gateway_ip"] = f"{cgw.address} ip_address is computed and unknown before apply"
         elif isinstance(cgw_ip, str) and not ha_known:
             s.unknown["customer_gateway_ip"] = (

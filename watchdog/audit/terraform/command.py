@@ -94,9 +94,10 @@ def _rel(file: str) -> str:
     if not file:
         return "(not in a file)"
     try:
-        return os.path.relpath(file)
+        rel = os.path.relpath(file)
     except ValueError:
         return file
+    return file if rel.startswith("..") else rel
 
 
 def render_text(located: list[Located], summary: dict[str, Any]) -> str:

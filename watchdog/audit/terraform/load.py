@@ -57,7 +57,10 @@ class Instance:
         if is_secret(name):
             return Unknown()
         if name in body.attributes:
-            return self.module.evaluator.eval(body.attributes[name].expr, self.env)
+            value = self.module.evaluator.eval(body.attributes[name].expr, self.env)
+            if name == "name" and isinstance(value, Unknown) and not value.ref:
+                return Unknown(f"{self.address}.name")  # unknown, but references to it still link
+            return value
         blocks = self.blocks(name)
         if blocks:
             return blocks
@@ -155,6 +158,7 @@ def computed_attribute(instance: Instance, name: str) -> Any:
     """What the configuration alone determines of a computed attribute; else Unknown(address.name)."""
     ref = f"{instance.address}.{name}"
     rtype = instance.type
+    generated = Unknown(ref, generated=True)
     if rtype == "aws_vpn_connection" and name.endswith(("_vgw_inside_address", "_cgw_inside_address")):
         cidr = instance.attr(name.split("_")[0] + "_inside_cidr")
         if isinstance(cidr, str):
@@ -162,10 +166,10 @@ def computed_attribute(instance: Instance, name: str) -> Any:
                 net = ipaddress.ip_network(cidr, strict=False)
                 return str(net.network_address + (1 if "_vgw_" in name else 2))
             except ValueError:
-                return Unknown(ref)
-        return Unknown(ref)
+                return generated
+        return generated
     if rtype == "google_compute_ha_vpn_gateway" and name == "vpn_interfaces":
-        return [{"id": i, "ip_address": Unknown(f"{ref}[{i}].ip_address")} for i in range(2)]
+        return [{"id": i, "ip_address": Unknown(f"{ref}[{i}].ip_address", generated=True)} for i in range(2)]
     if rtype == "google_compute_network" and name in ("id", "self_link"):
         net_name = instance.attr("name")
         project = instance.attr("project")
@@ -174,10 +178,10 @@ def computed_attribute(instance: Instance, name: str) -> Any:
         if isinstance(net_name, str) and isinstance(project, str):
             path = f"projects/{project}/global/networks/{net_name}"
             return path if name == "id" else f"https://www.googleapis.com/compute/v1/{path}"
-        return Unknown(ref)
+        return generated
     if name == "project" and rtype.startswith("google_"):
         return instance.module.provider_project()
-    return Unknown(ref)
+    return generated
 
 
 class Module:

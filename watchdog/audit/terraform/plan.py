@@ -118,7 +118,7 @@ _COMPUTED: Any = object()  # no expression in the configuration: a computed attr
 
 def _unknown(expr: Any, ref: str, index: Any) -> Unknown:
     if expr is _COMPUTED:
-        return Unknown(ref)  # the instance's own computed attribute
+        return Unknown(ref, generated=True)  # the instance's own computed attribute
     if not isinstance(expr, dict):
         return Unknown()
     refs = [x for x in expr.get("references") or [] if not x.startswith(_SKIP_REFS)]
@@ -143,4 +143,4 @@ def _unknown(expr: Any, ref: str, index: Any) -> Unknown:
         return Unknown()
     if longest.count(".") < 2:
         return Unknown()  # a whole resource, not one attribute
-    return Unknown(longest)
+    return Unknown(longest, generated=True)  # it is that other resource's attribute

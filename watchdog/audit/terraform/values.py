@@ -22,14 +22,23 @@ SECRET_ARGS = ("preshared_key", "shared_secret", "pre_shared_key", "psk")
 @dataclass(frozen=True)
 class Unknown:
     ref: str | None = None  # the attribute it is, when it is exactly one attribute
+    # True when `ref` is an attribute the provider generates at apply (an address, an id): two such
+    # attributes are different values. False for a variable without a value or an argument we could
+    # not evaluate: `ref` then only tells which object it belongs to, never what it equals.
+    generated: bool = False
 
     def attr(self, name: str) -> Unknown:
-        return Unknown(f"{self.ref}.{name}" if self.ref else None)
+        return Unknown(f"{self.ref}.{name}" if self.ref else None, self.generated)
 
     def index(self, key: Any) -> Unknown:
         if self.ref is None or isinstance(key, Unknown):
             return Unknown()
-        return Unknown(f"{self.ref}[{key}]" if isinstance(key, int) else f'{self.ref}["{key}"]')
+        return Unknown(f"{self.ref}[{key}]" if isinstance(key, int) else f'{self.ref}["{key}"]', self.generated)
+
+    @property
+    def opaque(self) -> bool:
+        """Its value cannot be compared with anything but itself."""
+        return not (self.ref and self.generated)
 
     def text(self) -> str:
         """The inventory spelling: equal for the same attribute, never equal to a real value."""

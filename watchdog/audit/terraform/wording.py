@@ -47,6 +47,7 @@ _INPUTS: dict[str, tuple[str, ...]] = {
     r.IPSEC_UNSUPPORTED: ("options",),
     r.IPSEC_DH_FIRST: ("options",),
     r.IPSEC_SIZE: ("options",),
+    r.INSIDE_ROUTER: ("router_addresses",),
     r.ROUTING_TGW: ("tgw",),
     r.ROUTING_ADVERTISED: ("advertised",),
     r.ROUTING_LIMIT: ("advertised",),
@@ -154,15 +155,34 @@ def _ipsec_keys(f: Finding, s: Subject) -> tuple[tuple[str, ...], TunnelOptions]
 def _ipsec_fix(f: Finding, s: Subject) -> str:
     keys, target = _ipsec_keys(f, s)
     args = "; ".join(f"tunnel{s.tunnel}_{OPTION_ARGS[k]} = {_q(getattr(target, k))}" for k in keys)
+    if keys == ("ike_versions",):
+        return f"Set {args} on {s.address} (Cloud VPN speaks IKEv2)."
     return f"Set {args} on {s.address} (one GCP-supported value each, DH group 14 first)."
 
 
-def _free_inside(built: Built) -> str:
-    used = {t.inside_cidr for a in built.inventory.aws for c in a.connections for t in c.tunnels if t.inside_cidr}
+def _free_inside(built: Built, s: Subject) -> str:
+    """A distinct unused /30 per tunnel that needs one (so applying every fix gives no new duplicate)."""
+    tunnels = [(c, n, t) for a in built.inventory.aws for c in a.connections for n, t in enumerate(c.tunnels, 1)]
+    counts: dict[str, int] = {}
+    for _, _, t in tunnels:
+        if t.inside_cidr:
+            counts[t.inside_cidr] = counts.get(t.inside_cidr, 0) + 1
+    seen: set[str] = set()
+    needing = []
+    for c, n, t in tunnels:
+        cidr = t.inside_cidr
+        if not cidr or r.inside_cidr_problem(cidr) or cidr in seen:
+            needing.append((c.id, n))
+        if cidr:
+            seen.add(cidr)
+    rank = needing.index((s.address, s.tunnel)) if (s.address, s.tunnel) in needing else 0
     net = ipaddress.ip_network("169.254.10.0/30")
-    while str(net) in used or r.inside_cidr_problem(str(net)):
+    free: list[str] = []
+    while len(free) <= rank:
+        if str(net) not in counts and not r.inside_cidr_problem(str(net)):
+            free.append(str(net))
         net = ipaddress.ip_network((int(net.network_address) + 4, 30))
-    return str(net)
+    return free[rank]
 
 
 def _ha_address(built: Built) -> str:
@@ -208,7 +228,7 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
         )
     if f.rule in (r.INSIDE_CIDR, r.INSIDE_DUPLICATE) and s.kind == "tunnel":
         return (
-            f'Set tunnel{s.tunnel}_inside_cidr = "{_free_inside(built)}" on {addr} (an unused /30 of 169.254.0.0/16 '
+            f'Set tunnel{s.tunnel}_inside_cidr = "{_free_inside(built, s)}" on {addr} (an unused /30 of 169.254.0.0/16 '
             "outside AWS's reserved ranges, unique per GCP gateway) and match the router interface and peer to it."
         )
     if f.rule == r.INSIDE_ROUTER:
