@@ -72,32 +72,42 @@ class Built:
 
 
 class _Index:
+    """Resources by type, and what a reference or a name points at (memoised: configurations repeat)."""
+
     def __init__(self, resources: list[Resource]) -> None:
         self.by_type: dict[str, list[Resource]] = {}
         self.by_address = {r.address: r for r in resources}
+        self._names: dict[tuple[str, str, str], Resource] = {}
+        self._ids: dict[tuple[str, str], Resource] = {}
         for r in resources:
             self.by_type.setdefault(r.type, []).append(r)
+        for r in reversed(resources):
+            name, rid = r.get("name"), r.get("id")
+            if isinstance(name, str):
+                self._names[(r.type, r.module, name)] = r
+                self._names.setdefault((r.type, "*", name), r)
+            if isinstance(rid, str):
+                self._ids[(r.type, rid)] = r
 
     def of(self, rtype: str) -> list[Resource]:
         return self.by_type.get(rtype, [])
 
-    def find(self, value: Any, rtype: str) -> Resource | None:
-        """The resource a reference or a name/URL points at."""
-        candidates = self.of(rtype)
+    def find(self, value: Any, rtype: str, near: Resource | None = None) -> Resource | None:
+        """The resource a reference, a name or a URL points at; a name in the same module first."""
         if isinstance(value, Unknown):
-            if not value.ref:
-                return None
-            best = None
-            for r in candidates:
-                if value.ref.startswith((r.address + ".", r.address + "[")) or value.ref == r.address:
-                    if best is None or len(r.address) > len(best.address):
-                        best = r
-            return best
+            ref = value.ref or ""
+            cuts = [i for i, ch in enumerate(ref) if ch in ".["] + [len(ref)]
+            for cut in reversed(cuts):
+                found = self.by_address.get(ref[:cut])
+                if found is not None and found.type == rtype:
+                    return found
+            return None
         if isinstance(value, str) and value:
+            if (rtype, value) in self._ids:
+                return self._ids[(rtype, value)]
             tail = value.rstrip("/").rsplit("/", 1)[-1]
-            for r in candidates:
-                if r.get("name") == tail or r.get("id") == value:
-                    return r
+            module = near.module if near is not None else ""
+            return self._names.get((rtype, module, tail)) or self._names.get((rtype, "*", tail))
         return None
 
 
@@ -230,9 +240,9 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
     routers_by_addr: dict[str, Resource] = {r.address: r for r in index.of("google_compute_router")}
     tunnels = []
     for r in index.of("google_compute_vpn_tunnel"):
-        gw = index.find(r.values.get("vpn_gateway"), "google_compute_ha_vpn_gateway")
-        ext_r = index.find(r.values.get("peer_external_gateway"), "google_compute_external_vpn_gateway")
-        router = index.find(r.values.get("router"), "google_compute_router")
+        gw = index.find(r.values.get("vpn_gateway"), "google_compute_ha_vpn_gateway", r)
+        ext_r = index.find(r.values.get("peer_external_gateway"), "google_compute_external_vpn_gateway", r)
+        router = index.find(r.values.get("router"), "google_compute_router", r)
         peer_if = _int(r.get("peer_external_gateway_interface"))
         peer_ip = _text(r.get("peer_ip"))
         if ext_r is not None:
@@ -253,6 +263,23 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
         )
         subject(f"VPN tunnel {r.address}", r, "gcp_tunnel")
 
+    # Who links to whom, resolved once: interface -> (router, tunnel), peer -> (router, interface).
+    iface_links = {
+        i.address: (
+            index.find(i.values.get("router"), "google_compute_router", i),
+            index.find(i.values.get("vpn_tunnel"), "google_compute_vpn_tunnel", i),
+        )
+        for i in index.of("google_compute_router_interface")
+    }
+    peer_links = {
+        p.address: (
+            index.find(p.values.get("router"), "google_compute_router", p),
+            index.find(p.values.get("interface"), "google_compute_router_interface", p),
+        )
+        for p in index.of("google_compute_router_peer")
+    }
+    iface_of_tunnel = {t.address: index.by_address[i] for i, (_, t) in iface_links.items() if t is not None}
+    peer_of_iface = {i.address: index.by_address[p] for p, (_, i) in peer_links.items() if i is not None}
     routers = []
     for r in routers_by_addr.values():
         bgp = (r.blocks("bgp") or [{}])[0]
@@ -260,23 +287,16 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
         interfaces: list[RouterInterface] = []
         peers: list[RouterPeer] = []
         for iface in index.of("google_compute_router_interface"):
-            if index.find(iface.values.get("router"), "google_compute_router") is not r:
+            router_r, tunnel = iface_links[iface.address]
+            if router_r is not r:
                 continue
-            tunnel = index.find(iface.values.get("vpn_tunnel"), "google_compute_vpn_tunnel")
-            interfaces.append(
-                RouterInterface(
-                    iface.address,
-                    _text(iface.get("ip_range")),
-                    tunnel.address if tunnel else _text(iface.get("vpn_tunnel")),
-                )
-            )
-        iface_names = {_text(i.get("name")): i.address for i in index.of("google_compute_router_interface")}
+            linked = tunnel.address if tunnel else _text(iface.get("vpn_tunnel"))
+            interfaces.append(RouterInterface(iface.address, _text(iface.get("ip_range")), linked))
         for peer in index.of("google_compute_router_peer"):
-            if index.find(peer.values.get("router"), "google_compute_router") is not r:
+            router_r, iface_r = peer_links[peer.address]
+            if router_r is not r:
                 continue
-            iface_value = peer.values.get("interface")
-            iface_r = index.find(iface_value, "google_compute_router_interface")
-            iface_addr = iface_r.address if iface_r else iface_names.get(_text(iface_value), _text(iface_value))
+            iface_addr = iface_r.address if iface_r else _text(peer.get("interface"))
             peers.append(
                 RouterPeer(peer.address, iface_addr, _text(peer.get("ip_address")), _text(peer.get("peer_ip_address")))
             )
@@ -297,14 +317,11 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
         for t in index.of("google_compute_vpn_tunnel"):
             rs = subject(f"Cloud Router {r.address} tunnel {t.address}", r, "router_tunnel", "bgp")
             rs.related["tunnel"] = t
-            for iface in index.of("google_compute_router_interface"):
-                if index.find(iface.values.get("vpn_tunnel"), "google_compute_vpn_tunnel") is t:
-                    rs.related["interface"] = iface
-                    for peer in index.of("google_compute_router_peer"):
-                        if index.find(peer.values.get("interface"), "google_compute_router_interface") is iface or (
-                            _text(peer.get("interface")) == _text(iface.get("name"))
-                        ):
-                            rs.related["peer"] = peer
+            iface = iface_of_tunnel.get(t.address)
+            if iface is not None:
+                rs.related["interface"] = iface
+                if iface.address in peer_of_iface:
+                    rs.related["peer"] = peer_of_iface[iface.address]
             for res, arg in (
                 (rs.related.get("interface"), "ip_range"),
                 (rs.related.get("peer"), "peer_ip_address"),
@@ -422,7 +439,7 @@ def _aws(
     ha_known = gcp is not None and all(not ip.startswith("(") for g in gcp.ha_gateways for ip in g.interfaces)
     connections = []
     for r in conns_r:
-        cgw = index.find(r.values.get("customer_gateway_id"), "aws_customer_gateway")
+        cgw = index.find(r.values.get("customer_gateway_id"), "aws_customer_gateway", r)
         cgw_ip = cgw.values.get("ip_address") if cgw else None
         tgw_value = r.values.get("transit_gateway_id")
         tunnels = []

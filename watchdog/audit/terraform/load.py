@@ -25,14 +25,18 @@ _BUSY = object()
 DEFAULT_PROJECT = "provider-project"
 
 
+PLAN_FIX = "Audit a plan of it instead: terraform plan -out plan.out && terraform show -json plan.out > plan.json."
+VALUE_FIX = "Give it a value in a .tfvars file (--var-file), or audit a plan JSON."
+
+
 class Notes:
     """What the reader could not follow, said once each (the report shows them as info)."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[str, str, int]] = {}
+        self.items: dict[str, tuple[str, str, int, str]] = {}
 
-    def add(self, message: str, file: str = "", line: int = 0) -> None:
-        self.items.setdefault(message, (message, file, line))
+    def add(self, message: str, file: str = "", line: int = 0, fix: str = VALUE_FIX) -> None:
+        self.items.setdefault(message, (message, file, line, fix))
 
 
 class Instance:
@@ -90,6 +94,7 @@ class Instance:
                 "are not audited",
                 block.file or self.block.file,
                 block.line,
+                PLAN_FIX,
             )
             return []
         pairs = list(items.items()) if isinstance(items, dict) else list(enumerate(items))
@@ -200,10 +205,13 @@ class Module:
         self._variables_in = variables
         self.evaluator = Evaluator(self)
         self.body = Body()
+        # Module instances of one source share its parsed files (they are read-only after parsing).
+        self._parsed: dict[Path, Body] = parent._parsed if parent is not None else {}
         paths = files if files is not None else sorted(directory.glob("*.tf"))
         for path in paths:
-            parsed = parse_file(path)
-            self.body.blocks.extend(parsed.blocks)
+            if path not in self._parsed:
+                self._parsed[path] = parse_file(path)
+            self.body.blocks.extend(self._parsed[path].blocks)
         self.variables = {b.labels[0]: b for b in self.body.blocks_of("variable") if b.labels}
         self.locals: dict[str, Any] = {}
         for block in self.body.blocks_of("locals"):
@@ -223,7 +231,7 @@ class Module:
     # -- Scope ------------------------------------------------------------------------------
 
     def note(self, message: str) -> None:
-        self.notes.add(message)
+        self.notes.add(message, fix="Nothing to do: what depends on it is not checked; a plan JSON has the value.")
 
     def lookup(self, name: str) -> Any:
         if name == "var":
@@ -271,12 +279,13 @@ class Module:
         return self.evaluator.eval(attribute.expr) if attribute is not None else Unknown(f"local.{name}")
 
     def provider_project(self) -> Any:
-        root = self
-        while root.parent is not None:
-            root = root.parent
-        for block in root.body.blocks_of("provider"):
-            if block.labels and block.labels[0] in ("google", "google-beta") and "project" in block.body.attributes:
-                return root.evaluator.eval(block.body.attributes["project"].expr)
+        """The google provider's project: this module's own provider block, else its parents'."""
+        module: Module | None = self
+        while module is not None:
+            for block in module.body.blocks_of("provider"):
+                if block.labels and block.labels[0] in ("google", "google-beta") and "project" in block.body.attributes:
+                    return module.evaluator.eval(block.body.attributes["project"].expr)
+            module = module.parent
         return DEFAULT_PROJECT
 
     # -- resources ---------------------------------------------------------------------------
@@ -308,6 +317,7 @@ class Module:
                     f"{self.prefix}{'.'.join(block.labels)}: count is unknown before apply; not audited",
                     block.file,
                     attrs["count"].line,
+                    PLAN_FIX,
                 )
                 return None
             return {i: make(i, {"count": {"index": i}}) for i in range(int(count))}
@@ -318,6 +328,7 @@ class Module:
                     f"{self.prefix}{'.'.join(block.labels)}: for_each is unknown before apply; not audited",
                     block.file,
                     attrs["for_each"].line,
+                    PLAN_FIX,
                 )
                 return None
             pairs = items.items() if isinstance(items, dict) else ((str(v), v) for v in items)
@@ -342,6 +353,7 @@ class Module:
                 "are not audited, its outputs are unknown)",
                 block.file,
                 block.line,
+                PLAN_FIX,
             )
             self._children[name] = Unknown(address)
             return self._children[name]

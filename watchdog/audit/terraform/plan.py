@@ -42,7 +42,9 @@ def load_plan(path: Path, notes: Notes) -> list[Resource]:
     out: list[Resource] = []
     _walk(doc["planned_values"].get("root_module") or {}, changes, configs, str(path), out)
     if doc.get("errored"):
-        notes.add(f"{path}: the plan errored; only what it planned is audited", str(path), 0)
+        notes.add(
+            f"{path}: the plan errored; only what it planned is audited", str(path), 0, "Fix the plan's errors first."
+        )
     return out
 
 
