@@ -317,11 +317,11 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
         for t in index.of("google_compute_vpn_tunnel"):
             rs = subject(f"Cloud Router {r.address} tunnel {t.address}", r, "router_tunnel", "bgp")
             rs.related["tunnel"] = t
-            iface = iface_of_tunnel.get(t.address)
-            if iface is not None:
-                rs.related["interface"] = iface
-                if iface.address in peer_of_iface:
-                    rs.related["peer"] = peer_of_iface[iface.address]
+            linked_iface = iface_of_tunnel.get(t.address)
+            if linked_iface is not None:
+                rs.related["interface"] = linked_iface
+                if linked_iface.address in peer_of_iface:
+                    rs.related["peer"] = peer_of_iface[linked_iface.address]
             for res, arg in (
                 (rs.related.get("interface"), "ip_range"),
                 (rs.related.get("peer"), "peer_ip_address"),
