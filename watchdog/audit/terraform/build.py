@@ -546,7 +546,22 @@ def _route_tables(
         )
         tgw = _text(r.values.get("transit_gateway_id"))
         tables.append(TgwRouteTable(r.address, tgw, routes_for(match, prop), assoc, prop))
-        subjects[f"{AWS_ACCOUNT}:{r.address}"] = Subject(r.address, r.file, r.line, "route_table", r)
+        table_subject = Subject(r.address, r.file, r.line, "route_table", r)
+        subjects[f"{AWS_ACCOUNT}:{r.address}"] = table_subject
+        links = [
+            a.values.get("transit_gateway_attachment_id")
+            for kind in ("association", "propagation")
+            for a in index.of(f"aws_ec2_transit_gateway_route_table_{kind}")
+            if match(a.values.get("transit_gateway_route_table_id"))
+        ]
+        if any(isinstance(v, Unknown) and v.opaque for v in links):
+            # e.g. a plan lists `aws_vpn_connection.vpn[count.index].transit_gateway_attachment_id` only as
+            # "aws_vpn_connection.vpn": which attachment each one is cannot be told.
+            reason = f"which VPN attachments {r.address}'s associations/propagations name is unknown before apply"
+            table_subject.unknown["propagations"] = reason
+            for key, subject in subjects.items():
+                if subject.kind == "connection" and key.startswith(f"{AWS_ACCOUNT}:"):
+                    subject.unknown.setdefault("tgw", reason)
         names[f"{AWS_ACCOUNT}:{r.address}"] = r.address
     for tgw_r in index.of("aws_ec2_transit_gateway"):
         tgw_id = _text(tgw_r.values.get("id"))

@@ -49,6 +49,7 @@ _INPUTS: dict[str, tuple[str, ...]] = {
     r.IPSEC_SIZE: ("options",),
     r.INSIDE_ROUTER: ("router_addresses",),
     r.ROUTING_TGW: ("tgw",),
+    r.DNS_RETURN: ("propagations",),
     r.ROUTING_ADVERTISED: ("advertised",),
     r.ROUTING_LIMIT: ("advertised",),
 }
