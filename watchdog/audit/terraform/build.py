@@ -233,7 +233,7 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
             s.tunnel = iface_id
             raw = next((b.get("ip_address") for b in blocks if _int(b.get("id")) == iface_id), None)
             if isinstance(raw, Unknown) and raw.opaque:
-                s.unknown["ip"] = f"interface {iface_id}'s ip_address is computed and unknown before apply"
+                s.unknown["ip"] = f"interface {iface_id}'s ip_address cannot be known before apply"
             elif isinstance(raw, str):
                 s.unknown["ip_literal"] = f"interface {iface_id}'s ip_address is hard-coded as {raw}"
 
@@ -480,7 +480,7 @@ def _aws(
         if cgw is None:
             s.unknown["customer_gateway_ip"] = "its customer gateway is not in these files"
         elif isinstance(cgw_ip, Unknown) and cgw_ip.opaque:
-            s.unknown["customer_gateway_ip"] = f"{cgw.address} ip_address is computed and unknown before apply"
+            s.unknown["customer_gateway_ip"] = f"{cgw.address} ip_address cannot be known before apply"
         elif isinstance(cgw_ip, str) and not ha_known:
             s.unknown["customer_gateway_ip"] = (
                 f"{cgw.address} ip_address is hard-coded as {cgw_ip}; the HA VPN gateway's addresses are only "
