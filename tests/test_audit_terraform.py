@@ -108,6 +108,16 @@ def _findings(paths: list[str]) -> list[tuple[str, str, str]]:
 VPN0, VPN1 = "aws_vpn_connection.vpn[0]", "aws_vpn_connection.vpn[1]"
 EXT = "google_compute_external_vpn_gateway.aws"
 ROUTER = "google_compute_router.hub"
+OPTION_ARGS = {
+    "ike_versions": '["ikev2"]',
+    "phase1_encryption_algorithms": '["AES256"]',
+    "phase1_integrity_algorithms": '["SHA2-256"]',
+    "phase1_dh_group_numbers": "[14]",
+    "phase2_encryption_algorithms": '["AES256"]',
+    "phase2_integrity_algorithms": '["SHA2-256"]',
+    "phase2_dh_group_numbers": "[14]",
+}
+TUNNEL1_OPTIONS = "".join(f"  {'tunnel1_' + arg:<36} = {value}\n" for arg, value in OPTION_ARGS.items())
 PROPAGATION = 'resource "aws_ec2_transit_gateway_route_table_propagation" "vpn" {\n  count                          = '
 TUNNEL_EXT = 'tunnel1_phase1_encryption_algorithms = ["AES256"]'
 
@@ -315,6 +325,16 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
         [("routing.route-limit", "error", ROUTER)],
     ),
     (
+        "aws-default-options",
+        [("aws.tf", TUNNEL1_OPTIONS, "")],
+        lambda doc: [_set(v, **{f"tunnel1_{arg}": None for arg in OPTION_ARGS})(doc) for v in (VPN0, VPN1)],
+        [
+            (rule, "error", vpn)
+            for vpn in (VPN0, VPN1)
+            for rule in ("ipsec.ike-version", "ipsec.message-size", "ipsec.single-transform")
+        ],
+    ),
+    (
         "three-tunnels",
         [
             (
@@ -337,17 +357,37 @@ def test_production_shape_is_clean_from_files_and_from_the_plan() -> None:
         assert len(summary["ike_message_margin_bytes"]) == 4
 
 
-def test_cheap_mode_by_tfvars_is_info_only(tmp_path: Path) -> None:
-    located, summary = run(_tf(tmp_path, [], tfvars="num_tunnels = 1\n"), [])
-    assert [(x.finding.rule, x.finding.severity) for x in located] == [("ha.cheap-mode", "info")]
-    assert list(summary["ike_message_margin_bytes"]) == ["aws_vpn_connection.vpn[0] tunnel1"]
+def _cheap(doc: dict[str, Any]) -> None:
+    """The plan of the cheap shape: 1 connection, 1 external interface, 1 tunnel."""
+    gone = {VPN1, "aws_customer_gateway.gcp[1]"}
+    gone |= {f"aws_ec2_transit_gateway_route_table_{k}.vpn[1]" for k in ("association", "propagation")}
+    gone |= {
+        f"google_compute_{t}.aws[{i}]" for t in ("vpn_tunnel", "router_interface", "router_peer") for i in (1, 2, 3)
+    }
+    _drop(*gone)(doc)
+    ext = _resource(doc, EXT)
+    ext["redundancy_type"] = "SINGLE_IP_INTERNALLY_REDUNDANT"
+    ext["interface"] = ext["interface"][:1]
+
+
+def test_cheap_mode_is_info_only_from_tfvars_and_from_the_plan(tmp_path: Path) -> None:
+    for paths in (_tf(tmp_path, [], tfvars="num_tunnels = 1\n"), _plan(tmp_path, _cheap)):
+        located, summary = run(paths, [])
+        assert [(x.finding.rule, x.finding.severity) for x in located] == [("ha.cheap-mode", "info")], paths
+        # The spare AWS tunnel (tunnel2) is not held to the IPsec rules.
+        assert list(summary["ike_message_margin_bytes"]) == ["aws_vpn_connection.vpn[0] tunnel1"]
 
 
 def test_cheap_mode_customer_gateway_on_the_second_address(tmp_path: Path) -> None:
     edits = [("aws.tf", "vpn_interfaces[count.index].ip_address", "vpn_interfaces[1].ip_address")]
-    assert _findings(_tf(tmp_path, edits, tfvars="num_tunnels = 1\n")) == [
-        ("ha.cheap-mode-customer-gateway", "error", VPN0)
-    ]
+    expected = [("ha.cheap-mode-customer-gateway", "error", VPN0)]
+    assert _findings(_tf(tmp_path, edits, tfvars="num_tunnels = 1\n")) == expected
+
+    def plan_edit(doc: dict[str, Any]) -> None:
+        _cheap(doc)
+        _resource(doc, "aws_customer_gateway.gcp[0]")["ip_address"] = "203.0.113.11"
+
+    assert _findings(_plan(tmp_path, plan_edit)) == expected
 
 
 @pytest.mark.parametrize(("case", "edits", "plan_edit", "expected"), PITFALLS, ids=[p[0] for p in PITFALLS])
@@ -369,7 +409,7 @@ def test_every_rule_decidable_from_terraform_is_covered() -> None:
         rules.ROUTING_LEARNED,  # routes AWS really learned
     }
     covered = {rule for *_, expected in PITFALLS for rule, _, _ in expected}
-    covered |= {rules.HA_CHEAP_MODE, rules.HA_CHEAP_CGW, rules.IPSEC_SIZE}
+    covered |= {rules.HA_CHEAP_MODE, rules.HA_CHEAP_CGW}
     assert set(rules.RULES) - live_only == covered
 
 

@@ -50,8 +50,8 @@ def run(paths: list[str], var_files: list[str], mtu: int = 1500) -> tuple[list[L
     built = build(resources, mtu)
     result = audit(built.inventory)
     located = translate(result, built)
-    for message, file, line, fix in notes.items.values():
-        located.append(Located(Finding(UNEVALUATED, INFO, "terraform", message, fix), file, line))
+    for obj, message, file, line, fix in notes.items.values():
+        located.append(Located(Finding(UNEVALUATED, INFO, obj, message, fix), file, line))
     located.sort(key=lambda x: (_SEVERITY_ORDER[x.finding.severity], x.file, x.line, x.finding.rule, x.finding.object))
     summary = report.summary(result)
     counts = {s: sum(1 for x in located if x.finding.severity == s) for s in SEVERITIES}

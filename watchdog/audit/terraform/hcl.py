@@ -75,7 +75,7 @@ def parse_text(text: str, name: str = "<string>") -> Body:
         raise InputError(f"{name}: not valid HCL") from None
     try:
         return _body(tree.children[0])
-    except _Unsupported as exc:
+    except _Unsupported as exc:  # only a block label can get here: the block cannot be addressed
         raise InputError(f"{name}:{exc.line}: unsupported HCL: {exc}") from None
 
 
@@ -116,7 +116,7 @@ def _body(node: Tree) -> Body:
         if child.data == "attribute":
             kids = _trees(child)
             name = _name(kids[0])
-            body.attributes[name] = Attribute(name, _expr(kids[-1]), _line(child))
+            body.attributes[name] = Attribute(name, _safe_expr(kids[-1]), _line(child))
         elif child.data == "block":
             kids = _trees(child)
             head, inner = kids[:-1], kids[-1]
@@ -172,6 +172,14 @@ def _string_parts(node: Tree) -> list[str | Expr]:
         else:
             raise _Unsupported("template directives (%{if}/%{for}) are not evaluated", _line(inner))
     return parts
+
+
+def _safe_expr(node: Tree) -> Expr:
+    """Valid HCL we do not evaluate (template directives, ...) is an unknown value, not an input error."""
+    try:
+        return _expr(node)
+    except _Unsupported as exc:
+        return ("opaque", str(exc))
 
 
 def _expr(node: Tree | Token) -> Expr:  # noqa: C901 - one dispatch over the grammar's expression rules

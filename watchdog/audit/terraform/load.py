@@ -17,7 +17,7 @@ from typing import Any
 
 from watchdog.audit.terraform.evaluate import Collection, Evaluator, Namespace
 from watchdog.audit.terraform.hcl import Block, Body, parse_file
-from watchdog.audit.terraform.values import Resource, Unknown, is_secret
+from watchdog.audit.terraform.values import AUDITED_TYPES, Resource, Unknown, is_secret
 from watchdog.errors import InputError
 
 _BUSY = object()
@@ -33,10 +33,11 @@ class Notes:
     """What the reader could not follow, said once each (the report shows them as info)."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[str, str, int, str]] = {}
+        self.items: dict[str, tuple[str, str, str, int, str]] = {}
 
-    def add(self, message: str, file: str = "", line: int = 0, fix: str = VALUE_FIX) -> None:
-        self.items.setdefault(message, (message, file, line, fix))
+    def add(self, message: str, file: str = "", line: int = 0, fix: str = VALUE_FIX, obj: str = "terraform") -> None:
+        """`obj`: what the note is about (a variable, a module or resource address)."""
+        self.items.setdefault(message, (obj, message, file, line, fix))
 
 
 class Instance:
@@ -95,6 +96,7 @@ class Instance:
                 block.file or self.block.file,
                 block.line,
                 PLAN_FIX,
+                self.address,
             )
             return []
         pairs = list(items.items()) if isinstance(items, dict) else list(enumerate(items))
@@ -271,6 +273,7 @@ class Module:
             f"variable {self.prefix}var.{name} has no value (no default, no .tfvars): what depends on it is unknown",
             where,
             block.line if block else 0,
+            obj=f"{self.prefix}var.{name}",
         )
         return Unknown(f"var.{name}")
 
@@ -313,22 +316,28 @@ class Module:
         if "count" in attrs:
             count = self.evaluator.eval(attrs["count"].expr)
             if isinstance(count, Unknown) or isinstance(count, bool) or not isinstance(count, int | float):
+                if block.type == "resource" and block.labels[0] not in AUDITED_TYPES:
+                    return None
                 self.notes.add(
                     f"{self.prefix}{'.'.join(block.labels)}: count is unknown before apply; not audited",
                     block.file,
                     attrs["count"].line,
                     PLAN_FIX,
+                    f"{self.prefix}{'.'.join(block.labels)}",
                 )
                 return None
             return {i: make(i, {"count": {"index": i}}) for i in range(int(count))}
         if "for_each" in attrs:
             items = self.evaluator.eval(attrs["for_each"].expr)
             if isinstance(items, Unknown) or not isinstance(items, dict | list):
+                if block.type == "resource" and block.labels[0] not in AUDITED_TYPES:
+                    return None
                 self.notes.add(
                     f"{self.prefix}{'.'.join(block.labels)}: for_each is unknown before apply; not audited",
                     block.file,
                     attrs["for_each"].line,
                     PLAN_FIX,
+                    f"{self.prefix}{'.'.join(block.labels)}",
                 )
                 return None
             pairs = items.items() if isinstance(items, dict) else ((str(v), v) for v in items)
@@ -354,6 +363,7 @@ class Module:
                 block.file,
                 block.line,
                 PLAN_FIX,
+                address,
             )
             self._children[name] = Unknown(address)
             return self._children[name]
@@ -385,6 +395,8 @@ class Module:
 
     def iter_resources(self) -> Iterator[Resource]:
         for rtype, blocks in self.resources.items():
+            if rtype not in AUDITED_TYPES:
+                continue
             for name in blocks:
                 collection = self._collection(rtype, name)
                 instances = collection.all() if isinstance(collection, Collection) else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.audit.terraform.load import Notes
-from watchdog.audit.terraform.values import Resource, Unknown, is_secret
+from watchdog.audit.terraform.values import AUDITED_TYPES, Resource, Unknown, is_secret
 from watchdog.errors import InputError
 
 _INDEX = re.compile(r"\[(?:\d+|\"[^\"]*\")\]$")
@@ -63,7 +63,7 @@ def _walk(
     out: list[Resource],
 ) -> None:
     for res in module.get("resources") or []:
-        if res.get("mode") != "managed":
+        if res.get("mode") != "managed" or res.get("type") not in AUDITED_TYPES:
             continue
         address = str(res.get("address"))
         change = (changes.get(address) or {}).get("change") or {}

@@ -15,6 +15,28 @@ from typing import Any
 
 # How an unknown value shows in the inventory's string fields (and so in rule messages).
 AFTER_APPLY = "(known after apply"
+# The resource types the audit reads (others are not evaluated, nor noted when their count is unknown).
+AUDITED_TYPES = frozenset(
+    {
+        "aws_customer_gateway",
+        "aws_vpn_connection",
+        "aws_ec2_transit_gateway",
+        "aws_ec2_transit_gateway_route",
+        "aws_ec2_transit_gateway_route_table",
+        "aws_ec2_transit_gateway_route_table_association",
+        "aws_ec2_transit_gateway_route_table_propagation",
+        "google_compute_external_vpn_gateway",
+        "google_compute_ha_vpn_gateway",
+        "google_compute_network",
+        "google_compute_network_peering",
+        "google_compute_router",
+        "google_compute_router_interface",
+        "google_compute_router_peer",
+        "google_compute_subnetwork",
+        "google_compute_vpn_tunnel",
+        "google_dns_managed_zone",
+    }
+)
 # Arguments whose values are secrets: never read, never kept.
 SECRET_ARGS = ("preshared_key", "shared_secret", "pre_shared_key", "psk")
 
