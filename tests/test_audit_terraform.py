@@ -651,3 +651,29 @@ def test_real_terraform_plan_json_gives_the_same_findings_as_the_files(tmp_path:
     out = io.StringIO()
     terraform_main([str(plan)], [], fmt="json", out=out)
     assert PSK not in out.getvalue()
+
+
+def test_for_each_instances_are_addressed_by_key(tmp_path: Path) -> None:
+    root = tmp_path / "fe"
+    root.mkdir()
+    (root / "main.tf").write_text(
+        'variable "sites" {\n  default = {\n    tokyo = { inside = ["169.254.20.0/30", "169.254.20.4/30"] }\n'
+        '    osaka = { inside = ["169.254.20.0/30", "169.254.20.12/30"] }\n  }\n}\n'
+        'resource "aws_customer_gateway" "gcp" {\n  for_each   = var.sites\n  bgp_asn    = 65000\n'
+        '  ip_address = "203.0.113.10"\n  type       = "ipsec.1"\n}\n'
+        'resource "aws_vpn_connection" "vpn" {\n  for_each            = var.sites\n'
+        "  customer_gateway_id = aws_customer_gateway.gcp[each.key].id\n"
+        "  transit_gateway_id  = aws_ec2_transit_gateway.tgw.id\n"
+        '  type                = "ipsec.1"\n  tunnel1_inside_cidr = each.value.inside[0]\n'
+        "  tunnel2_inside_cidr = each.value.inside[1]\n}\n"
+        'resource "aws_ec2_transit_gateway" "tgw" {\n  amazon_side_asn = 64512\n}\n'
+    )
+    located, summary = run([str(root)], [])
+    duplicates = [x.finding for x in located if x.finding.rule == "inside.cidr-duplicate"]
+    assert [(f.object, f.message) for f in duplicates] == [
+        (
+            'aws_vpn_connection.vpn["osaka"]',
+            'tunnel1: inside CIDR 169.254.20.0/30 is also used by aws_vpn_connection.vpn["tokyo"] tunnel1',
+        )
+    ]
+    assert summary["resources"] == 5

@@ -414,7 +414,7 @@ def _networks(index: _Index, project: str, subject: Any) -> tuple[Network, ...]:
 # -- AWS ------------------------------------------------------------------------------------
 
 
-def _options(r: Resource, n: int) -> tuple[TunnelOptions, list[str]]:
+def tunnel_options(r: Resource, n: int) -> tuple[TunnelOptions, list[str]]:
     values: dict[str, tuple[Any, ...]] = {}
     unknown = []
     for key in OPTION_KEYS:
@@ -444,7 +444,7 @@ def _aws(
         tgw_value = r.values.get("transit_gateway_id")
         tunnels = []
         for n in (1, 2):
-            options, unknown_opts = _options(r, n)
+            options, unknown_opts = tunnel_options(r, n)
             cidr = r.values.get(f"tunnel{n}_inside_cidr")
             outside = (
                 _text(r.values.get(f"tunnel{n}_address")) or Unknown(f"{r.address}.tunnel{n}_address", True).text()

@@ -17,7 +17,7 @@ from watchdog.audit.ciphers import GCP_SUPPORTED
 from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions
 from watchdog.audit.ipsec_fix import target_options
 from watchdog.audit.rules import AuditResult, Finding
-from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, _options
+from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, tunnel_options
 
 UNEVALUATED = "terraform.unevaluated"
 
@@ -139,7 +139,7 @@ def _q(values: tuple[object, ...]) -> str:
 def _ipsec_keys(f: Finding, s: Subject) -> tuple[tuple[str, ...], TunnelOptions]:
     """The option lists a finding is about, and the minimal GCP-compatible target (from --fix-ipsec)."""
     assert s.resource is not None
-    current, _ = _options(s.resource, s.tunnel)
+    current, _ = tunnel_options(s.resource, s.tunnel)
     target = target_options(current)
     if f.rule == r.IPSEC_IKE_VERSION:
         keys: tuple[str, ...] = ("ike_versions",)
