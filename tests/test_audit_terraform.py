@@ -677,3 +677,22 @@ def test_for_each_instances_are_addressed_by_key(tmp_path: Path) -> None:
         )
     ]
     assert summary["resources"] == 5
+
+
+def test_one_side_audited_alone_gives_no_false_warning(tmp_path: Path) -> None:
+    gcp, aws = tmp_path / "gcp", tmp_path / "aws"
+    gcp.mkdir()
+    aws.mkdir()
+    for name in ("gcp.tf", "variables.tf", "dns.tf"):
+        shutil.copy(PRODUCTION / name, gcp / name)
+    shutil.copy(PRODUCTION / "aws.tf", aws / "aws.tf")
+    shutil.copy(PRODUCTION / "variables.tf", aws / "variables.tf")
+    located, summary = run([str(gcp)], [])
+    assert summary["errors"] == summary["warnings"] == 0
+    (count,) = [x.finding for x in located if x.finding.rule == "ha.tunnel-count"]
+    assert count.severity == "info" and "--terraform AWS_DIR GCP_DIR" in count.message
+    # The AWS side alone still has its own rules checked (the references to GCP are unknown, not wrong).
+    edits_aws = (aws / "aws.tf").read_text().replace('tunnel2_ike_versions                 = ["ikev2"]', "")
+    (aws / "aws.tf").write_text(edits_aws)
+    errors = {(x.finding.rule, x.finding.object) for x in run([str(aws)], [])[0] if x.finding.severity == "error"}
+    assert errors == {("ipsec.ike-version", VPN0), ("ipsec.ike-version", VPN1)}

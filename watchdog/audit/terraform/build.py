@@ -218,7 +218,11 @@ def _gcp(index: _Index, subjects: dict[str, Subject], names: dict[str, str]) -> 
             ]
         ips = tuple(_text(b.get("ip_address")) for b in vpn_interfaces)
         gateways.append(HaGateway(r.address, network_key(index, r.get("network"), project), ips))
-        subject(f"HA VPN gateway {r.address}", r, "ha")
+        ha = subject(f"HA VPN gateway {r.address}", r, "ha")
+        if not index.of("aws_vpn_connection"):
+            ha.unknown["connections"] = (
+                "the AWS VPN connections are not in these files (give both configurations: --terraform AWS_DIR GCP_DIR)"
+            )
 
     externals = []
     for r in index.of("google_compute_external_vpn_gateway"):

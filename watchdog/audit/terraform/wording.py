@@ -37,6 +37,7 @@ class Located:
 # Which unknown input of a subject makes a rule undecidable.
 _INPUTS: dict[str, tuple[str, ...]] = {
     r.HA_REDUNDANCY_TYPE: ("redundancy_type",),
+    r.HA_TUNNEL_COUNT: ("connections",),
     r.WIRING_EXTERNAL_IP: ("ip", "ip_literal"),
     r.WIRING_CGW_IP: ("customer_gateway_ip",),
     r.HA_CHEAP_CGW: ("customer_gateway_ip",),
