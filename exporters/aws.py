@@ -2,7 +2,8 @@
 
 One `poll()` reads, in this order: DescribeVpnConnections, DescribeCustomerGateways (one call for
 all), DescribeTransitGatewayAttachments (vpn -> attachment ids), DescribeTransitGatewayRouteTables
-(only when no route tables are configured) and SearchTransitGatewayRoutes per route table. The
+(only when no route tables are configured), SearchTransitGatewayRoutes per route table and, with
+`tunnel_logs`, FilterLogEvents on the tunnels' log group (`aws_logs`). The
 number of calls grows with connections' gateways and route tables (and pages), never with tunnels
 or routes.
 
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporters.aws_client import AwsClient, search_routes
+from exporters.aws_logs import AwsTunnelLogReader
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, LearnedRoute, Snapshot, Tunnel
@@ -80,6 +82,7 @@ class AwsExporter:
             endpoint_url=config.endpoint_url,
             timeout=self._timeout,
         )
+        self.logs = AwsTunnelLogReader(self.client, config.tunnel_logs.log_group) if config.tunnel_logs else None
 
     # -- the poll ---------------------------------------------------------------------------
 
@@ -112,6 +115,7 @@ class AwsExporter:
                 sessions.extend(self._bgp_session(router, t) for t in conn_tunnels)
 
         routes = self._learned_routes(connections)
+        logs = self.logs.read(tunnels, sessions) if self.logs is not None else None
         log.debug(
             "%s: %d connections, %d tunnels, %d routes in %d API calls",
             self.name,
@@ -128,6 +132,7 @@ class AwsExporter:
             bgp_sessions=tuple(sessions),
             routes=tuple(routes),
             api_calls=self.client.calls,
+            logs=logs,
         )
 
     def _customer_gateway_ips(self, connections: list[dict[str, Any]]) -> dict[str, str]:

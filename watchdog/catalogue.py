@@ -25,6 +25,20 @@ METRICS: dict[str, tuple[str, str]] = {
         "Cloud Monitoring packet counts by direction and delivery status; status=dropped is the total of"
         " the drops that the other non-successful statuses count by reason (never add the two).",
     ),
+    "tunnel_ike_state": (
+        "gauge",
+        "1 for the IKE phase state (Established, Rekeying, Negotiating, Down) the tunnel's latest log entry reports.",
+    ),
+    "tunnel_log_events_total": (
+        "counter",
+        "Events the managed endpoint logged for the tunnel (rekey, dpd_timeout, no_proposal_chosen, ...).",
+    ),
+    "bgp_session_down_total": ("counter", "BGP session down events the cloud logged, by reason."),
+    "log_lag_seconds": (
+        "gauge",
+        "Age of the newest cloud log entry read (absent while the log cannot be read).",
+    ),
+    "log_entries_total": ("counter", "Cloud log entries read, by outcome (classified, unclassified, malformed)."),
     "probe_success": ("gauge", "1 when the last probe run succeeded."),
     "probe_duration_seconds": ("gauge", "Duration of the last probe run."),
     "probe_failures_total": ("counter", "Failed probe runs by reason."),

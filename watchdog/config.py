@@ -136,6 +136,12 @@ class _ExporterBase(_Strict):
     timeout: Timeout | None = None
 
 
+class TunnelLogsConfig(_Strict):
+    """The CloudWatch Logs group the tunnels' LogOptions deliver their activity (and BGP) logs to."""
+
+    log_group: str = Field(min_length=1, max_length=512, pattern=r"^[\w\-./#]+$")
+
+
 class AwsExporterConfig(_ExporterBase):
     type: Literal["aws"]
     region: str = Field(min_length=1)
@@ -145,6 +151,7 @@ class AwsExporterConfig(_ExporterBase):
     profile: str | None = None
     # VPC route tables of the DNS resolvers (audit: the 35.199.192.0/19 return route must be there too).
     dns_resolver_route_tables: tuple[str, ...] = ()
+    tunnel_logs: TunnelLogsConfig | None = None
 
 
 class GcpExporterConfig(_ExporterBase):
@@ -158,6 +165,8 @@ class GcpExporterConfig(_ExporterBase):
     # Cloud Monitoring speaks gRPC only; a local fake or proxy may serve it on another port than the
     # REST endpoint. Defaults to `endpoint`.
     monitoring_endpoint: str | None = None
+    # Cloud VPN (vpn_gateway) and Cloud Router (gce_router) entries from Cloud Logging.
+    logs: bool = False
 
     @field_validator("endpoint", "monitoring_endpoint")
     @classmethod

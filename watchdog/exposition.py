@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client.utils import floatToGoString
 
 from watchdog.catalogue import METRICS, PREFIX
-from watchdog.model import Snapshot
+from watchdog.model import LogView, Snapshot
 
 # Families rendered from snapshots, in page order, with their label names (sorted on output).
 OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -27,6 +27,11 @@ OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("expected_prefix_paths", ("exporter", "cloud", "prefix")),
     ("ha_redundancy_met", ("exporter", "cloud", "gateway")),
     ("tunnel_packets_total", ("exporter", "cloud", "tunnel", "direction", "status")),
+    ("tunnel_ike_state", ("exporter", "cloud", "connection", "tunnel", "phase", "state")),
+    ("tunnel_log_events_total", ("exporter", "cloud", "tunnel", "event")),
+    ("bgp_session_down_total", ("exporter", "cloud", "router", "peer", "reason")),
+    ("log_lag_seconds", ("exporter", "cloud")),
+    ("log_entries_total", ("exporter", "cloud", "outcome")),
 )
 
 Rendered = dict[str, list[str]]
@@ -88,7 +93,24 @@ def render_snapshot(
             fam["ha_redundancy_met"].add((ex, cl, g.name), 1.0 if g.redundancy_met else 0.0)
         for p in snapshot.packet_counts:
             fam["tunnel_packets_total"].add((ex, cl, p.tunnel, p.direction, p.status), p.count)
+        if snapshot.logs is not None:
+            _render_logs(fam, ex, cl, snapshot.logs)
     return {metric: lines.lines for metric, lines in fam.items()}
+
+
+def _render_logs(fam: dict[str, _Lines], ex: str, cl: str, logs: LogView) -> None:
+    for state in logs.ike_states:
+        for phase, value in (("1", state.phase1), ("2", state.phase2)):
+            if value:
+                fam["tunnel_ike_state"].add((ex, cl, state.connection, state.tunnel, phase, value), 1.0)
+    for tunnel, event, n in logs.events:
+        fam["tunnel_log_events_total"].add((ex, cl, tunnel, event), n)
+    for router, peer, reason, n in logs.bgp_downs:
+        fam["bgp_session_down_total"].add((ex, cl, router, peer, reason), n)
+    if logs.lag_seconds is not None:
+        fam["log_lag_seconds"].add((ex, cl), logs.lag_seconds)
+    for outcome, n in logs.entries:
+        fam["log_entries_total"].add((ex, cl, outcome), n)
 
 
 def join_families(rendered: Iterable[Rendered]) -> str:

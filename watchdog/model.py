@@ -83,6 +83,48 @@ class PacketCount:
 
 
 @dataclass(frozen=True, slots=True)
+class IkeState:
+    """The IKE phase states the latest log entry of a tunnel reports (AWS tunnel activity logs)."""
+
+    connection: str
+    tunnel: str
+    phase1: str
+    phase2: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One classified entry of a managed endpoint's log, joined to its tunnel or BGP session."""
+
+    at: float
+    event: str
+    message: str
+    connection: str = ""
+    tunnel: str = ""
+    router: str = ""
+    peer: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogView:
+    """What an exporter's log reader has read since it started (cumulative counts, latest states).
+
+    `lag_seconds` is None when this poll's read failed or no entry was ever read; `error` is that
+    read's `(reason, message)`: counted as an exporter error while the poll itself succeeds.
+    """
+
+    lag_seconds: float | None = None
+    entries: tuple[tuple[str, int], ...] = ()  # outcome -> count
+    events: tuple[tuple[str, str, int], ...] = ()  # (tunnel, event) -> count
+    bgp_downs: tuple[tuple[str, str, str, int], ...] = ()  # (router, peer, reason) -> count
+    ike_states: tuple[IkeState, ...] = ()
+    recent: tuple[LogEvent, ...] = ()
+    error: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one successful poll of one exporter observed."""
 
@@ -95,6 +137,7 @@ class Snapshot:
     gateways: tuple[HaGateway, ...] = ()
     packet_counts: tuple[PacketCount, ...] = ()
     api_calls: int = 0
+    logs: LogView | None = None
 
 
 @dataclass(frozen=True, slots=True)

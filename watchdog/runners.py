@@ -160,6 +160,12 @@ class ExporterRunner:
         health.consecutive_failures = 0
         health.last_error = ""
         self.not_before = 0.0
+        if snapshot.logs is not None and snapshot.logs.error is not None:
+            # The log read failed inside a good poll: counted and said, the tunnels stay fresh.
+            reason, message = snapshot.logs.error
+            health.errors[reason] += 1
+            health.last_error = f"{reason}: {message}"
+            log.warning("exporter %s: %s", self.name, message)
         log.info(
             "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
             self.name,

@@ -39,7 +39,8 @@ API summary (every method takes `region=` and defaults to `MotoAws.region`):
   `add_route(rt, prefix, attachments=..., type=, state=)`, `route_page_size` (the server-side page
   size of SearchTransitGatewayRoutes, to exercise NextToken)
 - `enable_modify_vpn_tunnel_options()`: adds the missing action; `modify_calls` lists every call in order
-- recording / faults: `requests` (every request: action, params, access key, region), `calls(action)`,
+- recording / faults: `requests` (every request: action, params, access key, region; JSON-protocol
+  services such as CloudWatch Logs by their X-Amz-Target action), `calls(action)`,
   `fail(action, status=, code=, message=, headers=, body=, delay=, times=)`, `clear_faults()`
 
 Addresses are lab ranges only: AWS outside IPs from 203.0.113.0/24, customer gateways from
@@ -50,6 +51,7 @@ given, so tests can prove it never leaks; moto's own config template carries `MO
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 import urllib.parse
@@ -89,6 +91,11 @@ def ec2_error_body(code: str, message: str) -> bytes:
     ).encode()
 
 
+def json_error_body(code: str, message: str) -> bytes:
+    """The JSON-protocol (CloudWatch Logs) error document."""
+    return json.dumps({"__type": code, "message": message}).encode()
+
+
 @dataclass
 class Fault:
     """One injected answer. `action=None` matches every request; `times=None` means forever.
@@ -109,7 +116,7 @@ class Fault:
 @dataclass(frozen=True)
 class RecordedRequest:
     action: str
-    params: dict[str, str]
+    params: dict[str, Any]  # query-protocol strings, or a JSON-protocol body
     access_key: str
     region: str
 
@@ -155,7 +162,15 @@ class _Middleware:
         environ["wsgi.input"] = io.BytesIO(body)
         params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-        action = params.get("Action") or (query.get("Action") or [""])[0]
+        # Query protocol (EC2) names the action in the body; JSON protocol (CloudWatch Logs) in X-Amz-Target.
+        target = str(environ.get("HTTP_X_AMZ_TARGET") or "").rpartition(".")[2]
+        action = params.get("Action") or (query.get("Action") or [""])[0] or target
+        if target and body:
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                decoded = {}
+            params = decoded if isinstance(decoded, dict) else {}
         if not action:
             return self._app(environ, start_response)  # moto-api, dashboard, ...
         access_key, region = _credential_scope(environ.get("HTTP_AUTHORIZATION", ""))
@@ -167,8 +182,13 @@ class _Middleware:
             self._owner._stopping.wait(fault.delay)
         if fault.code is None and fault.body is None:
             return self._app(environ, start_response)
-        payload = fault.body if fault.body is not None else ec2_error_body(fault.code or "", fault.message)
-        headers = [("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(payload)))]
+        if target:
+            payload = fault.body if fault.body is not None else json_error_body(fault.code or "", fault.message)
+            content_type = "application/x-amz-json-1.1"
+        else:
+            payload = fault.body if fault.body is not None else ec2_error_body(fault.code or "", fault.message)
+            content_type = "text/xml;charset=UTF-8"
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(payload)))]
         headers += list(fault.headers.items())
         start_response(f"{fault.status} Injected", headers)
         return [payload]
