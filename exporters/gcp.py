@@ -3,9 +3,9 @@
 One poll reads, for one project and region: vpnTunnels.list, vpnGateways.list (interface IPs),
 vpnGateways.getStatus per HA gateway, routers.list (unless `routers` names them) and
 routers.getRouterStatus per router (Compute REST; the routes are its bestRoutesForRouter), plus four
-Cloud Monitoring ListTimeSeries calls (gRPC). API calls grow with gateways and routers, never with
-tunnels or routes. Compute and Monitoring types never leave this package; every failure leaves as an
-`ExporterError`.
+Cloud Monitoring ListTimeSeries calls (gRPC), and with `logs: true` Cloud Logging entries:list
+(`gcp_logs`). API calls grow with gateways and routers, never with tunnels or routes. Compute and
+Monitoring types never leave this package; every failure leaves as an `ExporterError`.
 It must not log or return secrets (tunnel shared secrets, credentials).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from exporters.gcp_client import GcpClient, list_all, load_credentials, monitoring_client, page_args
 from exporters.gcp_errors import PollBudget, scrub, translate
+from exporters.gcp_logs import GcpLogReader
 from exporters.gcp_monitoring import PacketCounter
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
@@ -56,6 +57,7 @@ class GcpExporter:
         self._lock = threading.Lock()
         self.client = GcpClient(config)
         self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
+        self.logs = GcpLogReader(self.client, clock=clock) if config.logs else None
 
     def poll(self) -> Snapshot:
         budget = PollBudget(self.timeout)
@@ -135,6 +137,7 @@ class GcpExporter:
             for name, status in zip(gateway_names, self._fan_out(gateway_status, gateway_names), strict=True)
         )
 
+        router_ids: dict[str, str] = {}
         if cfg.routers:
             router_names = list(cfg.routers)
         else:
@@ -149,6 +152,7 @@ class GcpExporter:
             )
             # A router without BGP peers (NAT only) has no sessions to report: don't spend a call on it.
             router_names = sorted(r.name for r in routers if r.bgp_peers or r.interfaces)
+            router_ids = {str(r.id): r.name for r in routers if "id" in r}
         sessions: list[BgpSession] = []
         routes: list[LearnedRoute] = []
 
@@ -169,6 +173,17 @@ class GcpExporter:
         if self._packets is not None:
             packet_counts = self._packets.poll(client.monitoring(), budget, (t.name for t in tunnels))
 
+        logs = None
+        if self.logs is not None:
+            logs = self.logs.read(
+                budget,
+                tunnels,
+                sessions,
+                gateway_ids={str(g.id): g.name for g in gateways if "id" in g},
+                tunnel_ids={str(t.id): t.name for t in tunnels_raw if "id" in t},
+                router_ids=router_ids,
+            )
+
         return Snapshot(
             exporter=self.name,
             cloud=self.cloud,
@@ -179,6 +194,7 @@ class GcpExporter:
             gateways=ha_gateways,
             packet_counts=packet_counts,
             api_calls=budget.calls,
+            logs=logs,
         )
 
 
