@@ -16,7 +16,7 @@ from tests.fakes.aws import MotoAws
 from watchdog.config import AwsExporterConfig
 from watchdog.exposition import render_snapshot
 from watchdog.model import Snapshot
-from watchdog.state import ExporterRunner
+from watchdog.runners import ExporterRunner
 
 REGION = "ap-northeast-1"
 GROUP = "/vpn/tunnels"

@@ -17,7 +17,7 @@ from exporters.gcp import GcpExporter
 from tests.fakes.gcp import FakeGcp
 from watchdog.config import GcpExporterConfig
 from watchdog.model import Snapshot
-from watchdog.state import ExporterRunner
+from watchdog.runners import ExporterRunner
 
 GATEWAY_ID = "1111"  # ha-gw in the fake's default topology; tunnels aws-tun-i have id 2000+i
 
