@@ -43,6 +43,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "tunnel_packets_total",
         "tunnel_pair_info",
     ),
+    "Managed endpoints' own logs (AWS tunnel/BGP logs, Cloud VPN and Cloud Router logs)": (
+        "tunnel_ike_state",
+        "tunnel_log_events_total",
+        "bgp_session_down_total",
+        "log_lag_seconds",
+        "log_entries_total",
+    ),
     "Exporter health": (
         "exporter_up",
         "exporter_last_success_timestamp_seconds",
@@ -100,6 +107,17 @@ NOTES: dict[str, str] = {
     "tunnel_packets_total": '`rate(...{status="fragment_received"}[5m]) > 0` = fragments reach Cloud VPN, which '
     "drops them: lower MTU/MSS. Counted since the daemon started.",
     "tunnel_pair_info": "Join AWS and GCP views of one tunnel: `... * on (aws_tunnel) group_left ...`.",
+    "tunnel_ike_state": 'AWS `tunnel_logs`: `...{phase="2",state="Down"} == 1` = Phase 2 is down as AWS logs it, '
+    "often before the tunnel telemetry says so. One series per tunnel and phase (the latest state).",
+    "tunnel_log_events_total": '`increase(...{event="rekey"}[1h])` = rekeys the cloud endpoint did; '
+    "`no_proposal_chosen`, `auth_failed`, `negotiation_timeout`, `negotiation_failed`, `fragment_dropped` or 3+ "
+    "`retransmit` in 15 min = `VpnRekeyFailing`. Counted since the daemon started.",
+    "bgp_session_down_total": "`reason` as the cloud logs it (`HOLD_TIMER_EXPIRED`, `LINK_DOWN`, ...; AWS: the "
+    "notification logged just before the session left Established, else `UNKNOWN`).",
+    "log_lag_seconds": "How far behind the cloud's log the watchdog is (plus the cloud's own ingestion delay). "
+    "Absent = that log could not be read this poll: see `exporter_errors_total{reason}` (`auth`, `not_found`).",
+    "log_entries_total": '`outcome="unclassified"` growing = messages no documented pattern knows (logged once per '
+    "shape at debug); `malformed` = entries without the documented fields.",
     "exporter_up": "0 = the last poll failed (see `exporter_errors_total{reason}`); the exporter's objects keep "
     "their last values, they are not zeroed.",
     "exporter_last_success_timestamp_seconds": "`time() - ...` = staleness; `VpnWatchdogExporterStale` fires "

@@ -16,28 +16,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from watchdog.model import REKEY_FAILURE_EVENTS, TUNNEL_LOG_EVENTS
+
 AWS_TUNNEL_DOC = "https://docs.aws.amazon.com/vpn/latest/s2svpn/monitoring-logs.html#tunnel-activity-log-contents"
 AWS_BGP_DOC = "https://docs.aws.amazon.com/vpn/latest/s2svpn/monitoring-logs.html#bgp-log-contents"
 GCP_VPN_DOC = "https://cloud.google.com/network-connectivity/docs/vpn/support/troubleshooting"
 GCP_VPN_KNOWN_ISSUE = "https://cloud.google.com/network-connectivity/docs/vpn/how-to/connect-ha-vpn-aws-peer-gateway"
 GCP_ROUTER_DOC = "https://cloud.google.com/network-connectivity/docs/router/how-to/viewing-logs-metrics"
 
-# Events that mean a rekey or negotiation failed (VpnRekeyFailing); `retransmit` counts only when repeated.
-FAILURE_EVENTS = frozenset(
-    {"no_proposal_chosen", "auth_failed", "negotiation_timeout", "negotiation_failed", "fragment_dropped"}
-)
-TUNNEL_EVENTS = (
-    "rekey",
-    "rekey_collision",
-    "dpd_timeout",
-    "no_proposal_chosen",
-    "auth_failed",
-    "negotiation_timeout",
-    "negotiation_failed",
-    "retransmit",
-    "fragment_dropped",
-    "other",
-)
+# The vocabulary and the failure set live with the model (the alert logic reads them too).
+FAILURE_EVENTS = REKEY_FAILURE_EVENTS
+TUNNEL_EVENTS = TUNNEL_LOG_EVENTS
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ DESIGN_ALERTS = (
     "VpnProbeFailing",
     "VpnIkeFragmentation",
     "VpnWatchdogExporterStale",
+    "VpnRekeyFailing",
 )
 
 

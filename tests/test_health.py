@@ -21,7 +21,7 @@ from watchdog.health import (
     step,
 )
 from watchdog.join import join_tunnels
-from watchdog.model import IkeSnapshot, PacketCount, Snapshot
+from watchdog.model import IkeSnapshot, LogView, PacketCount, Snapshot
 
 START = 1_800_000_000.0
 
@@ -309,3 +309,36 @@ def test_no_single_ended_tunnel_alert_while_the_other_cloud_has_not_polled_yet()
     assert [labels(e.alert)["tunnel"] for e in events if e.alert and e.alert.name == "VpnTunnelDown"] == [
         "198.51.100.1"
     ]
+
+
+def _logged(events: tuple[tuple[str, str, int], ...]) -> ExporterView:
+    gcp = gcp_snapshot()
+    snapshot = Snapshot(GCP, "gcp", 0, gcp.tunnels, gcp.bgp_sessions, gcp.routes, logs=LogView(events=events))
+    return ExporterView.build(GCP, "gcp", snapshot)
+
+
+def test_logged_rekey_failures_and_repeated_retransmits_fire_vpn_rekey_failing() -> None:
+    state, events = step(HealthState(), Observation((_logged(()),)), START)
+    assert events == []
+    # One retransmit is a lost packet; a failure is a failure.
+    once = (("tun1", "retransmit", 1), ("tun2", "no_proposal_chosen", 1), ("tun3", "rekey", 5))
+    state, events = step(state, Observation((_logged(once),)), START + 1)
+    assert [labels(e.alert)["tunnel"] for e in events if e.alert] == ["tun2"]
+    assert all(labels(e.alert)["alertname"] == "VpnRekeyFailing" for e in events if e.alert)
+    # Two more retransmits of tun1 within the window: repeated.
+    more = (("tun1", "retransmit", 3), ("tun2", "no_proposal_chosen", 1), ("tun3", "rekey", 5))
+    state, events = step(state, Observation((_logged(more),)), START + 30)
+    (alert,) = [e.alert for e in events if e.alert]
+    assert labels(alert)["tunnel"] == "tun1" and "3 retransmit(s)" in alert.description
+    # Nothing new for longer than the window: both resolve.
+    state, events = step(state, Observation((_logged(more),), fragment_window=60), START + 100)
+    assert sorted(labels(e.alert)["tunnel"] for e in events if e.kind == "resolved" and e.alert) == ["tun1", "tun2"]
+
+
+def test_a_logged_fragment_drop_fires_vpn_ike_fragmentation() -> None:
+    state, _ = step(HealthState(), Observation((_logged(()),)), START)
+    state, events = step(state, Observation((_logged((("tun1", "fragment_dropped", 1),)),)), START + 1)
+    names = sorted(labels(e.alert)["alertname"] for e in events if e.alert)
+    assert names == ["VpnIkeFragmentation", "VpnRekeyFailing"]
+    fragmentation = next(a for a in state.firing() if labels(a)["alertname"] == "VpnIkeFragmentation")
+    assert labels(fragmentation)["tunnel"] == "tun1" and "dropped fragments" in fragmentation.description

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from watchdog.join import TunnelPair
-from watchdog.model import BgpSession, IkeSnapshot, Snapshot, Tunnel
+from watchdog.model import REKEY_FAILURE_EVENTS, BgpSession, IkeSnapshot, Snapshot, Tunnel
 from watchdog.paths import PathIndex, covers
 
 ALERT_NAMES = (
@@ -38,6 +38,7 @@ ALERT_NAMES = (
     "VpnIkeFragmentation",
     "VpnWatchdogExporterStale",
     "VpnPathMtuLow",
+    "VpnRekeyFailing",
 )
 
 # page: traffic to a prefix we promised is gone; warning: lost redundancy or a broken part that
@@ -53,11 +54,15 @@ SEVERITY = {
     "VpnIkeFragmentation": "warning",
     "VpnWatchdogExporterStale": "warning",
     "VpnPathMtuLow": "warning",
+    "VpnRekeyFailing": "warning",
     "VpnPathFailover": "info",
 }
 
-# How long a fragmentation sighting keeps VpnIkeFragmentation firing (rekeys are hours apart).
+# How long a fragmentation sighting keeps VpnIkeFragmentation firing (rekeys are hours apart);
+# the same window holds a logged rekey/negotiation failure (VpnRekeyFailing).
 DEFAULT_FRAGMENT_WINDOW = 900.0
+# Retransmits of one tunnel within the window that make VpnRekeyFailing (one can be a lost packet).
+REPEATED_RETRANSMITS = 3
 
 Labels = tuple[tuple[str, str], ...]
 AlertKey = tuple[str, Labels]
@@ -204,6 +209,10 @@ class HealthState:
     # fragmentation counter key -> last value, and key -> time of the last increase
     counters: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
     fragments_seen: Mapping[tuple[str, ...], float] = field(default_factory=lambda: _frozen_map({}))
+    # (kind, exporter, tunnel) of a logged rekey failure or retransmit -> (time, increase) within the window
+    log_marks: Mapping[tuple[str, ...], tuple[tuple[float, float], ...]] = field(
+        default_factory=lambda: _frozen_map({})
+    )
     # exporter -> `taken_at` of the snapshot whose paths were tracked last (unchanged = skip the work)
     tracked_snapshots: Mapping[str, float] = field(default_factory=lambda: _frozen_map({}))
 
@@ -236,8 +245,11 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
     events: list[Event] = []
     paths, baseline, snapshots = _track_paths(state, obs, events)
     counters, fragments_seen = _track_fragments(state, obs, now)
+    log_marks = _track_log_events(state, obs, now, counters)
     conditions: dict[AlertKey, Condition] = {}
     for condition in _conditions(obs, baseline, fragments_seen, now):
+        conditions.setdefault(condition.key, condition)
+    for condition in _rekey_failing(log_marks):
         conditions.setdefault(condition.key, condition)
     frozen = {e.name for e in obs.exporters if e.frozen}
     tracked = _merge(state.tracked, conditions, frozen, obs.hold, now, events)
@@ -248,6 +260,7 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
         counters=_frozen_map(counters),
         fragments_seen=_frozen_map(fragments_seen),
         tracked_snapshots=_frozen_map(snapshots),
+        log_marks=_frozen_map(log_marks),
     )
     return new, events
 
@@ -355,11 +368,75 @@ def _track_fragments(
             if count.status == "fragment_received":
                 key = ("gcp", view.name, count.tunnel)
                 values[key] = values.get(key, 0.0) + count.count
+    for view in obs.exporters:
+        logs = view.snapshot.logs if view.snapshot is not None and not view.frozen else None
+        for tunnel, event, n in logs.events if logs is not None else ():
+            if event == "fragment_dropped":
+                key = ("log", view.name, tunnel)
+                values[key] = values.get(key, 0.0) + n
     for key, value in values.items():
         if value > counters.get(key, 0.0):
             seen[key] = now
         counters[key] = value
     return counters, seen
+
+
+def _track_log_events(
+    state: HealthState, obs: Observation, now: float, counters: dict[tuple[str, ...], float]
+) -> dict[tuple[str, ...], tuple[tuple[float, float], ...]]:
+    """Increases of the logged failure and retransmit counters, kept for the window (`counters`
+    gets the last values, as for fragments: counters start at 0 with the readers)."""
+    marks: dict[tuple[str, ...], tuple[tuple[float, float], ...]] = {}
+    for old_key, old_marks in state.log_marks.items():
+        kept = tuple(m for m in old_marks if now - m[0] < obs.fragment_window)
+        if kept:
+            marks[old_key] = kept
+    values: dict[tuple[str, ...], float] = {}
+    for view in obs.exporters:
+        logs = view.snapshot.logs if view.snapshot is not None and not view.frozen else None
+        for tunnel, event, n in logs.events if logs is not None else ():
+            kind = "failure" if event in REKEY_FAILURE_EVENTS else "retransmit" if event == "retransmit" else ""
+            if kind:
+                mark = (f"log_{kind}", view.name, tunnel)
+                values[mark] = values.get(mark, 0.0) + n
+    for key, value in values.items():
+        before = counters.get(key, 0.0)
+        if value > before:
+            marks[key] = (*marks.get(key, ()), (now, value - before))
+        counters[key] = value
+    return marks
+
+
+def _rekey_failing(marks: Mapping[tuple[str, ...], tuple[tuple[float, float], ...]]) -> Iterable[Condition]:
+    tunnels = sorted({(exporter, tunnel) for _, exporter, tunnel in marks})
+    for exporter, tunnel in tunnels:
+        failures = sum(n for _, n in marks.get(("log_failure", exporter, tunnel), ()))
+        retransmits = sum(n for _, n in marks.get(("log_retransmit", exporter, tunnel), ()))
+        if not failures and retransmits < REPEATED_RETRANSMITS:
+            continue
+        last = max(
+            t
+            for key in (("log_failure", exporter, tunnel), ("log_retransmit", exporter, tunnel))
+            for t, _ in marks.get(key, ())
+        )
+        what = []
+        if failures:
+            what.append(f"{failures:g} failed negotiation(s)")
+        if retransmits:
+            what.append(f"{retransmits:g} retransmit(s)")
+        ident = _labels(exporter=exporter, tunnel=tunnel)
+        yield Condition(
+            "VpnRekeyFailing",
+            ident,
+            ident,
+            f"tunnel {tunnel} is failing to rekey ({exporter})",
+            f"The managed endpoint's log for {tunnel} ({exporter}) shows {' and '.join(what)} in the last"
+            f" 15 minutes (last at {_utc(last)}): a rekey or negotiation is failing. See"
+            " vpn_watchdog_tunnel_log_events_total and the endpoint's log; large proposals that get"
+            " IP-fragmented are the usual cause (watchdog audit --fix-ipsec).",
+            frozenset({exporter}),
+            immediate=True,
+        )
 
 
 # ---- conditions ---------------------------------------------------------------------------------
@@ -643,6 +720,21 @@ def _fragments(
                 f"IKE messages to/from {peer} on {interface} arrived fragmented (last at {ago}):"
                 f" {', '.join(by_exchange) or 'fragmented'}.{lost} Cloud VPN drops IP fragments, so"
                 " rekeys can fail; narrow the proposals (watchdog audit --fix-ipsec).",
+                immediate=True,
+            )
+        elif key[0] == "log":
+            _, exporter, tunnel = key
+            owners = frozenset({exporter}) if exporter in views else frozenset()
+            ident = _labels(exporter=exporter, tunnel=tunnel)
+            yield Condition(
+                "VpnIkeFragmentation",
+                ident,
+                ident,
+                f"tunnel {tunnel} dropped IKE fragments ({exporter})",
+                f"The managed endpoint's log for {tunnel} ({exporter}) reports dropped fragments (last at {ago});"
+                " the peer's IKE messages arrive IP-fragmented and are lost: narrow the IKE proposals"
+                " (watchdog audit --fix-ipsec) or enable IKEv2 fragmentation on the peer.",
+                owners,
                 immediate=True,
             )
         else:

@@ -82,6 +82,25 @@ class PacketCount:
     count: float
 
 
+# The `event` vocabulary of tunnel_log_events_total, and the events that mean a rekey or a
+# negotiation failed (VpnRekeyFailing; `retransmit` counts only when repeated).
+TUNNEL_LOG_EVENTS = (
+    "rekey",
+    "rekey_collision",
+    "dpd_timeout",
+    "no_proposal_chosen",
+    "auth_failed",
+    "negotiation_timeout",
+    "negotiation_failed",
+    "retransmit",
+    "fragment_dropped",
+    "other",
+)
+REKEY_FAILURE_EVENTS = frozenset(
+    {"no_proposal_chosen", "auth_failed", "negotiation_timeout", "negotiation_failed", "fragment_dropped"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class IkeState:
     """The IKE phase states the latest log entry of a tunnel reports (AWS tunnel activity logs)."""
