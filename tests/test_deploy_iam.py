@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.session
 import pytest
 import yaml
 
 from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring, FakeRequest
+from deploy.lab.emulators.gcp_logging import CloudLogging
 from exporters import build_exporter
 from tests.fakes.aws import MotoAws
 from watchdog.audit.command import audit_main, periodic_audit
@@ -31,7 +34,10 @@ from watchdog.config import AwsExporterConfig, Config, load_config
 ROOT = Path(__file__).resolve().parents[1]
 IAM = ROOT / "deploy" / "iam"
 REGION = "ap-northeast-1"
-READ_PREFIXES = ("Describe", "Get", "Search", "List")
+READ_PREFIXES = ("Describe", "Get", "Search", "List", "Filter")
+LOG_GROUP = "/vpn/tunnels"  # the group deploy/iam/aws-policy.json names (DESIGN.md's example)
+
+LOGS_OPERATIONS = frozenset(botocore.session.get_session().get_service_model("logs").operation_names)
 
 # Compute custom methods -> the permission Google documents for them.
 _CUSTOM_METHODS = {
@@ -49,6 +55,8 @@ def gcp_permission(request: FakeRequest) -> str | None:
     """The IAM permission one Compute / Cloud DNS REST request needs (None: OAuth token exchange)."""
     if request.method == "POST" and request.path == "/token":
         return None
+    if request.method == "POST" and request.path == "/v2/entries:list":  # Cloud Logging reads with a POST
+        return "logging.logEntries.list"
     assert request.method == "GET", f"the watchdog must only read GCP, but sent {request.method} {request.path}"
     if match := _COMPUTE.match(request.path):
         collection, name, method = match["collection"], match["name"], match["method"]
@@ -88,6 +96,8 @@ def write_config(
     }
     if "dns_resolver_route_tables" in AwsExporterConfig.model_fields:
         aws_entry["dns_resolver_route_tables"] = [resolver_table]
+    aws_entry["tunnel_logs"] = {"log_group": LOG_GROUP}
+    gcp_entry["logs"] = True
     path.write_text(yaml.safe_dump({"exporters": [aws_entry, gcp_entry], "audit": {"interval": "1h"}}))
     return path
 
@@ -141,6 +151,9 @@ def build_world(aws: MotoAws, gcp: FakeGcp) -> str:
     )
     gcp.add(networks, {"name": "lab", "selfLink": gcp.link(networks, "lab")})
     gcp.route("GET", r"^/dns/v1/projects/[^/]+/managedZones$", lambda request: (200, {"managedZones": []}))
+    CloudLogging(gcp.project).mount(gcp)
+    logs = boto3.client("logs", endpoint_url=aws.endpoint_url, region_name=REGION)
+    logs.create_log_group(logGroupName=LOG_GROUP)
     vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]  # the AWS DNS resolvers' VPC
     return str(client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"])
 
@@ -156,7 +169,7 @@ class Recorder:
 
     def take(self) -> tuple[set[str], set[str]]:
         a, g, m = self._marks
-        actions = {f"ec2:{r.action}" for r in self.aws.requests[a:]}
+        actions = {f"{'logs' if r.action in LOGS_OPERATIONS else 'ec2'}:{r.action}" for r in self.aws.requests[a:]}
         permissions = {p for r in self.gcp.requests[g:] if (p := gcp_permission(r))}
         if self.mon.requests[m:]:
             permissions.add("monitoring.timeSeries.list")
@@ -240,6 +253,7 @@ def test_the_scenario_reached_the_calls_it_derives_from(observed: Observed) -> N
     assert "ec2:ModifyVpnTunnelOptions" in observed.fix_aws
     assert {"ec2:SearchTransitGatewayRoutes", "ec2:DescribeTransitGatewayRouteTables"} <= observed.daemon_aws
     assert {"compute.routers.list", "monitoring.timeSeries.list", "dns.managedZones.list"} <= observed.daemon_gcp
+    assert "logs:FilterLogEvents" in observed.daemon_aws and "logging.logEntries.list" in observed.daemon_gcp
 
 
 def reads(actions: set[str]) -> set[str]:
@@ -266,6 +280,13 @@ def test_fix_ipsec_policy_is_exactly_what_apply_calls(observed: Observed) -> Non
     assert granted - called == set(), "granted but never called"
     writes = {a for a in granted if not a.split(":", 1)[1].startswith(READ_PREFIXES)}
     assert writes == {"ec2:ModifyVpnTunnelOptions"}
+
+
+def test_log_reads_are_scoped_to_the_tunnel_log_group() -> None:
+    document = json.loads((IAM / "aws-policy.json").read_text())
+    (statement,) = [s for s in document["Statement"] if any(a.startswith("logs:") for a in s["Action"])]
+    assert statement["Action"] == ["logs:FilterLogEvents"]
+    assert statement["Resource"] == f"arn:aws:logs:*:*:log-group:{LOG_GROUP}:*"
 
 
 def test_modify_is_scoped_to_vpn_connections() -> None:
