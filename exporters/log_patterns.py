@@ -119,7 +119,7 @@ GCP_VPN: tuple[Pattern, ...] = (
     _p(r"no[- _]proposal[- _]chosen", "no_proposal_chosen", GCP_VPN_DOC),
     _p(r"no (?:acceptable|matching) proposal found", "no_proposal_chosen", GCP_VPN_DOC),  # (strongSwan)
     _p(r"received AUTHENTICATION_FAILED notify error", "auth_failed", GCP_VPN_DOC),  # (strongSwan)
-    _p(r"authentication of '[^']*' (?:\(myself\) )?(?:with \S+ )?failed", "auth_failed", GCP_VPN_DOC),
+    _p(r"authentication of '[^']*' (?:\(myself\) )?(?:with [\w -]+ )?failed", "auth_failed", GCP_VPN_DOC),
     _p(r"(?:Remote|Local) traffic selectors narrowed", "negotiation_failed", GCP_VPN_DOC),
     _p(r"(?:dropp|discard)(?:ed|ing) (?:an? )?(?:IP[- ])?fragment", "fragment_dropped", GCP_VPN_KNOWN_ISSUE),
     _p(r"(?:CHILD_SA|IKE_SA) rekey(?:/delete)? collision", "rekey_collision", GCP_VPN_DOC),  # (strongSwan)
