@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from exporters.gcp import GcpExporter
 from tests.fakes.gcp import FakeGcp
 from watchdog.config import GcpExporterConfig
 from watchdog.model import Snapshot
+from watchdog.oneshot import probe_once
 from watchdog.runners import ExporterRunner
 
 GATEWAY_ID = "1111"  # ha-gw in the fake's default topology; tunnels aws-tun-i have id 2000+i
@@ -247,3 +249,31 @@ def test_the_fake_filter_language(query: str, matches: bool) -> None:
         "textPayload": "detected rekeying of CHILD_SA",
     }
     assert compile_filter(query)(entry) is matches
+
+
+def test_probe_once_lists_recent_ike_and_bgp_events(gcp: FakeGcp, logging_api: CloudLogging, tmp_path: Path) -> None:
+    vpn(logging_api, gcp, 1, "retransmit 1 of request with message ID 12", at=time.time() - 60)
+    vpn(logging_api, gcp, 1, "giving up after 5 retransmits", at=time.time() - 30)
+    logging_api.router_entry(
+        "4242", "BGP Event: BGP peering with aws-peer-1 went down with the reason HOLD_TIMER_EXPIRED", region=gcp.region
+    )
+    entry = gcp.exporter_config(credentials_file=gcp.write_credentials(tmp_path), logs=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"exporters": [entry]}))
+
+    text, raw = io.StringIO(), io.StringIO()
+    probe_once(str(config), fmt="text", out=text)
+    probe_once(str(config), fmt="json", out=raw)
+
+    section = text.getvalue().split("RECENT IKE/BGP EVENTS", 1)[1]
+    lines = [line for line in section.splitlines() if "gcp-hub" in line]
+    names = ("retransmit", "negotiation_timeout", "bgp_down")
+    assert [next(w for w in line.split() if w in names) for line in lines] == list(names)
+    assert lines[1].lstrip().startswith("FAIL") and "aws-tun-1" in lines[1]
+    assert "cr-aws/aws-peer-1" in lines[2] and "HOLD_TIMER_EXPIRED" in lines[2]
+    events = json.loads(raw.getvalue())["log_events"]
+    assert [(e["event"], e["tunnel"], e["failure"]) for e in events] == [
+        ("retransmit", "aws-tun-1", False),
+        ("negotiation_timeout", "aws-tun-1", True),
+        ("bgp_down", "aws-tun-1", True),
+    ]

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from exporters import build_exporter
@@ -19,7 +20,7 @@ from watchdog import topology_view
 from watchdog.config import Config, default_config_path, load_config
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.join import join_tunnels
-from watchdog.model import IkeSnapshot
+from watchdog.model import REKEY_FAILURE_EVENTS, IkeSnapshot, LogView
 from watchdog.runners import ExporterRunner, ProbeRunner
 
 
@@ -84,6 +85,7 @@ def build_report(
     from runners that have polled; probes that have not run yet are left out."""
     by_name = {r.name: r for r in runners}
     exporters, tunnels, sessions, prefixes = [], [], [], []
+    log_events: list[dict[str, Any]] = []
     for ec in exporter_configs:
         runner = by_name.get(ec.name)
         if runner is None:
@@ -140,6 +142,8 @@ def build_report(
                         "tunnel": s.tunnel,
                     }
                 )
+        if snap is not None and snap.logs is not None:
+            log_events.extend(log_event_rows(ec.name, runner.cloud, snap.logs))
         for entry in expected.get(ec.name, []):
             for prefix in entry.prefixes:
                 paths = sorted(runner.paths.get(prefix, frozenset())) if snap is not None else None
@@ -180,7 +184,7 @@ def build_report(
         and all(p["ok"] for p in prefixes)
         and all(p["success"] and not p.get("mtu_low") for p in probes)
     )
-    return {
+    report: dict[str, Any] = {
         "healthy": healthy,
         "exporters": exporters,
         "tunnels": tunnels,
@@ -198,6 +202,31 @@ def build_report(
             for p in join_tunnels(r.snapshot for r in runners if r.snapshot is not None)
         ],
     }
+    if any(getattr(ec, "tunnel_logs", None) or getattr(ec, "logs", False) for ec in exporter_configs):
+        # Only where a cloud log is read: the managed endpoints' own IKE/BGP events, oldest first.
+        report["log_events"] = sorted(log_events, key=lambda e: (e["at"], e["exporter"]))
+    return report
+
+
+def log_event_rows(exporter: str, cloud: str, logs: LogView) -> list[dict[str, Any]]:
+    """The managed endpoints' latest logged IKE/BGP events of one exporter (oldest first)."""
+    return [
+        {
+            "exporter": exporter,
+            "cloud": cloud,
+            "at": e.at,
+            "time": datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "event": e.event,
+            "failure": e.event in REKEY_FAILURE_EVENTS or e.event == "bgp_down",
+            "connection": e.connection,
+            "tunnel": e.tunnel,
+            "router": e.router,
+            "peer": e.peer,
+            "reason": e.reason,
+            "message": e.message,
+        }
+        for e in logs.recent
+    ]
 
 
 def ike_rows(snapshot: IkeSnapshot | None) -> list[dict[str, Any]]:
@@ -327,6 +356,28 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
                 p["detail"],
             ]
             for p in report["probes"]
+        ],
+    )
+    _render_log_events(report, table)
+
+
+def _render_log_events(report: dict[str, Any], table: Any) -> None:
+    if "log_events" not in report:
+        return
+    table(
+        "RECENT IKE/BGP EVENTS",
+        ["", "TIME", "EXPORTER", "EVENT", "TUNNEL / PEER", "REASON", "MESSAGE"],
+        [
+            [
+                "FAIL" if e["failure"] else "    ",
+                e["time"],
+                e["exporter"],
+                e["event"],
+                f"{e['router']}/{e['peer']}" if e["peer"] else e["tunnel"] or e["router"],
+                e["reason"],
+                e["message"][:100],
+            ]
+            for e in report["log_events"]
         ],
     )
 
