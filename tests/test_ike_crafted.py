@@ -305,3 +305,11 @@ def test_spis_are_reported_in_hex(tmp_path: Path) -> None:
     code, doc = analyze(tmp_path, frag4(ccsa_request(), 600))
     ev = doc["events"][0]
     assert ev["spi_i"] == SPI_I.hex() and ev["spi_r"] == SPI_R.hex()
+
+
+def test_an_established_sa_first_seen_at_message_id_zero_is_not_a_rekey(tmp_path: Path) -> None:
+    """A capture (or a live sniffer) that starts mid-life meets the responder's first own request."""
+    dpd = udp4(B, A, ike(37, spi_i=b"N" * 8, spi_r=b"M" * 8, msgid=0, size=80))
+    answer = udp4(A, B, ike(37, spi_i=b"N" * 8, spi_r=b"M" * 8, msgid=0, flags=R_FLAG, size=80))
+    code, doc = analyze(tmp_path, [dpd, answer])
+    assert doc["rekeys"] == {"ike": 0, "child": 0} and doc["rekeys_unconfirmed"] == 0

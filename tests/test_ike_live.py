@@ -461,3 +461,49 @@ def test_sniff_command_json_inside_a_namespace(veth_pair: tuple[str, str, str]) 
     assert (iface["sniffer_up"], iface["error"], iface["kernel_drops"]) == (True, None, 0)
     assert iface["ip_fragmented"] == {"CREATE_CHILD_SA": 1}
     assert iface["peers"][A_IP]["by_exchange"] == {"CREATE_CHILD_SA": 1, "INFORMATIONAL": 2}
+
+
+# The responder's first own request on an IKE SA the sniffer never saw established (e.g. its DPD
+# INFORMATIONAL after a cut) carries message ID 0 on a "new" SPI pair: no rekey happened on the wire.
+SEND_DPD = """
+import socket, struct, sys
+def ike(exch, msgid, size, flags):
+    body = struct.pack("!BBH", 0, 0, size - 28) + b"\\x5a" * (size - 32)
+    return struct.pack("!8s8sBBBBII", b"\\x33" * 8, b"\\x44" * 8, 46, 0x20, exch, flags, msgid, size) + body
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 500))
+s.sendto(ike(37, 0, 80, 0x00), (sys.argv[2], 500))   # INFORMATIONAL request from the SA's responder
+s.sendto(ike(37, 1, 80, 0x00), (sys.argv[2], 500))   # and its next DPD
+"""
+
+
+@pytest.mark.netns
+def test_an_sa_first_seen_at_message_id_0_is_not_a_rekey(veth_pair: tuple[str, str, str]) -> None:
+    ns_a, ns_b, dev_b = veth_pair
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, PY, "-c", SNIFF, dev_b, A_IP],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"ready": {dev_b: True}}
+        subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", SEND_DPD, A_IP, B_IP], check=True, timeout=20)
+        deadline = time.monotonic() + 10
+        snap = ask(proc)
+        while time.monotonic() < deadline and sum(snap["messages"].values()) < 2:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+            snap = ask(proc)
+        assert snap["messages"] == {f"{dev_b}|{A_IP}|INFORMATIONAL": 2}
+        assert snap["rekeys"] == {f"{dev_b}|{A_IP}|ike": 0, f"{dev_b}|{A_IP}|child": 0}
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -6,10 +6,11 @@ SKF fragment seen of its set. A retransmission is another transmission and count
 so a rekey that keeps failing shows up as a growing count. Rekeys are inferred from cleartext only
 (everything inside SK is encrypted), and every inference says how it was made:
 - CREATE_CHILD_SA request whose SK first inner payload is Notify (N(REKEY_SA) comes first) -> child rekey;
-- a new IKE SPI pair whose first message has message ID 0 and is not IKE_SA_INIT/IKE_SESSION_RESUME
-  -> an IKE SA rekey happened (only a rekey creates an SA without IKE_SA_INIT);
 - a request starting with SA (33) is an IKE rekey or a new Child SA: it stays "unconfirmed" until a
-  new SPI pair confirms it.
+  new IKE SPI pair whose first message has message ID 0 and is not IKE_SA_INIT/IKE_SESSION_RESUME
+  confirms it as an IKE rekey (only a rekey creates an SA without IKE_SA_INIT). A new SPI pair alone
+  is no rekey: a sniffer started mid-life meets established SAs too, the responder's first own
+  request at message ID 0.
 A fragmented CREATE_CHILD_SA request with no response (same SPIs + message ID, R flag) within 30 s is
 the Cloud VPN failure and is flagged. All tables are bounded. This module does no I/O.
 """
@@ -275,14 +276,22 @@ class Analyzer:
                 self._known_sas[pair] = label
                 _cap(self._known_sas)
                 if h.msgid == 0 and h.exchange not in (34, 38):
-                    method = "new_spi_pair_at_message_id_0"
+                    # A new SA at message ID 0 is a rekey only if the rekey request was seen: a live
+                    # sniffer also meets established SAs at message ID 0 (the responder's first own
+                    # request, e.g. a DPD INFORMATIONAL after a cut), which no rekey created.
                     pending = self._unconfirmed.get(label)
                     if pending and ts - pending[-1][0] <= 120.0:
                         pending.pop()
                         ps.rekeys_unconfirmed -= 1
-                        method = "create_child_sa_starting_with_sa_then_new_spi_pair"
-                    ps.rekeys["ike"] += 1
-                    self._event(ts, "rekey", label, h, sa="ike", inferred_from=method)
+                        ps.rekeys["ike"] += 1
+                        self._event(
+                            ts,
+                            "rekey",
+                            label,
+                            h,
+                            sa="ike",
+                            inferred_from="create_child_sa_starting_with_sa_then_new_spi_pair",
+                        )
         if h.exchange == 36 and not h.flags & wire.FLAG_RESPONSE and h.inner in (41, 33):
             # Each side numbers its own requests: the I flag tells whose message ID this is.
             rkey = (h.spi_i, h.spi_r, h.msgid, h.flags & wire.FLAG_INITIATOR)
