@@ -24,15 +24,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deploy.lab.emulators.gcp import FakeGcp  # noqa: E402
 from deploy.lab.emulators.gcp_logging import CloudLogging, rfc3339  # noqa: E402
 from exporters.aws_client import AwsClient  # noqa: E402
 from exporters.aws_logs import AwsTunnelLogReader  # noqa: E402
 from exporters.gcp import GcpExporter  # noqa: E402
 from exporters.gcp_client import GcpClient  # noqa: E402
 from exporters.gcp_logs import GcpLogReader  # noqa: E402
-from tests.fakes.gcp import FakeGcp  # noqa: E402
 from watchdog.config import GcpExporterConfig  # noqa: E402
-from watchdog.model import BgpSession, Tunnel  # noqa: E402
+from watchdog.model import Tunnel  # noqa: E402
 
 AWS_DETAILS = [
     "AWS tunnel is sending request (id=7) for CREATE_CHILD_SA",

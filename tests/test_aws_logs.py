@@ -29,10 +29,11 @@ def moto_server() -> Iterator[MotoAws]:
 
 
 @pytest.fixture
-def aws(moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
+def aws(moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoAws]:
     moto_server.reset()
     moto_server.use_test_credentials(monkeypatch)
-    return moto_server
+    yield moto_server
+    moto_server.reset()  # moto's backends are per process: leave no log group to the next module
 
 
 class Group:

@@ -153,7 +153,8 @@ def build_world(aws: MotoAws, gcp: FakeGcp) -> str:
     gcp.route("GET", r"^/dns/v1/projects/[^/]+/managedZones$", lambda request: (200, {"managedZones": []}))
     CloudLogging(gcp.project).mount(gcp)
     logs = boto3.client("logs", endpoint_url=aws.endpoint_url, region_name=REGION)
-    logs.create_log_group(logGroupName=LOG_GROUP)
+    if not logs.describe_log_groups(logGroupNamePrefix=LOG_GROUP)["logGroups"]:  # moto's state is per process
+        logs.create_log_group(logGroupName=LOG_GROUP)
     vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]  # the AWS DNS resolvers' VPC
     return str(client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"])
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.emulators.gcp import FakeGcp
 from deploy.lab.emulators.gcp_logging import CloudLogging, compile_filter, rfc3339
 from exporters.gcp import GcpExporter
-from tests.fakes.gcp import FakeGcp
 from watchdog.config import GcpExporterConfig
 from watchdog.model import Snapshot
 from watchdog.oneshot import probe_once
