@@ -124,6 +124,8 @@ GCP_VPN: tuple[Pattern, ...] = (
     _p(r"(?:dropp|discard)(?:ed|ing) (?:an? )?(?:IP[- ])?fragment", "fragment_dropped", GCP_VPN_KNOWN_ISSUE),
     _p(r"(?:CHILD_SA|IKE_SA) rekey(?:/delete)? collision", "rekey_collision", GCP_VPN_DOC),  # (strongSwan)
     _p(r"detected rekeying of CHILD_SA", "rekey", GCP_VPN_DOC),
+    # (strongSwan) a CHILD_SA rekey as each end logs its one request: initiator generates, responder parses.
+    _p(r"(?:generating|parsed) CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\)", "rekey", GCP_VPN_DOC),
     _p(r"IKE_SA \S+ rekeyed between", "rekey", GCP_VPN_DOC),  # (strongSwan)
     _p(r"initiating IKE_SA|generating IKE_SA_INIT request", "other", GCP_VPN_DOC),
     _p(r"generating IKE_AUTH request|parsed IKE_AUTH response", "other", GCP_VPN_DOC),

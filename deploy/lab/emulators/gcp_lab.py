@@ -8,7 +8,8 @@ peering and subnets, a forwarding and a peering DNS zone) is the lab's topology 
 audit's `GcpProject` and served by the same `FakeGcpAudit` the tests use. Every live value is read
 from the GCP side of the running lab when a request comes (cached `MAX_AGE` seconds): tunnel status
 from its charon's SAs (VICI), BGP state, uptime, learned and announced routes from its FRR (vtysh),
-packet and byte counts from the CHILD SAs' counters as Cloud Monitoring DELTA points.
+packet and byte counts from the CHILD SAs' counters as Cloud Monitoring DELTA points, and Cloud
+VPN log entries (Cloud Logging `entries:list` on the same port) from its charon log (`logship`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 from deploy.lab import labctl
 from deploy.lab.emulators.gcp import PACKETS, FakeMonitoring, FakeRequest
 from deploy.lab.emulators.gcp_audit import FakeGcpAudit
+from deploy.lab.emulators.gcp_logging import CloudLogging
+from deploy.lab.emulators.logship import GcpLogShipper
 from exporters.strongswan import ViciConnection
 from watchdog.audit.inventory import (
     CloudRouter,
@@ -286,7 +289,7 @@ class LabReader:
 class LabGcp:
     """A `FakeGcpAudit` seeded with `lab_project()` and a `FakeMonitoring`, both kept live from `reader`."""
 
-    def __init__(self, reader: LabReader) -> None:
+    def __init__(self, reader: LabReader, *, charon_log: Path | None = None) -> None:
         self.reader = reader
         project = lab_project()
         self.compute = FakeGcpAudit(project.project, project.region)
@@ -298,15 +301,33 @@ class LabGcp:
         self._sampled_view: float | None = None  # taken_at of the reading last sampled
         self._sample_lock = threading.Lock()
         self._decorate()
+        # Cloud VPN logs: the GCP side's charon log, shipped as vpn_gateway entries (logship).
+        self.logging = CloudLogging(project.project).mount(self.compute)
+        tunnels = self.compute.collections[self.compute.regional("vpnTunnels")]
+        self.shipper = (
+            GcpLogShipper(
+                charon_log,
+                self.logging,
+                region=project.region,
+                gateway_id=GATEWAY_ID,
+                tunnel_ids={str(t["name"]): str(t["id"]) for t in tunnels},
+            )
+            if charon_log is not None
+            else None
+        )
         self.compute.before_request.append(self._refresh_compute)
         self.monitoring.before_list.append(self._sample_packets)
 
     def start(self, port: int = 0, monitoring_port: int = 0) -> LabGcp:
         self.compute.start(port)
         self.monitoring.start(monitoring_port)
+        if self.shipper is not None:
+            self.shipper.start()
         return self
 
     def stop(self) -> None:
+        if self.shipper is not None:
+            self.shipper.stop()
         self.compute.stop()
         self.monitoring.stop()
         self.reader.close()
@@ -507,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--monitoring-port", type=int, required=True, help="Cloud Monitoring gRPC (insecure)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    emulator = LabGcp(LabReader(labctl.Lab(args.lab_dir.resolve(), args.prefix)))
+    lab = labctl.Lab(args.lab_dir.resolve(), args.prefix)
+    emulator = LabGcp(LabReader(lab), charon_log=lab.layout.side_dir(topo.GCP) / "charon.log")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
