@@ -126,6 +126,19 @@ def test_page_escapes_every_name_and_needs_nothing_external() -> None:
     assert page.count('class="tunnel"') == 4 and '<meta http-equiv="refresh" content="10">' in page
 
 
+def test_logged_events_are_listed_newest_first_with_failures_marked() -> None:
+    events = [
+        {"exporter": "gcp", "cloud": "gcp", "at": 50.0, "event": "rekey", "failure": False, "tunnel": "tun1",
+         "router": "", "peer": "", "reason": "", "message": "CHILD_SA rekey"},
+        {"exporter": "aws", "cloud": "aws", "at": 90.0, "event": "no_proposal_chosen", "failure": True,
+         "tunnel": "198.51.100.1", "router": "", "peer": "", "reason": "", "message": "NO_PROPOSAL_CHOSEN"},
+    ]  # fmt: skip
+    page = statuspage.render(report(log_events=events), now=100.0)
+    section = page.split("Latest IKE/BGP events", 1)[1]
+    assert section.index("no_proposal_chosen") < section.index("rekey")
+    assert '<span class="bad">no_proposal_chosen</span>' in section and "10 s ago" in section
+
+
 def test_rendering_a_thousand_tunnels_is_fast() -> None:
     big = report()
     big["tunnels"] = [

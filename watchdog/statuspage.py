@@ -59,7 +59,7 @@ def render(report: Mapping[str, Any], *, now: float | None = None, refresh_secon
         _prefixes(report.get("expected_prefixes", ())),
         _probes(report.get("probes", ())),
         _ike(report.get("ike", ())),
-        _events(report.get("events", ()), now),
+        _events(report.get("log_events", ()), now),
         _exporters(report.get("exporters", ()), now),
         "</body></html>",
     ]
@@ -271,11 +271,26 @@ def _ike(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _events(events: Sequence[Mapping[str, Any]], now: float) -> str:
-    rows = [
-        [escape(_clock(e["time"])), escape(e.get("source", "")), escape(e.get("what", "")), escape(e.get("detail", ""))]
-        for e in sorted(events, key=lambda e: -float(e["time"]))[:20]
-    ]
-    return _table("Latest IKE events", ["time", "source", "event", "detail"], rows, "No IKE event seen.")
+    """The managed endpoints' own logged IKE/BGP events (newest first), failures marked."""
+    rows = []
+    for e in sorted(events, key=lambda e: -float(e["at"]))[:20]:
+        where = e.get("tunnel") or (f"{e.get('router', '')} {e.get('peer', '')}".strip())
+        what = escape(str(e.get("event", "")))
+        rows.append(
+            [
+                f"{_ago(now, float(e['at']))} ({escape(_clock(float(e['at'])))})",
+                f"{escape(str(e.get('exporter', '')))} ({escape(str(e.get('cloud', '')))})",
+                escape(str(where)),
+                f'<span class="bad">{what}</span>' if e.get("failure") else what,
+                escape(str(e.get("reason") or e.get("message") or "")),
+            ]
+        )
+    return _table(
+        "Latest IKE/BGP events (the clouds' own VPN logs)",
+        ["when", "exporter", "tunnel / peer", "event", "detail"],
+        rows,
+        "No event logged (or no exporter reads the cloud logs: `tunnel_logs` / `logs: true`).",
+    )
 
 
 def _exporters(exporters: Sequence[Mapping[str, Any]], now: float) -> str:
