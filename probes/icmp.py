@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
-    IcmpSocketError,
     echo_request,
     ip_header_size,
     open_echo_socket,
@@ -29,6 +28,7 @@ from probes.icmp_socket import (
     set_dont_fragment,
 )
 from watchdog.config import IcmpProbeConfig
+from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class IcmpProbe:
     def __init__(self, config: IcmpProbeConfig) -> None:
         self.config = config
         self.name = config.name
-        self.interval = config.interval
-        self.timeout = config.timeout
+        self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
         self._ipv6 = ipaddress.ip_address(config.target).version == 6
         self._logged_mode = ""
@@ -119,11 +118,11 @@ class IcmpProbe:
         start = time.monotonic()
         try:
             return await self._run(start)
-        except IcmpSocketError as exc:
-            return self._result(start, False, exc.reason, exc.detail)
+        except ProbeFailure as exc:
+            return ProbeResult.failed(self, start, exc.reason, exc.detail)
         except Exception as exc:  # never raise: an unexpected failure is still a result
             log.warning("probe %s: unexpected error: %r", self.name, exc)
-            return self._result(start, False, "error", str(exc) or type(exc).__name__)
+            return ProbeResult.failed(self, start, "error", str(exc) or type(exc).__name__)
 
     def _result(
         self,
@@ -151,7 +150,7 @@ class IcmpProbe:
     async def _run(self, start: float) -> ProbeResult:
         source = self.config.source
         if source is not None and (ipaddress.ip_address(source).version == 6) != self._ipv6:
-            raise IcmpSocketError(
+            raise ProbeFailure(
                 "network_error", f"source {source} and target {self.target} are of different IP versions"
             )
         echo = open_echo_socket(self._ipv6, self.config.mode, source, self.config.interface)

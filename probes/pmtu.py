@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
-    IcmpSocketError,
     echo_request,
     ip_header_size,
     open_echo_socket,
@@ -32,6 +31,7 @@ from probes.icmp_socket import (
     set_dont_fragment,
 )
 from watchdog.config import PmtuProbeConfig
+from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ class PmtuProbe:
     def __init__(self, config: PmtuProbeConfig) -> None:
         self.config = config
         self.name = config.name
-        self.interval = config.interval
-        self.timeout = config.timeout
+        self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
         self._ipv6 = ipaddress.ip_address(config.target).version == 6
         self._logged_mode = ""
@@ -112,7 +111,7 @@ class PmtuProbe:
         start = time.monotonic()
         try:
             return await self._run(start)
-        except IcmpSocketError as exc:
+        except ProbeFailure as exc:
             return self._result(start, False, exc.reason, exc.detail)
         except Exception as exc:  # never raise: an unexpected failure is still a result
             log.warning("probe %s: unexpected error: %r", self.name, exc)

@@ -413,6 +413,14 @@ class Config(_Strict):
     def exporter_timeout(self, exporter: _ExporterBase) -> float:
         return min(exporter.timeout or self.exporter_interval(exporter), MAX_POLL_TIMEOUT)
 
+    def expected_min_paths(self) -> dict[str, dict[str, int]]:
+        """exporter -> expected prefix -> min_paths (config order): the one place this map is made."""
+        expected: dict[str, dict[str, int]] = {}
+        for entry in self.expected_prefixes:
+            for prefix in entry.prefixes:
+                expected.setdefault(entry.exporter, {})[prefix] = entry.min_paths
+        return expected
+
     def exporter(self, name: str) -> ExporterConfig:
         for exporter in self.exporters:
             if exporter.name == name:

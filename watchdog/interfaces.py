@@ -41,13 +41,13 @@ class EventSource(Protocol):
 
 
 class Probe(Protocol):
-    """Probes one target once. Never raises: failures are a ProbeResult with a reason."""
+    """Probes one target once. Failures are a ProbeResult with a reason; a `ProbeFailure` raised
+    (e.g. by the network-namespace helper) becomes one in the runner. When it runs and how long it
+    may take are the scheduler's business, not the probe's."""
 
     name: str
     type: str
     target: str
-    interval: float
-    timeout: float
 
     async def run(self) -> ProbeResult: ...
 

@@ -49,7 +49,7 @@ class WatchdogCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        sections = (self._exporter_health, self._probes, self._ike, self._alerting)
+        sections = (self._exporter_health, self._probes, self._ike, self._alerting, self._config)
         for section in sections:
             try:
                 yield from section()
@@ -160,6 +160,15 @@ class WatchdogCollector(Collector):
         for (rule, severity), n in sorted(state.audit_findings.items()):
             findings.add_metric([rule, severity], n)
         yield from (failovers, pairs, sent, findings)
+
+    def _config(self) -> Iterator[Metric]:
+        reloads = self.state.reloads
+        failures = _counter("config_reload_failures_total", [])
+        failures.add_metric([], reloads.failures)
+        last = _gauge("config_last_reload_success_timestamp_seconds", [])
+        if reloads.last_success is not None:
+            last.add_metric([], reloads.last_success)
+        yield from (failures, last)
 
 
 def build_registry(state: WatchdogState) -> CollectorRegistry:

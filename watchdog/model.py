@@ -6,7 +6,9 @@ records, and everything downstream (metrics, path counting, alerts, `probe --onc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,15 @@ class Snapshot:
     api_calls: int = 0
 
 
+class ProbeIdentity(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """The outcome of one probe run. `reason` is empty on success."""
@@ -113,6 +124,22 @@ class ProbeResult:
     received: int = 0
     path_mtu_bytes: int = 0  # pmtu probes: the largest DF packet that crossed (0: none did)
     expect_min_mtu_bytes: int = 0  # pmtu probes: the configured floor (0: none)
+
+    @classmethod
+    def failed(
+        cls,
+        probe: ProbeIdentity,
+        started: float,
+        reason: str,
+        detail: str,
+        *,
+        latencies: tuple[float, ...] = (),
+        sent: int = 0,
+        received: int = 0,
+    ) -> ProbeResult:
+        """A failed run of `probe` that began at `started` (time.monotonic())."""
+        duration = time.monotonic() - started
+        return cls(probe.name, probe.type, probe.target, False, duration, reason, detail, latencies, sent, received)
 
 
 @dataclass(frozen=True, slots=True)
