@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from watchdog.errors import ConfigError
+from watchdog.plugins import type_names
 from watchdog.yamlfile import parse_yaml, read_yaml_file
 
 DEFAULT_CONFIG_PATH = "/etc/vpn-watchdog/config.yaml"
@@ -188,7 +189,7 @@ ExporterConfig = Annotated[
     Union[AwsExporterConfig, GcpExporterConfig, StrongswanExporterConfig, FrrExporterConfig],
     Field(discriminator="type"),
 ]
-EXPORTER_TYPES = ("aws", "gcp", "strongswan", "frr")
+EXPORTER_TYPES = type_names(ExporterConfig)  # derived: the union is the one list
 
 
 class ExpectedPrefixesConfig(_Strict):
@@ -318,7 +319,7 @@ class PmtuProbeConfig(_ProbeBase):
 
 
 ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig, PmtuProbeConfig], Field(discriminator="type")]
-PROBE_TYPES = ("dns", "icmp", "pmtu")
+PROBE_TYPES = type_names(ProbeConfig)
 
 
 class IkeConfig(_Strict):
