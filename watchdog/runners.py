@@ -117,9 +117,8 @@ class ExporterRunner:
     def rendered(self) -> Rendered:
         return self.status.rendered
 
-    def _publish_health(self, **changes: object) -> None:
-        status = self.status
-        self.status = replace(status, health=replace(status.health, **changes))  # type: ignore[arg-type]
+    def _publish_health(self, health: ExporterHealth) -> None:
+        self.status = replace(self.status, health=health)
 
     @property
     def stale_after(self) -> float:
@@ -129,10 +128,10 @@ class ExporterRunner:
         """One poll; skipped (and repeated once afterwards) when the previous one is still running,
         and skipped while backing off after failures (or while the API's Retry-After lasts)."""
         if self.clock() < self.not_before:
-            self._publish_health(skipped_backoff=self.health.skipped_backoff + 1)
+            self._publish_health(replace(self.health, skipped_backoff=self.health.skipped_backoff + 1))
             return
         if self._busy:
-            self._publish_health(skipped_overlaps=self.health.skipped_overlaps + 1)
+            self._publish_health(replace(self.health, skipped_overlaps=self.health.skipped_overlaps + 1))
             self._again = True
             return
         self._busy = True
@@ -234,7 +233,7 @@ class ExporterRunner:
         """Seconds to hold off after `failures` consecutive failures: the next scheduled poll runs as
         usual after the first, then 1, 3, then at most MAX_BACKOFF_INTERVALS intervals are skipped,
         so an API outage is not hammered; a server's Retry-After is always honoured."""
-        backoff = min(self.interval * (2 ** (failures - 1) - 1), MAX_BACKOFF_INTERVALS * self.interval)
+        backoff = min(self.interval * ((1 << max(failures - 1, 0)) - 1), MAX_BACKOFF_INTERVALS * self.interval)
         return max(backoff, retry_after or 0.0)
 
     def _record_failure(self, exc: ExporterError, started: float) -> None:
@@ -250,7 +249,7 @@ class ExporterRunner:
             consecutive_failures=health.consecutive_failures + 1,
             last_error=f"{exc.reason}: {exc}",
         )
-        self.status = replace(self.status, health=health)
+        self._publish_health(health)
         delay = self.backoff_after(health.consecutive_failures, exc.retry_after)
         # A little early, so the scheduled poll that falls due exactly then is not skipped too.
         self.not_before = self.clock() + delay - 0.25 * min(self.interval, 1.0) if delay else 0.0
