@@ -91,17 +91,7 @@ class DnsProbe:
             return self._result(start, attempt, False, "error", _short(exc))
 
     def _result(self, start: float, attempt: _Attempt, success: bool, reason: str, detail: str) -> ProbeResult:
-        if not success:
-            return ProbeResult.failed(self, start, reason, detail, latencies=tuple(attempt.latencies))
-        return ProbeResult(
-            self.name,
-            self.type,
-            self.target,
-            True,
-            time.monotonic() - start,
-            detail=detail,
-            latencies=tuple(attempt.latencies),
-        )
+        return ProbeResult.of(self, start, success, reason, detail, latencies=tuple(attempt.latencies))
 
     async def _run(self, attempt: _Attempt, deadline: float) -> str:
         servers = self._servers()

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from probes.guard import guarded
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
@@ -116,36 +117,7 @@ class IcmpProbe:
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
-        try:
-            return await self._run(start)
-        except ProbeFailure as exc:
-            return ProbeResult.failed(self, start, exc.reason, exc.detail)
-        except Exception as exc:  # never raise: an unexpected failure is still a result
-            log.warning("probe %s: unexpected error: %r", self.name, exc)
-            return ProbeResult.failed(self, start, "error", str(exc) or type(exc).__name__)
-
-    def _result(
-        self,
-        start: float,
-        success: bool,
-        reason: str,
-        detail: str,
-        latencies: tuple[float, ...] = (),
-        sent: int = 0,
-        received: int = 0,
-    ) -> ProbeResult:
-        return ProbeResult(
-            probe=self.name,
-            type=self.type,
-            target=self.target,
-            success=success,
-            duration_seconds=time.monotonic() - start,
-            reason=reason,
-            detail=detail,
-            latencies=latencies,
-            sent=sent,
-            received=received,
-        )
+        return await guarded(self, start, self._run(start), ProbeResult.failed)
 
     async def _run(self, start: float) -> ProbeResult:
         source = self.config.source
@@ -218,16 +190,16 @@ class IcmpProbe:
         first_error = next(iter(run.errors.values()), "")
         if received == 0 and (run.send_error or first_error):
             detail = run.send_error or f"{lost}/{self.config.count} lost: {first_error}"
-            return self._result(start, False, "network_error", detail, (), sent, 0)
+            return ProbeResult.of(self, start, False, "network_error", detail, sent=sent)
         why = f" ({first_error})" if first_error else ""
         if received == 0:
-            return self._result(start, False, "timeout", f"{lost}/{self.config.count} lost{why}", (), sent, 0)
+            return ProbeResult.of(self, start, False, "timeout", f"{lost}/{self.config.count} lost{why}", sent=sent)
         rtt = f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
         if lost:
             detail = f"{lost}/{self.config.count} lost{why}, {rtt}"
         else:
             detail = f"{received}/{self.config.count} received, {rtt}"
-        return self._result(start, True, "", detail, latencies, sent, received)
+        return ProbeResult.of(self, start, True, "", detail, latencies=latencies, sent=sent, received=received)
 
 
 def _ms(seconds: float) -> str:

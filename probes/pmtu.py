@@ -20,6 +20,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from probes.guard import guarded
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
@@ -31,7 +32,6 @@ from probes.icmp_socket import (
     set_dont_fragment,
 )
 from watchdog.config import PmtuProbeConfig
-from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -109,36 +109,22 @@ class PmtuProbe:
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
-        try:
-            return await self._run(start)
-        except ProbeFailure as exc:
-            return self._result(start, False, exc.reason, exc.detail)
-        except Exception as exc:  # never raise: an unexpected failure is still a result
-            log.warning("probe %s: unexpected error: %r", self.name, exc)
-            return self._result(start, False, "error", str(exc) or type(exc).__name__)
+        return await guarded(self, start, self._run(start), lambda _p, s, r, d: self._result(s, False, r, d))
 
     def _result(
-        self,
-        start: float,
-        success: bool,
-        reason: str,
-        detail: str,
-        mtu: int = 0,
-        sent: int = 0,
-        received: int = 0,
+        self, start: float, success: bool, reason: str, detail: str, mtu: int = 0, sent: int = 0, received: int = 0
     ) -> ProbeResult:
-        return ProbeResult(
-            probe=self.name,
-            type=self.type,
-            target=self.target,
-            success=success,
-            duration_seconds=time.monotonic() - start,
-            reason=reason,
-            detail=detail,
+        floor = self.config.expect_min_mtu or 0
+        return ProbeResult.of(
+            self,
+            start,
+            success,
+            reason,
+            detail,
             sent=sent,
             received=received,
             path_mtu_bytes=mtu,
-            expect_min_mtu_bytes=self.config.expect_min_mtu or 0,
+            expect_min_mtu_bytes=floor,
         )
 
     async def _run(self, start: float) -> ProbeResult:

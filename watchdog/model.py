@@ -126,20 +126,41 @@ class ProbeResult:
     expect_min_mtu_bytes: int = 0  # pmtu probes: the configured floor (0: none)
 
     @classmethod
-    def failed(
+    def of(
         cls,
         probe: ProbeIdentity,
         started: float,
-        reason: str,
-        detail: str,
+        success: bool,
+        reason: str = "",
+        detail: str = "",
         *,
         latencies: tuple[float, ...] = (),
         sent: int = 0,
         received: int = 0,
+        path_mtu_bytes: int = 0,
+        expect_min_mtu_bytes: int = 0,
     ) -> ProbeResult:
-        """A failed run of `probe` that began at `started` (time.monotonic())."""
+        """The result of a run of `probe` that began at `started` (time.monotonic()), ending now."""
         duration = time.monotonic() - started
-        return cls(probe.name, probe.type, probe.target, False, duration, reason, detail, latencies, sent, received)
+        return cls(
+            probe.name,
+            probe.type,
+            probe.target,
+            success,
+            duration,
+            reason,
+            detail,
+            latencies,
+            sent,
+            received,
+            path_mtu_bytes,
+            expect_min_mtu_bytes,
+        )
+
+    @classmethod
+    def failed(cls, probe: ProbeIdentity, started: float, reason: str, detail: str) -> ProbeResult:
+        """A failed run of `probe` that began at `started` (time.monotonic())."""
+        return cls.of(probe, started, False, reason, detail)
 
 
 @dataclass(frozen=True, slots=True)
