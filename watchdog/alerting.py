@@ -167,7 +167,8 @@ class AlertEngine:
         if cached is not None and cached[0] is snapshot and dict(cached[1].expected) == dict(expected):
             base = cached[1]
         else:
-            base = ExporterView.build(runner.name, runner.cloud, snapshot, expected)
+            # The expected prefixes' paths are the runner's (the metric's); only probes refine them below.
+            base = ExporterView.build(runner.name, runner.cloud, snapshot, expected, paths=status.paths)
             if snapshot is not None:
                 self._learned_cache[runner.name] = (snapshot, base)
         paths, learned = base.paths, base.learned
