@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from watchdog.scheduler import JobSpec, Plan, Scheduler, plan, spread
+from watchdog.scheduler import JobSpec, Plan, Scheduler, backoff, plan, spread
 
 A = JobSpec("exporter:a", interval=30, timeout=30, key="a-config")
 B = JobSpec("probe:b", interval=5, timeout=2, key="b-config")
@@ -59,3 +59,13 @@ def test_prepare_rejects_unusable_timing_before_anything_changes(bad: float) -> 
         scheduler.prepare(plan(scheduler.jobs, [JobSpec("exporter:a", interval=bad, timeout=1, key="a-config")]))
     assert scheduler.jobs == {"exporter:a": A}
     assert set(good.triggers) == {"exporter:a"}
+
+
+@pytest.mark.parametrize(
+    ("failures", "retry_after", "expected"),
+    [(1, None, 0.0), (2, None, 10.0), (3, None, 30.0), (4, None, 40.0), (20, None, 40.0), (1, 120.0, 120.0)],
+)
+def test_backoff_skips_1_3_then_at_most_4_intervals_and_honours_retry_after(
+    failures: int, retry_after: float | None, expected: float
+) -> None:
+    assert backoff(10.0, failures, retry_after) == expected

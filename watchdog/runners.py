@@ -30,11 +30,11 @@ from watchdog.interfaces import Exporter, IkeSource, Probe
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
 from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
+from watchdog.scheduler import backoff
 
 log = logging.getLogger(__name__)
 
 # Latency buckets for DNS queries and ICMP echoes over a VPN: sub-ms loopback to multi-second stalls.
-MAX_BACKOFF_INTERVALS = 4  # during an outage, poll at least every 5th interval to notice recovery
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -230,11 +230,8 @@ class ExporterRunner:
         self._notify()
 
     def backoff_after(self, failures: int, retry_after: float | None) -> float:
-        """Seconds to hold off after `failures` consecutive failures: the next scheduled poll runs as
-        usual after the first, then 1, 3, then at most MAX_BACKOFF_INTERVALS intervals are skipped,
-        so an API outage is not hammered; a server's Retry-After is always honoured."""
-        backoff = min(self.interval * ((1 << max(failures - 1, 0)) - 1), MAX_BACKOFF_INTERVALS * self.interval)
-        return max(backoff, retry_after or 0.0)
+        """Seconds to hold off after `failures` consecutive failures (the scheduler's policy)."""
+        return backoff(self.interval, failures, retry_after)
 
     def _record_failure(self, exc: ExporterError, started: float) -> None:
         health = self.health

@@ -24,7 +24,17 @@ log = logging.getLogger(__name__)
 # when shorter), so a hundred probes do not fire in the same millisecond after a start or a reload.
 SPREAD_WINDOW = 1.0
 
+MAX_BACKOFF_INTERVALS = 4  # during an outage, run at least every 5th interval to notice recovery
+
 JobFunc = Callable[[], Awaitable[object]]
+
+
+def backoff(interval: float, failures: int, retry_after: float | None) -> float:
+    """Seconds a failing job holds off after `failures` consecutive failures: the next scheduled run
+    goes ahead after the first, then 1, 3, then at most MAX_BACKOFF_INTERVALS intervals are skipped,
+    so an API outage is not hammered; a server's Retry-After is always honoured."""
+    skipped = min(interval * ((1 << max(failures - 1, 0)) - 1), MAX_BACKOFF_INTERVALS * interval)
+    return max(skipped, retry_after or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
