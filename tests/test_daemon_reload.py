@@ -137,3 +137,31 @@ def test_sighup_during_start_up_does_not_kill_the_daemon(tmp_path: Path, port: i
             daemon.proc.kill()
             daemon.proc.wait(5)
         assert isinstance(daemon.proc, subprocess.Popen)
+
+
+def test_an_exporter_that_cannot_start_blocks_only_reloads_that_change_it(
+    tmp_path: Path, port: int, dns_server: FakeDnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "aws-config").write_text("")  # no profiles at all: `profile: absent` cannot be built
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-config"))
+    broken = "exporters: [{name: aws-x, type: aws, region: ap-northeast-1, profile: absent}]\n"
+    config = tmp_path / "config.yaml"
+    config.write_text(probe_config(dns_server) + broken)
+    daemon = DaemonProcess(config, port)
+    try:
+        daemon.wait_for('vpn_watchdog_probe_success{probe="gone-dns"')
+        daemon.wait_for_log("aws-x cannot start")  # left out at start, the rest runs
+        # the broken exporter unchanged, a probe changed: applied
+        config.write_text(probe_config(dns_server, interval="700ms") + broken)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("reloading configuration")
+        assert value(daemon.metrics(), FAILURES) == 0.0
+        # the broken exporter changed (still broken): rejected, counted, the running config kept
+        config.write_text(probe_config(dns_server) + broken.replace("ap-northeast-1", "us-west-2"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(f"{FAILURES} 1.0")
+        assert daemon.proc.poll() is None
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()

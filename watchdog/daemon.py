@@ -40,7 +40,7 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 @dataclass
 class Transaction:
-    """A new runtime, built and checked but not yet running. `commit()` swaps it in; `abort()` drops it."""
+    """A new runtime, built and checked but not yet running. `_commit()` swaps it in; `abort()` drops it."""
 
     config: Config
     prepared: Prepared
@@ -49,6 +49,7 @@ class Transaction:
     probes: dict[str, ProbeRunner]
     intervals: dict[str, float]  # kept exporter runners whose interval changes
     sniffer: IkeSource | None  # the running one when `ike:` did not change
+    unbuilt: dict[str, object]  # job id -> key of what is left out because it cannot start
     retired: list[ExporterRunner] = field(default_factory=list)
 
     def abort(self) -> None:
@@ -69,6 +70,7 @@ class Daemon:
         self.server: MetricsServer | None = None
         self.alerts: AlertEngine | None = None
         self._keys: dict[str, object] = {}  # exporter name -> what its running runner was built from
+        self._unbuilt: dict[str, object] = {}  # job id -> key of a plug-in left out because it cannot start
         self._ike: IkeConfig | None = None
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +177,8 @@ class Daemon:
 
     def _prepare(self, config: Config, *, initial: bool = False) -> Transaction:
         """Build and check everything `config` needs without touching what runs. At start-up a
-        plug-in that cannot be built is logged and left out; on reload it rejects the whole reload."""
+        plug-in that cannot be built is logged and left out; on reload it rejects the whole reload,
+        unless it is one already left out with the same settings (nothing about it would change)."""
         old = self.state.exporters
         keys = {e.name: exporter_key(config, e) for e in config.exporters}
         keep = {n for n in keys if n in old and self._keys.get(n) == keys[n]}
@@ -190,13 +193,20 @@ class Daemon:
             on_exporter_update=self._on_exporter_update,
             on_probe_result=self._on_probe_result,
         )
-        if built.errors and not initial:
+        unbuilt: dict[str, object] = {f"exporter:{n}": keys[n] for n in keys if n in built.errors}
+        unbuilt |= {f"probe:{p.name}": p for p in config.probes if p.name in built.errors}
+        new_failures = [i for i, key in unbuilt.items() if initial or self._unbuilt.get(i) != key]
+        if new_failures and not initial:
             built.close()
-            raise WatchdogError("; ".join(f"{name} cannot start: {why}" for name, why in built.errors.items()))
-        for name, why in built.errors.items():
-            log.error("%s cannot start: %s", name, why)
-        left_out = {f"exporter:{n}" for n in keys if n in built.errors}
-        left_out |= {f"probe:{p.name}" for p in config.probes if p.name in built.errors}
+            raise WatchdogError(
+                "; ".join(
+                    f"{i.partition(':')[2]} cannot start: {built.errors[i.partition(':')[2]]}" for i in new_failures
+                )
+            )
+        for job_id in new_failures:
+            name = job_id.partition(":")[2]
+            log.error("%s cannot start: %s", name, built.errors[name])
+        left_out = set(unbuilt)
         try:
             specs = [s for s in job_specs(config) if s.id not in left_out]
             prepared = self.scheduler.prepare(plan(self.scheduler.jobs, specs))
@@ -217,7 +227,7 @@ class Daemon:
         same_ike = self._started and config.ike == self._ike
         sniffer = self.state.ike if same_ike else build_sniffer(config.ike)
         retired = [r for n, r in old.items() if n not in keep]
-        return Transaction(config, prepared, built, exporters, probes, intervals, sniffer, retired)
+        return Transaction(config, prepared, built, exporters, probes, intervals, sniffer, unbuilt, retired)
 
     def _commit(self, txn: Transaction) -> None:
         """Swap a prepared runtime in. Nothing here may fail on the new config's values."""
@@ -247,6 +257,7 @@ class Daemon:
                 txn.sniffer.start()
             self.state.ike = txn.sniffer
         self._ike = config.ike
+        self._unbuilt = txn.unbuilt
         options = AlertOptions.from_config(config, listen=self.listen_override)
         if self.alerts is None:
             self.alerts = AlertEngine(options, self.state)
