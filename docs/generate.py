@@ -80,6 +80,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "alerts_sent_total",
         "audit_findings",
     ),
+    "Configuration": (
+        "config_reload_failures_total",
+        "config_last_reload_success_timestamp_seconds",
+    ),
 }
 
 # How to read or query each metric: what the help string cannot say.
@@ -153,6 +157,10 @@ NOTES: dict[str, str] = {
     "and pages may not be delivered.",
     "audit_findings": 'From the periodic audit (`audit.interval`); `severity="error"` > 0 = a known pitfall '
     "is present, run `watchdog audit` for the fix.",
+    "config_reload_failures_total": "`increase(...[15m]) > 0` = a SIGHUP brought a config that was rejected; the "
+    "log line says why. Nothing of the running configuration changed.",
+    "config_last_reload_success_timestamp_seconds": "Compare with the config file's mtime: older = the file on "
+    "disk is not what runs.",
 }
 
 

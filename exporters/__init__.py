@@ -1,28 +1,49 @@
 """Exporters: one module per source of tunnel/BGP/route state (aws, gcp, strongswan, frr).
 
 Each module turns its SDK's objects into `watchdog.model` records; SDK types never leave it.
-`build_exporter` is the registry the composition root uses: the config already rejected unknown
-types, so a missing entry here is a programming error, not a user one.
+`REGISTRY` maps each member of the config union `watchdog.config.ExporterConfig` to a typed factory;
+the factories import their module only when used, so an SDK loads only if an exporter needs it.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pydantic import BaseModel
 
+from watchdog.config import AwsExporterConfig, FrrExporterConfig, GcpExporterConfig, StrongswanExporterConfig
 from watchdog.interfaces import Exporter
-
-_REGISTRY = {
-    "aws": "exporters.aws:AwsExporter",
-    "gcp": "exporters.gcp:GcpExporter",
-    "strongswan": "exporters.strongswan:StrongswanExporter",
-    "frr": "exporters.frr:FrrExporter",
-}
+from watchdog.plugins import Registry
 
 
-def build_exporter(config: Any, *, timeout: float) -> Exporter:
-    """Instantiate the exporter for one `exporters[]` entry (lazy import: SDKs load only if used)."""
-    module_name, _, class_name = _REGISTRY[config.type].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    exporter: Exporter = cls(config, timeout=timeout)
-    return exporter
+def _aws(config: AwsExporterConfig, *, timeout: float) -> Exporter:
+    from exporters.aws import AwsExporter
+
+    return AwsExporter(config, timeout=timeout)
+
+
+def _gcp(config: GcpExporterConfig, *, timeout: float) -> Exporter:
+    from exporters.gcp import GcpExporter
+
+    return GcpExporter(config, timeout=timeout)
+
+
+def _strongswan(config: StrongswanExporterConfig, *, timeout: float) -> Exporter:
+    from exporters.strongswan import StrongswanExporter
+
+    return StrongswanExporter(config, timeout=timeout)
+
+
+def _frr(config: FrrExporterConfig, *, timeout: float) -> Exporter:
+    from exporters.frr import FrrExporter
+
+    return FrrExporter(config, timeout=timeout)
+
+
+REGISTRY: Registry[Exporter] = Registry(
+    "exporter",
+    {AwsExporterConfig: _aws, GcpExporterConfig: _gcp, StrongswanExporterConfig: _strongswan, FrrExporterConfig: _frr},
+)
+
+
+def build_exporter(config: BaseModel, *, timeout: float) -> Exporter:
+    """Instantiate the exporter for one `exporters[]` entry."""
+    return REGISTRY.build(config, timeout=timeout)

@@ -115,7 +115,7 @@ class AwsClient:
         """The boto3 client of `service` (built once, with the deadline and attempt hooks)."""
         if service not in self._clients:
             client = self._session.client(
-                service,  # type: ignore[call-overload]
+                service,
                 endpoint_url=self._endpoint_url,
                 config=BotoConfig(
                     region_name=self.region,
@@ -193,7 +193,7 @@ class AwsClient:
         """Out of time while retrying: a still-throttled API is `throttled`, anything else `timeout`."""
         last = self._last_attempt or {}
         if last.get("Error"):
-            previous = ClientError(last, operation)  # type: ignore[arg-type]
+            previous = ClientError(last, operation)
             error = translate(previous, operation=operation, where=self.where)
             if error.reason == "throttled":
                 return ExporterError(

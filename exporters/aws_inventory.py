@@ -245,7 +245,7 @@ def _tunnels(conn: dict[str, Any]) -> tuple[AwsTunnel, ...]:
                 inside_cidr=_inside_cidr(option),
                 status=str(tele.get("Status") or "UNKNOWN"),
                 accepted_routes=int(accepted) if accepted is not None else None,
-                options=TunnelOptions(**values),  # type: ignore[arg-type]
+                options=TunnelOptions(**values),
             )
         )
     return tuple(tunnels)

@@ -152,7 +152,7 @@ def _retry_after(exc: gexc.GoogleAPICallError) -> float | None:
     for detail in exc.details or ():
         if isinstance(detail, error_details_pb2.RetryInfo):
             delay = detail.retry_delay
-            return float(delay.seconds) + delay.nanos / 1e9
+            return float(delay.seconds) + float(delay.nanos) / 1e9
     return None
 
 

@@ -1,26 +1,40 @@
 """Probes: DNS, ICMP and path-MTU data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
 
 A probe only knows "probe one target once"; the daemon's scheduler owns interval and timeout, and
-`watchdog probe --once` calls the very same `run()`.
+`watchdog probe --once` calls the very same `run()`. `REGISTRY` maps each member of the config union
+`watchdog.config.ProbeConfig` to a typed factory that imports its module only when used.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pydantic import BaseModel
 
+from watchdog.config import DnsProbeConfig, IcmpProbeConfig, PmtuProbeConfig
 from watchdog.interfaces import Probe
-
-_REGISTRY = {
-    "dns": "probes.dns:DnsProbe",
-    "icmp": "probes.icmp:IcmpProbe",
-    "pmtu": "probes.pmtu:PmtuProbe",
-}
+from watchdog.plugins import Registry
 
 
-def build_probe(config: Any) -> Probe:
+def _dns(config: DnsProbeConfig) -> Probe:
+    from probes.dns import DnsProbe
+
+    return DnsProbe(config)
+
+
+def _icmp(config: IcmpProbeConfig) -> Probe:
+    from probes.icmp import IcmpProbe
+
+    return IcmpProbe(config)
+
+
+def _pmtu(config: PmtuProbeConfig) -> Probe:
+    from probes.pmtu import PmtuProbe
+
+    return PmtuProbe(config)
+
+
+REGISTRY: Registry[Probe] = Registry("probe", {DnsProbeConfig: _dns, IcmpProbeConfig: _icmp, PmtuProbeConfig: _pmtu})
+
+
+def build_probe(config: BaseModel) -> Probe:
     """Instantiate the probe for one `probes[]` entry."""
-    module_name, _, class_name = _REGISTRY[config.type].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    probe: Probe = cls(config)
-    return probe
+    return REGISTRY.build(config)

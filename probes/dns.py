@@ -28,6 +28,7 @@ import dns.rdatatype
 import dns.resolver
 
 from watchdog.config import DnsProbeConfig, split_server
+from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,6 @@ _NETWORK_ERRNOS = {
 _MAX_SHOWN = 4  # answers listed in `detail`
 
 
-class _Failure(Exception):
-    """One run ended without a usable reply; carries the reason label and a short detail."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 @dataclass
 class _Attempt:
     """What one run observed, filled in as it goes (so a timeout still reports what happened)."""
@@ -76,8 +68,7 @@ class DnsProbe:
     def __init__(self, config: DnsProbeConfig, *, resolv_conf: str = SYSTEM_RESOLV_CONF) -> None:
         self.config = config
         self.name = config.name
-        self.interval = config.interval
-        self.timeout = config.timeout
+        self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = f"{config.query}@{config.server or 'system'}"
         self._resolv_conf = resolv_conf
         self._rdtype = dns.rdatatype.from_text(config.record_type)
@@ -90,7 +81,7 @@ class DnsProbe:
         try:
             detail = await asyncio.wait_for(self._run(attempt, start + self.timeout), self.timeout + _MARGIN)
             return self._result(start, attempt, True, "", detail)
-        except _Failure as failure:
+        except ProbeFailure as failure:
             return self._result(start, attempt, False, failure.reason, failure.detail)
         except (TimeoutError, dns.exception.Timeout):
             where = f" from {attempt.server}" if attempt.server else ""
@@ -100,20 +91,11 @@ class DnsProbe:
             return self._result(start, attempt, False, "error", _short(exc))
 
     def _result(self, start: float, attempt: _Attempt, success: bool, reason: str, detail: str) -> ProbeResult:
-        return ProbeResult(
-            probe=self.name,
-            type=self.type,
-            target=self.target,
-            success=success,
-            duration_seconds=time.monotonic() - start,
-            reason=reason,
-            detail=detail,
-            latencies=tuple(attempt.latencies),
-        )
+        return ProbeResult.of(self, start, success, reason, detail, latencies=tuple(attempt.latencies))
 
     async def _run(self, attempt: _Attempt, deadline: float) -> str:
         servers = self._servers()
-        failure: _Failure | None = None
+        failure: ProbeFailure | None = None
         for i, (host, port) in enumerate(servers):
             # Share what is left between the servers still to try, like a stub resolver would.
             budget = (deadline - time.monotonic()) / (len(servers) - i)
@@ -121,9 +103,9 @@ class DnsProbe:
             try:
                 reply = await self._ask(attempt, host, port, budget)
             except (TimeoutError, dns.exception.Timeout):
-                failure = _Failure("timeout", f"no reply from {attempt.server} within {self.timeout:g}s")
+                failure = ProbeFailure("timeout", f"no reply from {attempt.server} within {self.timeout:g}s")
                 continue
-            except _Failure as exc:
+            except ProbeFailure as exc:
                 if exc.reason != "network_error":
                     raise
                 failure = exc
@@ -138,10 +120,11 @@ class DnsProbe:
         try:
             resolver = dns.resolver.Resolver(filename=self._resolv_conf, configure=True)
         except (OSError, dns.exception.DNSException) as exc:
-            raise _Failure("network_error", f"system resolver: cannot read {self._resolv_conf}: {_short(exc)}") from exc
+            detail = f"system resolver: cannot read {self._resolv_conf}: {_short(exc)}"
+            raise ProbeFailure("network_error", detail) from exc
         servers = [(str(ns), 53) for ns in resolver.nameservers if _is_ip(str(ns))]
         if not servers:
-            raise _Failure("network_error", f"system resolver: no nameserver in {self._resolv_conf}")
+            raise ProbeFailure("network_error", f"system resolver: no nameserver in {self._resolv_conf}")
         return servers
 
     async def _ask(self, attempt: _Attempt, host: str, port: int, budget: float) -> dns.message.Message:
@@ -171,12 +154,12 @@ class DnsProbe:
             return reply
         except OSError as exc:
             if exc.errno in _NETWORK_ERRNOS or isinstance(exc, ConnectionError):
-                raise _Failure("network_error", f"{attempt.server}: {_short(exc)}") from exc
+                raise ProbeFailure("network_error", f"{attempt.server}: {_short(exc)}") from exc
             raise
         except EOFError as exc:
-            raise _Failure("network_error", f"{attempt.server}: connection closed") from exc
+            raise ProbeFailure("network_error", f"{attempt.server}: connection closed") from exc
         except dns.exception.FormError as exc:
-            raise _Failure("bad_response", f"{attempt.server}: malformed reply: {_short(exc)}") from exc
+            raise ProbeFailure("bad_response", f"{attempt.server}: malformed reply: {_short(exc)}") from exc
 
     def _judge(self, reply: dns.message.Message, attempt: _Attempt) -> str:
         via = " (over TCP after a truncated UDP reply)" if attempt.used_tcp else ""
@@ -184,14 +167,14 @@ class DnsProbe:
         if rcode != dns.rcode.NOERROR:
             text = dns.rcode.to_text(rcode)
             reason = text.lower() if rcode in _NAMED_RCODES else f"rcode_{text.lower()}"
-            raise _Failure(reason, f"{attempt.server} says {text}{via}")
+            raise ProbeFailure(reason, f"{attempt.server} says {text}{via}")
         answers = self._answers(reply)
         if not answers:
-            raise _Failure("wrong_answer", f"no {self.config.record_type} records in the answer{via}")
+            raise ProbeFailure("wrong_answer", f"no {self.config.record_type} records in the answer{via}")
         missing = [value for value in self.config.expect if _normalize(value, self._rdtype) not in answers]
         shown = _show(sorted(answers, key=_sort_key))
         if missing:
-            raise _Failure("wrong_answer", f"expected {', '.join(missing)}, got {shown}{via}")
+            raise ProbeFailure("wrong_answer", f"expected {', '.join(missing)}, got {shown}{via}")
         return f"answers {shown}{via}"
 
     def _answers(self, reply: dns.message.Message) -> set[str]:

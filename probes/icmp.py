@@ -17,10 +17,10 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from probes.guard import guarded
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
-    IcmpSocketError,
     echo_request,
     ip_header_size,
     open_echo_socket,
@@ -29,6 +29,7 @@ from probes.icmp_socket import (
     set_dont_fragment,
 )
 from watchdog.config import IcmpProbeConfig
+from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ class IcmpProbe:
     def __init__(self, config: IcmpProbeConfig) -> None:
         self.config = config
         self.name = config.name
-        self.interval = config.interval
-        self.timeout = config.timeout
+        self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
         self._ipv6 = ipaddress.ip_address(config.target).version == 6
         self._logged_mode = ""
@@ -117,41 +117,12 @@ class IcmpProbe:
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
-        try:
-            return await self._run(start)
-        except IcmpSocketError as exc:
-            return self._result(start, False, exc.reason, exc.detail)
-        except Exception as exc:  # never raise: an unexpected failure is still a result
-            log.warning("probe %s: unexpected error: %r", self.name, exc)
-            return self._result(start, False, "error", str(exc) or type(exc).__name__)
-
-    def _result(
-        self,
-        start: float,
-        success: bool,
-        reason: str,
-        detail: str,
-        latencies: tuple[float, ...] = (),
-        sent: int = 0,
-        received: int = 0,
-    ) -> ProbeResult:
-        return ProbeResult(
-            probe=self.name,
-            type=self.type,
-            target=self.target,
-            success=success,
-            duration_seconds=time.monotonic() - start,
-            reason=reason,
-            detail=detail,
-            latencies=latencies,
-            sent=sent,
-            received=received,
-        )
+        return await guarded(self, start, self._run(start), ProbeResult.failed)
 
     async def _run(self, start: float) -> ProbeResult:
         source = self.config.source
         if source is not None and (ipaddress.ip_address(source).version == 6) != self._ipv6:
-            raise IcmpSocketError(
+            raise ProbeFailure(
                 "network_error", f"source {source} and target {self.target} are of different IP versions"
             )
         echo = open_echo_socket(self._ipv6, self.config.mode, source, self.config.interface)
@@ -219,16 +190,16 @@ class IcmpProbe:
         first_error = next(iter(run.errors.values()), "")
         if received == 0 and (run.send_error or first_error):
             detail = run.send_error or f"{lost}/{self.config.count} lost: {first_error}"
-            return self._result(start, False, "network_error", detail, (), sent, 0)
+            return ProbeResult.of(self, start, False, "network_error", detail, sent=sent)
         why = f" ({first_error})" if first_error else ""
         if received == 0:
-            return self._result(start, False, "timeout", f"{lost}/{self.config.count} lost{why}", (), sent, 0)
+            return ProbeResult.of(self, start, False, "timeout", f"{lost}/{self.config.count} lost{why}", sent=sent)
         rtt = f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
         if lost:
             detail = f"{lost}/{self.config.count} lost{why}, {rtt}"
         else:
             detail = f"{received}/{self.config.count} received, {rtt}"
-        return self._result(start, True, "", detail, latencies, sent, received)
+        return ProbeResult.of(self, start, True, "", detail, latencies=latencies, sent=sent, received=received)
 
 
 def _ms(seconds: float) -> str:

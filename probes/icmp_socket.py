@@ -17,6 +17,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from watchdog.errors import ProbeFailure
+
 PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"
 
 ICMP_ECHO_REQUEST = 8
@@ -49,15 +51,6 @@ _FRAG_NEEDED = 4  # ICMP destination unreachable code; the next-hop MTU is in by
 _IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE = 10, 3  # linux/in.h: set DF, ignore the cached path MTU
 _IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_PROBE = 23, 3  # linux/in6.h
 _IPV6_DONTFRAG = 62
-
-
-class IcmpSocketError(Exception):
-    """The socket could not be opened or pinned; `reason` is the probe reason label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -121,7 +114,7 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
             )
         except PermissionError as exc:
             if mode == "unprivileged":
-                raise IcmpSocketError(
+                raise ProbeFailure(
                     "permission",
                     f"unprivileged ICMP socket refused ({exc.strerror}): gid {gid} is outside "
                     f"net.ipv4.ping_group_range {shown_range}",
@@ -133,7 +126,7 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
             why = "configured" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range}"
         except PermissionError as exc:
             refused = "" if mode == "raw" else f"gid {gid} is outside net.ipv4.ping_group_range {shown_range} and "
-            raise IcmpSocketError(
+            raise ProbeFailure(
                 "permission",
                 f"cannot open an ICMP socket: {refused}raw sockets need CAP_NET_RAW ({exc.strerror})",
             ) from exc
@@ -146,14 +139,14 @@ def open_echo_socket(target_ipv6: bool, mode: str, source: str | None, interface
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode() + b"\0")
             except OSError as exc:
-                raise IcmpSocketError(
+                raise ProbeFailure(
                     "network_error", f"cannot bind to interface {interface!r}: {exc.strerror or exc}"
                 ) from exc
         if source is not None:
             try:
                 sock.bind((source, 0))
             except OSError as exc:
-                raise IcmpSocketError(
+                raise ProbeFailure(
                     "network_error", f"cannot use source address {source}: {exc.strerror or exc}"
                 ) from exc
         elif chosen == "unprivileged":
@@ -189,7 +182,7 @@ def ip_header_size(ipv6: bool) -> int:
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF

@@ -20,10 +20,10 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from probes.guard import guarded
 from probes.icmp_socket import (
     NETWORK_ERRNOS,
     EchoSocket,
-    IcmpSocketError,
     echo_request,
     ip_header_size,
     open_echo_socket,
@@ -102,44 +102,29 @@ class PmtuProbe:
     def __init__(self, config: PmtuProbeConfig) -> None:
         self.config = config
         self.name = config.name
-        self.interval = config.interval
-        self.timeout = config.timeout
+        self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
         self._ipv6 = ipaddress.ip_address(config.target).version == 6
         self._logged_mode = ""
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
-        try:
-            return await self._run(start)
-        except IcmpSocketError as exc:
-            return self._result(start, False, exc.reason, exc.detail)
-        except Exception as exc:  # never raise: an unexpected failure is still a result
-            log.warning("probe %s: unexpected error: %r", self.name, exc)
-            return self._result(start, False, "error", str(exc) or type(exc).__name__)
+        return await guarded(self, start, self._run(start), lambda _p, s, r, d: self._result(s, False, r, d))
 
     def _result(
-        self,
-        start: float,
-        success: bool,
-        reason: str,
-        detail: str,
-        mtu: int = 0,
-        sent: int = 0,
-        received: int = 0,
+        self, start: float, success: bool, reason: str, detail: str, mtu: int = 0, sent: int = 0, received: int = 0
     ) -> ProbeResult:
-        return ProbeResult(
-            probe=self.name,
-            type=self.type,
-            target=self.target,
-            success=success,
-            duration_seconds=time.monotonic() - start,
-            reason=reason,
-            detail=detail,
+        floor = self.config.expect_min_mtu or 0
+        return ProbeResult.of(
+            self,
+            start,
+            success,
+            reason,
+            detail,
             sent=sent,
             received=received,
             path_mtu_bytes=mtu,
-            expect_min_mtu_bytes=self.config.expect_min_mtu or 0,
+            expect_min_mtu_bytes=floor,
         )
 
     async def _run(self, start: float) -> ProbeResult:

@@ -3,7 +3,7 @@ inside address that fails removes that path from the alerting view at once."""
 
 from __future__ import annotations
 
-from watchdog.alerting import AlertEngine, probed_dead_paths
+from watchdog.alerting import AlertEngine, AlertOptions, probed_dead_paths
 from watchdog.config import parse_config
 from watchdog.model import BgpSession, LearnedRoute, ProbeResult, Snapshot, Tunnel
 from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
@@ -58,7 +58,7 @@ expected_prefixes: [{exporter: gcp-frr, prefixes: [198.18.1.0/24], min_paths: 4}
         probe.record(
             ProbeResult(probe.name, "icmp", peer, peer != PEERS[0], 0.8, "" if peer != PEERS[0] else "timeout")
         )
-    engine = AlertEngine(config, state, clock=lambda: now[0])
+    engine = AlertEngine(AlertOptions.from_config(config), state, clock=lambda: now[0])
     engine.client = None
     for _ in range(3):
         engine.observe()

@@ -16,7 +16,7 @@ import pytest
 from tests.alertmanager_process import AlertmanagerProcess
 from tests.conftest import free_port
 from tests.health_lab import AWS, AWS_PREFIX, GCP, GCP_PREFIX, aws_snapshot, gcp_snapshot
-from watchdog.alerting import AlertEngine
+from watchdog.alerting import AlertEngine, AlertOptions
 from watchdog.alertmanager import alert_json
 from watchdog.config import Config, parse_config
 from watchdog.health import Alert
@@ -97,7 +97,7 @@ def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerProcess]:
 
 def test_alerts_reach_alertmanager_survive_its_restart_and_resolve(alertmanager: AlertmanagerProcess) -> None:
     state = lab_state()
-    engine = AlertEngine(config([alertmanager.url]), state)
+    engine = AlertEngine(AlertOptions.from_config(config([alertmanager.url])), state)
 
     async def scenario() -> None:
         feed(state, set())
@@ -191,7 +191,7 @@ def faulty() -> Iterator[_FaultyAlertmanager]:
 
 def test_500s_back_off_and_recovery_is_one_push_not_a_storm(faulty: _FaultyAlertmanager) -> None:
     state = lab_state()
-    engine = AlertEngine(config([faulty.url], resend="8s"), state)
+    engine = AlertEngine(AlertOptions.from_config(config([faulty.url], resend="8s")), state)
 
     async def scenario() -> None:
         feed(state, {1, 2})
@@ -219,7 +219,7 @@ def test_500s_back_off_and_recovery_is_one_push_not_a_storm(faulty: _FaultyAlert
 def test_slow_alertmanager_never_blocks_the_event_loop(faulty: _FaultyAlertmanager) -> None:
     faulty.status, faulty.delay = 200, 1.5
     state = lab_state()
-    engine = AlertEngine(config([faulty.url], timeout="500ms"), state)
+    engine = AlertEngine(AlertOptions.from_config(config([faulty.url], timeout="500ms")), state)
 
     async def scenario() -> None:
         feed(state, {1})
@@ -246,7 +246,7 @@ def test_ha_pair_gets_every_alert_even_when_one_member_is_down(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     state = lab_state()
-    engine = AlertEngine(config([alertmanager.url, dead]), state)
+    engine = AlertEngine(AlertOptions.from_config(config([alertmanager.url, dead])), state)
 
     async def scenario() -> None:
         feed(state, {1, 2, 3, 4})
@@ -274,7 +274,7 @@ def test_firing_alert_is_valid_a_few_resends_ahead_and_resolved_ends_now() -> No
 def test_no_alertmanager_configured_still_counts_failovers_and_pairs() -> None:
     state = lab_state()
     cfg = config(["http://127.0.0.1:1"]).model_copy(update={"alertmanager": None})
-    engine = AlertEngine(cfg, state)
+    engine = AlertEngine(AlertOptions.from_config(cfg), state)
     feed(state, set())
     engine.observe()
     feed(state, {4})

@@ -1,4 +1,4 @@
-"""The code stays typed and tidy: mypy on the packages, ruff lint and format on the whole tree."""
+"""The code stays typed and tidy: mypy --strict on the packages, ruff lint and format on the whole tree."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_is_clean_on_the_packages() -> None:
-    result = run(str(BIN / "mypy"), "watchdog", "exporters", "probes")
+    result = run(str(BIN / "mypy"), "--strict", "watchdog", "exporters", "probes")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

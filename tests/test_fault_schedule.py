@@ -22,7 +22,7 @@ from deploy.lab.emulators.gcp import FakeGcp
 from exporters.aws import AwsExporter
 from exporters.gcp import GcpExporter
 from tests.fakes.aws import MotoAws
-from watchdog.alerting import AlertEngine
+from watchdog.alerting import AlertEngine, AlertOptions
 from watchdog.config import AwsExporterConfig, GcpExporterConfig, parse_config
 from watchdog.metrics import render_page
 from watchdog.runners import ExporterRunner, WatchdogState
@@ -165,7 +165,7 @@ expected_prefixes:
         ),
     }
     state.exporters.update(runners)
-    engine = AlertEngine(config, state, clock=lambda: now[0])
+    engine = AlertEngine(AlertOptions.from_config(config), state, clock=lambda: now[0])
     engine.client = None  # evaluate only; pushing is tested against a real Alertmanager elsewhere
     faults = {
         "aws-tokyo": aws_faults(aws, rng) + [slow(aws, timeouts["aws-tokyo"])],

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+
+import pytest
 
 from watchdog.errors import ExporterError
 from watchdog.model import Snapshot, Tunnel
@@ -125,3 +128,45 @@ def test_outage_backs_off_and_honours_retry_after() -> None:
         tick()
     assert throttled.calls == 2  # at 0 (throttled, Retry-After 25 s), skipped at 10 and 20, then 30
     assert runner.health.up and runner.not_before == 0.0
+
+
+class LateFailingExporter:
+    """Outlives the poll timeout, then fails: the abandoned worker's error must stay quiet."""
+
+    name, cloud = "late", "aws"
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def poll(self) -> Snapshot:
+        try:
+            time.sleep(0.4)
+            raise ExporterError("api_error", "gave up after the poll's timeout")
+        finally:
+            self.done.set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_timed_out_poll_logs_one_warning_and_no_unretrieved_future(caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    exporter = LateFailingExporter()
+    runner = ExporterRunner(exporter, interval=1, timeout=0.1)
+
+    async def scenario() -> None:
+        await runner.poll_once()
+        assert exporter.done.wait(5)
+        await asyncio.sleep(0.1)  # let the worker's outcome reach the loop
+        gc.collect()  # unretrieved exceptions are reported when their future is collected
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+        gc.collect()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "exporter late poll failed (timeout): poll did not finish within 0.1s"
+    ]
+    assert runner.health.errors == {"timeout": 1}

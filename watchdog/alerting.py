@@ -1,7 +1,8 @@
 """The alerting engine the daemon drives: observations in, counters and Alertmanager pushes out.
 
 `observe()` (after every exporter poll and probe run) and `tick()` (every second) build an
-`Observation` from `WatchdogState`, run the pure `health.step`, and apply its events: failover
+`Observation` from the views published in `WatchdogState` (never the runners' innards nor the whole
+config: what it needs of the config is `AlertOptions`), run the pure `health.step`, and apply its events: failover
 counts into `state.failovers`, joined tunnels into `state.tunnel_pairs`, firing/resolved alerts into
 the set the `AlertmanagerClient` pushes (outcomes counted in `state.alerts_sent`). It never blocks
 the event loop (HTTP runs in worker threads) and never decides what is wrong (that is `health`).
@@ -13,9 +14,10 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from watchdog.alertmanager import RESOLVED_RETENTION, AlertmanagerClient
-from watchdog.config import Config, parse_host_port
+from watchdog.config import AlertmanagerConfig, Config, parse_host_port
 from watchdog.health import Alert, AlertKey, ExporterView, HealthState, Observation, ProbeView, step
 from watchdog.join import join_tunnels
 from watchdog.model import Snapshot
@@ -51,37 +53,55 @@ def generator_url(listen: str) -> str:
     return f"http://{host}:{port}/metrics"
 
 
+DEFAULT_HOLD = 10.0  # `alertmanager.for` when there is no alertmanager section
+
+
+@dataclass(frozen=True)
+class AlertOptions:
+    """The little of the config the alert engine needs."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    expected: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # exporter -> prefix -> min_paths
+    alertmanager: AlertmanagerConfig | None = None
+    listen: str = ""  # where our /metrics is served (generatorURL)
+
+    @property
+    def hold(self) -> float:
+        return self.alertmanager.for_ if self.alertmanager else DEFAULT_HOLD
+
+    @classmethod
+    def from_config(cls, config: Config, *, listen: str | None = None) -> AlertOptions:
+        """`listen` is `run --listen`, which overrides `config.listen`."""
+        return cls(dict(config.labels), config.expected_min_paths(), config.alertmanager, listen or config.listen)
+
+
 class AlertEngine:
     def __init__(
         self,
-        config: Config,
+        options: AlertOptions,
         state: WatchdogState,
         *,
         clock: Callable[[], float] = time.time,
-        listen: str | None = None,
     ) -> None:
         self.state = state
-        self.listen = listen  # `run --listen` overrides config.listen for generatorURL
         self.clock = clock
         self.health = HealthState()
         self.client: AlertmanagerClient | None = None
         self.generation = 0
         self._signature: tuple[object, ...] = ()
         self._resolved: dict[AlertKey, Alert] = {}
-        self._first_seen: dict[str, float] = {}
         self._learned_cache: dict[str, tuple[Snapshot, ExporterView]] = {}
-        self.config = config
-        self._configure_client(config)
+        self.options = options
+        self._configure_client(options)
 
     # ---- daemon interface -------------------------------------------------------------------
 
-    def reconfigure(self, config: Config) -> None:
-        old = self.config.alertmanager
-        self.config = config
-        new = config.alertmanager
-        if new != old or self.client is None:
+    def reconfigure(self, options: AlertOptions) -> None:
+        old = self.options
+        self.options = options
+        if (options.alertmanager, options.listen) != (old.alertmanager, old.listen) or self.client is None:
             self._retire_client()
-            self._configure_client(config)
+            self._configure_client(options)
         self.generation += 1  # config labels may have changed: push the set again
 
     def observe(self) -> None:
@@ -116,74 +136,57 @@ class AlertEngine:
         self._resolved = {
             k: a for k, a in self._resolved.items() if a.ends_at is not None and now - a.ends_at < RESOLVED_RETENTION
         }
-        labels = self.config.labels
+        labels = dict(self.options.labels)
         firing = self.health.firing(labels)
         firing_keys = {a.labels for a in firing}
         resolved = [a for a in self._resolved.values() if a.labels not in firing_keys]
         return firing + sorted(resolved, key=lambda a: a.labels)
 
     def observation(self, now: float) -> Observation:
-        config = self.config
-        expected: dict[str, dict[str, int]] = {}
-        for entry in config.expected_prefixes:
-            for prefix in entry.prefixes:
-                expected.setdefault(entry.exporter, {})[prefix] = entry.min_paths
-        views = tuple(
-            self._view(runner, expected.get(name, {}), now) for name, runner in sorted(self.state.exporters.items())
-        )
+        expected = self.options.expected
+        runners = sorted(self.state.exporters.items())
+        probe_results = [r.last for _, r in sorted(self.state.probes.items())]
+        results = [r for r in probe_results if r is not None]
+        failing = frozenset(r.target for r in results if r.type == "icmp" and not r.success)
+        views = tuple(self._view(runner, expected.get(name, {}), now, failing) for name, runner in runners)
         probes = tuple(
             ProbeView(
-                r.last.probe,
-                r.last.type,
-                r.last.target,
-                r.last.success,
-                r.last.reason,
-                r.last.detail,
-                r.last.path_mtu_bytes,
-                r.last.expect_min_mtu_bytes,
+                r.probe, r.type, r.target, r.success, r.reason, r.detail, r.path_mtu_bytes, r.expect_min_mtu_bytes
             )
-            for _, r in sorted(self.state.probes.items())
-            if r.last is not None
+            for r in results
         )
         snapshots = [v.snapshot for v in views if v.snapshot is not None]
-        hold = config.alertmanager.for_ if config.alertmanager else 10.0
-        return Observation(views, probes, join_tunnels(snapshots), self.state.ike_snapshot(), hold)
+        return Observation(views, probes, join_tunnels(snapshots), self.state.ike_snapshot(), self.options.hold)
 
-    def _view(self, runner: ExporterRunner, expected: Mapping[str, int], now: float) -> ExporterView:
-        first = self._first_seen.setdefault(runner.name, now)
-        last = runner.health.last_success
-        stale = now - (last if last is not None else first) > runner.stale_after
-        snapshot = runner.snapshot
+    def _view(
+        self, runner: ExporterRunner, expected: Mapping[str, int], now: float, failing: frozenset[str]
+    ) -> ExporterView:
+        status = runner.status  # the runner's published view, read once
+        snapshot, health = status.snapshot, status.health
         cached = self._learned_cache.get(runner.name)
         if cached is not None and cached[0] is snapshot and dict(cached[1].expected) == dict(expected):
             base = cached[1]
         else:
-            base = ExporterView.build(runner.name, runner.cloud, snapshot, expected)
+            # The expected prefixes' paths are the runner's (the metric's); only probes refine them below.
+            base = ExporterView.build(runner.name, runner.cloud, snapshot, expected, paths=status.paths)
             if snapshot is not None:
                 self._learned_cache[runner.name] = (snapshot, base)
         paths, learned = base.paths, base.learned
-        dead = probed_dead_paths(snapshot, self._failing_probe_targets())
+        dead = probed_dead_paths(snapshot, failing)
         if dead:
             paths = {prefix: found - dead for prefix, found in paths.items()}
             learned = {prefix: found - dead for prefix, found in learned.items()}
         return ExporterView(
             name=runner.name,
             cloud=runner.cloud,
-            up=runner.health.up,
-            stale=stale,
+            up=health.up,
+            stale=runner.is_stale(now),
             snapshot=snapshot,
             expected=base.expected,
             paths=paths,
             learned=learned,
-            last_success=last,
-            last_error=runner.health.last_error,
-        )
-
-    def _failing_probe_targets(self) -> frozenset[str]:
-        return frozenset(
-            r.last.target
-            for r in self.state.probes.values()
-            if r.last is not None and r.last.type == "icmp" and not r.last.success
+            last_success=health.last_success,
+            last_error=health.last_error,
         )
 
     def _step(self) -> None:
@@ -214,7 +217,7 @@ class AlertEngine:
 
     def _alert_event(self, kind: str, alert: Alert) -> None:
         full = Alert(
-            tuple(sorted({**self.config.labels, **dict(alert.labels)}.items())),
+            tuple(sorted({**self.options.labels, **dict(alert.labels)}.items())),
             alert.summary,
             alert.description,
             alert.starts_at,
@@ -230,8 +233,8 @@ class AlertEngine:
 
     # ---- Alertmanager -----------------------------------------------------------------------
 
-    def _configure_client(self, config: Config) -> None:
-        am = config.alertmanager
+    def _configure_client(self, options: AlertOptions) -> None:
+        am = options.alertmanager
         if am is None:
             self.client = None
             return
@@ -239,7 +242,7 @@ class AlertEngine:
             am.urls,
             resend_interval=am.resend_interval,
             timeout=am.timeout,
-            generator_url=generator_url(self.listen or config.listen),
+            generator_url=generator_url(options.listen),
             on_outcome=self._count,
             clock=self.clock,
         )

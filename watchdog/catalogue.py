@@ -72,4 +72,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
     "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
     "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
+    "config_reload_failures_total": ("counter", "Reloads rejected (the running configuration was kept)."),
+    "config_last_reload_success_timestamp_seconds": (
+        "gauge",
+        "Unix time the configuration was last loaded successfully (at start or on reload).",
+    ),
 }

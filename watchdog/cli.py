@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from watchdog import __version__
-from watchdog.config import default_config_path, load_config
 from watchdog.errors import ConfigError, InputError, WatchdogError
 from watchdog.logs import LEVELS, setup_logging
+
+# Deliberately light imports: `watchdog run` must hold SIGHUP/SIGTERM before the config code (pydantic,
+# ~0.2 s) is imported, so the rest of the project is imported inside the handlers.
 
 log = logging.getLogger("watchdog")
 
@@ -69,6 +71,8 @@ def _seconds(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from watchdog.config import default_config_path
+
     parser = _Parser(
         prog="watchdog",
         description="vpn-watchdog: watch AWS <-> GCP (<-> on-prem) IPsec VPNs, BGP, prefixes, DNS and "
@@ -178,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from watchdog.config import default_config_path, load_config
+
     config = load_config(args.config)
     path = args.config or default_config_path()
     if not (config.exporters or config.probes or config.ike):
@@ -233,6 +239,8 @@ def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         interfaces, peers, mtu, netns = args.interface, args.peer, args.mtu, args.netns
         if not (interfaces and peers):
+            from watchdog.config import load_config
+
             config = load_config(args.config)
             if config.ike is None:
                 raise ConfigError("give -i IFACE and --peer IP, or an `ike:` section in the config")
@@ -251,7 +259,16 @@ def _say(message: str) -> None:
         print(f"watchdog: {line}", file=sys.stderr)
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand word, found without parsing (before the parser and the config code load)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if _command(sys.argv[1:] if argv is None else argv) == "run":
+        from watchdog import signals
+
+        signals.hold()  # first of all: a SIGHUP during start-up must not kill the daemon
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers: dict[str, Any] = {

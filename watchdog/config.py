@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from watchdog.errors import ConfigError
+from watchdog.plugins import type_names
 from watchdog.yamlfile import parse_yaml, read_yaml_file
 
 DEFAULT_CONFIG_PATH = "/etc/vpn-watchdog/config.yaml"
@@ -197,7 +198,7 @@ ExporterConfig = Annotated[
     Union[AwsExporterConfig, GcpExporterConfig, StrongswanExporterConfig, FrrExporterConfig],
     Field(discriminator="type"),
 ]
-EXPORTER_TYPES = ("aws", "gcp", "strongswan", "frr")
+EXPORTER_TYPES = type_names(ExporterConfig)  # derived: the union is the one list
 
 
 class ExpectedPrefixesConfig(_Strict):
@@ -327,7 +328,7 @@ class PmtuProbeConfig(_ProbeBase):
 
 
 ProbeConfig = Annotated[Union[DnsProbeConfig, IcmpProbeConfig, PmtuProbeConfig], Field(discriminator="type")]
-PROBE_TYPES = ("dns", "icmp", "pmtu")
+PROBE_TYPES = type_names(ProbeConfig)
 
 
 class IkeConfig(_Strict):
@@ -421,6 +422,14 @@ class Config(_Strict):
 
     def exporter_timeout(self, exporter: _ExporterBase) -> float:
         return min(exporter.timeout or self.exporter_interval(exporter), MAX_POLL_TIMEOUT)
+
+    def expected_min_paths(self) -> dict[str, dict[str, int]]:
+        """exporter -> expected prefix -> min_paths (config order): the one place this map is made."""
+        expected: dict[str, dict[str, int]] = {}
+        for entry in self.expected_prefixes:
+            for prefix in entry.prefixes:
+                expected.setdefault(entry.exporter, {})[prefix] = entry.min_paths
+        return expected
 
     def exporter(self, name: str) -> ExporterConfig:
         for exporter in self.exporters:

@@ -1,9 +1,10 @@
 """`watchdog run`: the composition root of the long-running daemon.
 
-Builds exporters, probes, the IKE sniffer and the alerting engine from the config, schedules them
-(APScheduler: one job per exporter and probe, no overlapping runs, coalesced misfires, no drift),
-serves /metrics and /healthz, reloads on SIGHUP (an invalid new config is logged and the running one
-kept) and stops gracefully on SIGTERM/SIGINT within a bounded time.
+Builds exporters, probes, the IKE sniffer and the alerting engine from the config (`watchdog.wiring`),
+hands their jobs to the one scheduler (`watchdog.scheduler`), serves /metrics and /healthz, and stops
+gracefully on SIGTERM/SIGINT within a bounded time. A reload (SIGHUP) is a transaction: the whole new
+runtime is built and checked first, then swapped in; when anything fails nothing running was touched,
+and `config_reload_failures_total` and a log line say so.
 """
 
 from __future__ import annotations
@@ -16,26 +17,43 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
-from exporters import build_exporter
-from probes import build_probe
-from watchdog.alerting import AlertEngine
-from watchdog.config import Config, load_config, parse_host_port
+from watchdog import signals
+from watchdog.alerting import AlertEngine, AlertOptions
+from watchdog.config import Config, IkeConfig, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.interfaces import IkeSource
 from watchdog.metrics import build_registry, render_page
 from watchdog.oneshot import build_report, ike_rows
-from watchdog.runners import ExporterRunner, ProbeRunner, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, ReloadStatus, WatchdogState
+from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
+from watchdog.wiring import Built, build_runners, build_sniffer, exporter_key, job_specs
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Transaction:
+    """A new runtime, built and checked but not yet running. `_commit()` swaps it in; `abort()` drops it."""
+
+    config: Config
+    prepared: Prepared
+    built: Built
+    exporters: dict[str, ExporterRunner]
+    probes: dict[str, ProbeRunner]
+    intervals: dict[str, float]  # kept exporter runners whose interval changes
+    sniffer: IkeSource | None  # the running one when `ike:` did not change
+    unbuilt: dict[str, object]  # job id -> key of what is left out because it cannot start
+    retired: list[ExporterRunner] = field(default_factory=list)
+
+    def abort(self) -> None:
+        self.built.close()
 
 
 class Daemon:
@@ -48,23 +66,32 @@ class Daemon:
         self.state = WatchdogState()
         self.registry = build_registry(self.state)
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.exporters) + 2), thread_name_prefix="poll")
-        self.scheduler: AsyncIOScheduler | None = None
+        self.scheduler = Scheduler()
         self.server: MetricsServer | None = None
         self.alerts: AlertEngine | None = None
-        self._exporter_configs: dict[str, Any] = {}
+        self._keys: dict[str, object] = {}  # exporter name -> what its running runner was built from
+        self._unbuilt: dict[str, object] = {}  # job id -> key of a plug-in left out because it cannot start
+        self._ike: IkeConfig | None = None
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
         self.started_at = time.time()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._install_signals()
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.scheduler.start()
+        self._install_signals()  # before anything else starts
+        held = signals.take()
+        self.scheduler.run()
         self._start_server()
-        self._apply(self.config)
+        try:
+            txn = self._prepare(self.config, initial=True)
+        except (ValueError, OverflowError) as exc:
+            raise ConfigError(str(exc)) from None
+        self._commit(txn)
+        self.state.reloads = ReloadStatus(last_success=time.time())
+        self._started = True
         log.info(
             "vpn-watchdog running: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
             len(self.config.exporters),
@@ -72,6 +99,11 @@ class Daemon:
             "on" if self.config.ike else "off",
             ", ".join(self.config.alertmanager.urls) if self.config.alertmanager else "off",
         )
+        for sig in held:  # signals that came during start-up, replayed in order
+            if sig == signal.SIGTERM:
+                self.request_stop()
+            elif sig == signal.SIGHUP:
+                self.reload()
         await self._stop.wait()
         await self.shutdown()
 
@@ -81,11 +113,10 @@ class Daemon:
     async def shutdown(self) -> None:
         log.info("stopping")
         started = time.monotonic()
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            # Jobs still running are cancelled below; the stopped scheduler would report each one as a
-            # failed job, which a deliberate stop is not.
-            logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
+        self.scheduler.shutdown()
+        # Jobs still running are cancelled below; the stopped scheduler would report each one as a
+        # failed job, which a deliberate stop is not.
+        logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
         if self.alerts is not None:
             try:
                 await asyncio.wait_for(self.alerts.close(), SHUTDOWN_GRACE_SECONDS / 2)
@@ -105,6 +136,7 @@ class Daemon:
         assert self._loop is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
+        # Handlers run only once `run()` first awaits, i.e. after the first runtime is in place.
         self._loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def _start_server(self) -> None:
@@ -125,138 +157,117 @@ class Daemon:
 
     # ---- configuration ---------------------------------------------------------------------
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the config; keep the running one when the new one is invalid."""
+    def reload(self) -> str | None:
+        """SIGHUP: re-read the config and apply it as one transaction. Returns None when applied,
+        else the reason it was rejected (the running configuration then carries on untouched)."""
         try:
             new = load_config(self.config_path)
-        except ConfigError as exc:
+            txn = self._prepare(new)
+        except (WatchdogError, ValueError, OverflowError) as exc:
+            status = self.state.reloads
+            self.state.reloads = ReloadStatus(status.failures + 1, status.last_success)
             log.error("reload rejected, keeping the running configuration: %s", exc)
-            return
+            return str(exc)
         log.info("reloading configuration from %s", self.config_path)
         if (self.listen_override or new.listen) != (self.listen_override or self.config.listen):
             log.warning("listen address changes need a restart; keeping %s", self.config.listen)
-        self._apply(new)
-        self.config = new
+        self._commit(txn)
+        self.state.reloads = ReloadStatus(self.state.reloads.failures, time.time())
+        return None
 
-    def _apply(self, config: Config) -> None:
-        """(Re)build exporters, probes, sniffer and alerting for `config`, keeping unchanged exporters."""
-        assert self.scheduler is not None
-        self.scheduler.remove_all_jobs()
-        expected: dict[str, tuple[str, ...]] = {}
-        for entry in config.expected_prefixes:
-            expected[entry.exporter] = expected.get(entry.exporter, ()) + tuple(entry.prefixes)
-        self.state.expected_min_paths = {
-            (entry.exporter, prefix): entry.min_paths for entry in config.expected_prefixes for prefix in entry.prefixes
-        }
-
+    def _prepare(self, config: Config, *, initial: bool = False) -> Transaction:
+        """Build and check everything `config` needs without touching what runs. At start-up a
+        plug-in that cannot be built is logged and left out; on reload it rejects the whole reload,
+        unless it is one already left out with the same settings (nothing about it would change)."""
         old = self.state.exporters
-        runners: dict[str, ExporterRunner] = {}
-        for exporter_config in config.exporters:
-            name = exporter_config.name
-            same = self._exporter_configs.get(name) == exporter_config and name in old
-            if same and old[name].expected_prefixes == expected.get(name, ()):
-                runners[name] = old.pop(name)
-                continue
-            if name in old:
-                old.pop(name).close()
-            try:
-                exporter = build_exporter(exporter_config, timeout=config.exporter_timeout(exporter_config))
-            except WatchdogError as exc:
-                log.error("exporter %s cannot start: %s", name, exc)
-                continue
-            runners[name] = ExporterRunner(
-                exporter,
-                interval=config.exporter_interval(exporter_config),
-                timeout=config.exporter_timeout(exporter_config),
-                expected_prefixes=expected.get(name, ()),
-                executor=self.executor,
-                on_update=self._on_exporter_update,
-            )
-            self._subscribe_events(runners[name])
-        for leftover in old.values():
-            leftover.close()
-        self.state.exporters = runners
-        self._exporter_configs = {e.name: e for e in config.exporters}
-
+        keys = {e.name: exporter_key(config, e) for e in config.exporters}
+        keep = {n for n in keys if n in old and self._keys.get(n) == keys[n]}
         old_probes = self.state.probes
-        probes: dict[str, ProbeRunner] = {}
-        for probe_config in config.probes:
-            try:
-                probe = build_probe(probe_config)
-            except WatchdogError as exc:
-                log.error("probe %s cannot start: %s", probe_config.name, exc)
-                continue
-            probe_runner = ProbeRunner(probe, on_result=self._on_probe_result, netns=probe_config.netns)
-            previous = old_probes.get(probe_config.name)
-            if previous is not None and previous.probe.target == probe_runner.probe.target:
-                probe_runner.failures, probe_runner.latency = previous.failures, previous.latency
-                probe_runner.last = previous.last
-            probes[probe_config.name] = probe_runner
-        self.state.probes = probes
-
-        self._apply_sniffer(config)
-        self._apply_alerting(config)
-
-        now = datetime.now(UTC)
-        for exporter_runner in runners.values():
-            self.scheduler.add_job(
-                exporter_runner.poll_once,
-                IntervalTrigger(seconds=exporter_runner.interval),
-                id=f"exporter:{exporter_runner.name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(exporter_runner.interval)),
-                next_run_time=now,
-            )
-        for i, probe_runner in enumerate(probes.values()):
-            interval = probe_runner.probe.interval
-            self.scheduler.add_job(
-                probe_runner.run_once,
-                IntervalTrigger(seconds=interval),
-                id=f"probe:{probe_runner.name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(interval)),
-                # Spread first runs a little so many probes don't fire in the same millisecond.
-                next_run_time=now + timedelta(milliseconds=(i * 37) % 1000),
-            )
-        if config.audit is not None:
-            self.scheduler.add_job(
-                self._audit,
-                IntervalTrigger(seconds=config.audit.interval),
-                id="audit",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=now + timedelta(seconds=5),  # let the exporters' first polls go first
-            )
-        if self.alerts is not None:
-            self.scheduler.add_job(
-                self.alerts.tick,
-                IntervalTrigger(seconds=1),
-                id="alerts:tick",
-                max_instances=1,
-                coalesce=True,
-            )
-
-    def _apply_sniffer(self, config: Config) -> None:
-        if self.state.ike is not None:
-            self.state.ike.stop()
-            self.state.ike = None
-        if config.ike is None:
-            return
-        from probes.ike.sniffer import IkeSniffer
-
-        sniffer = IkeSniffer(
-            list(config.ike.interfaces), list(config.ike.peers), config.ike.mtu, netns=config.ike.netns
+        old_probe_configs = {p.name: p for p in self.config.probes} if self._started else {}
+        keep_probes = {p.name for p in config.probes if p.name in old_probes and old_probe_configs.get(p.name) == p}
+        built = build_runners(
+            config,
+            executor=self.executor,
+            exporters=[n for n in keys if n not in keep],
+            probes=[p.name for p in config.probes if p.name not in keep_probes],
+            on_exporter_update=self._on_exporter_update,
+            on_probe_result=self._on_probe_result,
         )
-        sniffer.start()
-        self.state.ike = sniffer
+        unbuilt: dict[str, object] = {f"exporter:{n}": keys[n] for n in keys if n in built.errors}
+        unbuilt |= {f"probe:{p.name}": p for p in config.probes if p.name in built.errors}
+        new_failures = [i for i, key in unbuilt.items() if initial or self._unbuilt.get(i) != key]
+        if new_failures and not initial:
+            built.close()
+            raise WatchdogError(
+                "; ".join(
+                    f"{i.partition(':')[2]} cannot start: {built.errors[i.partition(':')[2]]}" for i in new_failures
+                )
+            )
+        for job_id in new_failures:
+            name = job_id.partition(":")[2]
+            log.error("%s cannot start: %s", name, built.errors[name])
+        left_out = set(unbuilt)
+        try:
+            specs = [s for s in job_specs(config) if s.id not in left_out]
+            prepared = self.scheduler.prepare(plan(self.scheduler.jobs, specs))
+        except (ValueError, OverflowError):
+            built.close()
+            raise
+        exporters = {n: old[n] if n in keep else built.exporters[n] for n in keys if n in keep or n in built.exporters}
+        intervals = {n: config.exporter_interval(config.exporter(n)) for n in keep}
+        probes: dict[str, ProbeRunner] = {}
+        for pc in config.probes:
+            if pc.name in keep_probes:
+                probes[pc.name] = old_probes[pc.name]
+            elif pc.name in built.probes:
+                probes[pc.name] = runner = built.probes[pc.name]
+                previous = old_probes.get(pc.name)
+                if previous is not None and previous.probe.target == runner.probe.target:
+                    runner.carry_over(previous)
+        same_ike = self._started and config.ike == self._ike
+        sniffer = self.state.ike if same_ike else build_sniffer(config.ike)
+        retired = [r for n, r in old.items() if n not in keep]
+        return Transaction(config, prepared, built, exporters, probes, intervals, sniffer, unbuilt, retired)
 
-    def _apply_alerting(self, config: Config) -> None:
+    def _commit(self, txn: Transaction) -> None:
+        """Swap a prepared runtime in. Nothing here may fail on the new config's values."""
+        config = txn.config
+        for name, interval in txn.intervals.items():
+            txn.exporters[name].interval = interval
+        funcs: dict[str, JobFunc] = {"alerts:tick": self._tick}
+        if config.audit is not None:
+            funcs["audit"] = self._audit
+        funcs.update({f"exporter:{n}": r.poll_once for n, r in txn.exporters.items()})
+        funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items()})
+        self.scheduler.start(txn.prepared, funcs)
+        for runner in txn.retired:
+            runner.close()
+        self.state.expected_min_paths = {
+            (exporter, prefix): n for exporter, m in config.expected_min_paths().items() for prefix, n in m.items()
+        }
+        self.state.exporters = txn.exporters
+        self.state.probes = txn.probes
+        for runner in txn.built.exporters.values():
+            self._subscribe_events(runner)
+        self._keys = {e.name: exporter_key(config, e) for e in config.exporters if e.name in txn.exporters}
+        if txn.sniffer is not self.state.ike:
+            if self.state.ike is not None:
+                self.state.ike.stop()
+            if txn.sniffer is not None:
+                txn.sniffer.start()
+            self.state.ike = txn.sniffer
+        self._ike = config.ike
+        self._unbuilt = txn.unbuilt
+        options = AlertOptions.from_config(config, listen=self.listen_override)
         if self.alerts is None:
-            self.alerts = AlertEngine(config, self.state, listen=self.listen_override)
+            self.alerts = AlertEngine(options, self.state)
         else:
-            self.alerts.reconfigure(config)
+            self.alerts.reconfigure(options)
+        self.config = config
+
+    async def _tick(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.tick()
 
     def _subscribe_events(self, runner: ExporterRunner) -> None:
         from watchdog.interfaces import EventSource
@@ -312,13 +323,10 @@ class Daemon:
     def status_report(self) -> dict[str, Any]:
         """`/status.json` and the status page: the `probe --once` report of the live state, plus the
         firing alerts and the sniffer's IKE counters (read in the HTTP thread; no I/O)."""
-        config = self.config
-        expected: dict[str, list[Any]] = {}
-        for entry in config.expected_prefixes:
-            expected.setdefault(entry.exporter, []).append(entry)
-        runners = [self.state.exporters[e.name] for e in config.exporters if e.name in self.state.exporters]
-        probes = [self.state.probes[p.name] for p in config.probes if p.name in self.state.probes]
-        report = build_report(config.exporters, runners, {}, probes, expected)
+        config, exporters, probe_runners = self.config, self.state.exporters, self.state.probes
+        runners = [exporters[e.name] for e in config.exporters if e.name in exporters]
+        probes = [probe_runners[p.name] for p in config.probes if p.name in probe_runners]
+        report = build_report(config.exporters, runners, {}, probes, config.expected_min_paths())
         firing = self.alerts.health.firing(config.labels) if self.alerts is not None else []
         report["alerts"] = [
             {
@@ -336,7 +344,7 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         exporters = {
             name: {"up": r.health.up, "stale": r.is_stale(), "last_error": r.health.last_error}
-            for name, r in sorted(self.state.exporters.items())
+            for name, r in sorted(self.state.exporters.copy().items())
         }
         return {"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 3), "exporters": exporters}
 

@@ -33,5 +33,12 @@ class ExporterError(WatchdogError):
         self.retry_after = retry_after
 
 
-class ProbeError(WatchdogError):
-    """A probe could not even be attempted (bad target, missing privilege)."""
+class ProbeFailure(WatchdogError):
+    """A probe run ended without a usable answer, or could not even be attempted (no such network
+    namespace, missing privilege). `reason` is the `probe_failures_total{reason}` label, `detail`
+    the short human text; probes turn it into a failed `ProbeResult`, the runner catches the rest."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

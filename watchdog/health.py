@@ -106,14 +106,18 @@ class ExporterView:
         stale: bool = False,
         last_success: float | None = None,
         last_error: str = "",
+        paths: Mapping[str, frozenset[str]] | None = None,
     ) -> ExporterView:
-        """Compute usable paths (expected and learned prefixes) from the snapshot."""
+        """Compute usable paths (expected and learned prefixes) from the snapshot. `paths`, when given,
+        are the expected prefixes' paths the exporter's runner already worked out for this snapshot."""
         expected = dict(expected or {})
-        paths: dict[str, frozenset[str]] = {}
         learned: dict[str, frozenset[str]] = {}
-        if snapshot is not None:
+        if snapshot is None:
+            paths = {}
+        else:
             index = PathIndex(snapshot)
-            paths = {prefix: index.paths_to(prefix) for prefix in expected}
+            if paths is None or set(paths) != set(expected):
+                paths = {prefix: index.paths_to(prefix) for prefix in expected}
             learned = {prefix: index.paths_to(prefix) for prefix in sorted({r.prefix for r in snapshot.routes})}
         return cls(name, cloud, up, stale, snapshot, expected, paths, learned, last_success, last_error)
 

@@ -1,8 +1,8 @@
 """The narrow interfaces between the core and its plug-ins (exporters, probes, sniffer).
 
 The core depends only on these protocols; `exporters/` and `probes/` implement them, and the
-composition roots (daemon, CLI) wire them together through the registries in
-`exporters/__init__.py` and `probes/__init__.py`.
+composition root (`watchdog.wiring`) builds them through the registries in `exporters/__init__.py`
+and `probes/__init__.py` (`watchdog.plugins.Registry`, keyed by config class).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ class EventSource(Protocol):
 
 
 class Probe(Protocol):
-    """Probes one target once. Never raises: failures are a ProbeResult with a reason."""
+    """Probes one target once. Failures are a ProbeResult with a reason; a `ProbeFailure` raised
+    (e.g. by the network-namespace helper) becomes one in the runner. When it runs and how long it
+    may take are the scheduler's business, not the probe's."""
 
     name: str
     type: str
     target: str
-    interval: float
-    timeout: float
 
     async def run(self) -> ProbeResult: ...
 

@@ -49,7 +49,7 @@ class WatchdogCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        sections = (self._exporter_health, self._probes, self._ike, self._alerting)
+        sections = (self._exporter_health, self._probes, self._ike, self._alerting, self._config)
         for section in sections:
             try:
                 yield from section()
@@ -92,11 +92,13 @@ class WatchdogCollector(Collector):
         loss = _gauge("probe_icmp_loss_ratio", ["probe", "target"])
         path_mtu = _gauge("probe_path_mtu_bytes", ["probe", "target"])
         expected_mtu = _gauge("probe_path_mtu_expected_min_bytes", ["probe", "target"])
-        for name in sorted(self.state.probes):
-            runner = self.state.probes[name]
+        runners = self.state.probes  # each published view is read once (see watchdog.runners)
+        for name in sorted(runners):
+            runner = runners[name]
+            status = runner.status
             p = runner.probe
             ident = [p.name, p.type, p.target]
-            result = runner.last
+            result = status.last
             if result is not None:
                 success.add_metric(ident, 1.0 if result.success else 0.0)
                 duration.add_metric(ident, result.duration_seconds)
@@ -106,10 +108,10 @@ class WatchdogCollector(Collector):
                     path_mtu.add_metric([p.name, p.target], result.path_mtu_bytes)
                 if result.expect_min_mtu_bytes:
                     expected_mtu.add_metric([p.name, p.target], result.expect_min_mtu_bytes)
-            for reason, n in sorted(runner.failures.items()):
+            for reason, n in sorted(status.failures.items()):
                 failures.add_metric([*ident, reason], n)
-            if runner.latency.count:
-                latency.add_metric(ident, runner.latency.cumulative(), runner.latency.total)
+            if status.latency.count:
+                latency.add_metric(ident, status.latency.cumulative(), status.latency.total)
         yield from (success, duration, failures, latency, loss, path_mtu, expected_mtu)
 
     def _ike(self) -> Iterator[Metric]:
@@ -160,6 +162,15 @@ class WatchdogCollector(Collector):
         for (rule, severity), n in sorted(state.audit_findings.items()):
             findings.add_metric([rule, severity], n)
         yield from (failovers, pairs, sent, findings)
+
+    def _config(self) -> Iterator[Metric]:
+        reloads = self.state.reloads
+        failures = _counter("config_reload_failures_total", [])
+        failures.add_metric([], reloads.failures)
+        last = _gauge("config_last_reload_success_timestamp_seconds", [])
+        if reloads.last_success is not None:
+            last.add_metric([], reloads.last_success)
+        yield from (failures, last)
 
 
 def build_registry(state: WatchdogState) -> CollectorRegistry:

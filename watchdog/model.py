@@ -6,7 +6,9 @@ records, and everything downstream (metrics, path counting, alerts, `probe --onc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,15 @@ class Snapshot:
     logs: LogView | None = None
 
 
+class ProbeIdentity(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """The outcome of one probe run. `reason` is empty on success."""
@@ -175,6 +186,43 @@ class ProbeResult:
     received: int = 0
     path_mtu_bytes: int = 0  # pmtu probes: the largest DF packet that crossed (0: none did)
     expect_min_mtu_bytes: int = 0  # pmtu probes: the configured floor (0: none)
+
+    @classmethod
+    def of(
+        cls,
+        probe: ProbeIdentity,
+        started: float,
+        success: bool,
+        reason: str = "",
+        detail: str = "",
+        *,
+        latencies: tuple[float, ...] = (),
+        sent: int = 0,
+        received: int = 0,
+        path_mtu_bytes: int = 0,
+        expect_min_mtu_bytes: int = 0,
+    ) -> ProbeResult:
+        """The result of a run of `probe` that began at `started` (time.monotonic()), ending now."""
+        duration = time.monotonic() - started
+        return cls(
+            probe.name,
+            probe.type,
+            probe.target,
+            success,
+            duration,
+            reason,
+            detail,
+            latencies,
+            sent,
+            received,
+            path_mtu_bytes,
+            expect_min_mtu_bytes,
+        )
+
+    @classmethod
+    def failed(cls, probe: ProbeIdentity, started: float, reason: str, detail: str) -> ProbeResult:
+        """A failed run of `probe` that began at `started` (time.monotonic())."""
+        return cls.of(probe, started, False, reason, detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from watchdog.errors import ProbeError
+from watchdog.errors import ProbeFailure
 
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -36,13 +36,15 @@ def enter_netns(name: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ProbeError(f"network namespace {name!r} not found ({path})") from None
+        raise ProbeFailure("network_error", f"network namespace {name!r} not found ({path})") from None
     except PermissionError:
-        raise ProbeError(f"network namespace {name!r}: permission denied opening {path}") from None
+        raise ProbeFailure("network_error", f"network namespace {name!r}: permission denied opening {path}") from None
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             errno = ctypes.get_errno()
-            raise ProbeError(f"cannot enter network namespace {name!r}: {os.strerror(errno)} (needs CAP_SYS_ADMIN)")
+            raise ProbeFailure(
+                "network_error", f"cannot enter network namespace {name!r}: {os.strerror(errno)} (needs CAP_SYS_ADMIN)"
+            )
     finally:
         os.close(fd)
 
@@ -72,7 +74,7 @@ class NetnsLoop:
         self._ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._main, name=f"netns-loop-{name}", daemon=True)
         self._thread.start()
-        self._ready.result()  # raises ProbeError when the namespace cannot be entered
+        self._ready.result()  # raises ProbeFailure when the namespace cannot be entered
 
     def _main(self) -> None:
         try:

@@ -1,7 +1,8 @@
 """`watchdog probe --once`: poll every exporter and run every probe once, print what is broken.
 
-The command a person runs at 3 a.m. It reuses the daemon's runners (same timeouts, same probe
-`run()`), runs everything concurrently (bounded by the longest timeout) and prints one table or JSON.
+The command a person runs at 3 a.m. It builds the daemon's runners the daemon's way
+(`watchdog.wiring.build_runners`: same timeouts, same probe `run()`), runs everything concurrently
+(bounded by the longest timeout) and prints one table or JSON.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from exporters import build_exporter
-from probes import build_probe
 from watchdog import topology_view
 from watchdog.config import Config, default_config_path, load_config
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.join import join_tunnels
 from watchdog.model import REKEY_FAILURE_EVENTS, IkeSnapshot, LogView
 from watchdog.runners import ExporterRunner, ProbeRunner
+from watchdog.wiring import build_runners
 
 
 def select(config: Config, only: list[str] | None) -> tuple[list[Any], list[Any]]:
@@ -42,36 +42,28 @@ def select(config: Config, only: list[str] | None) -> tuple[list[Any], list[Any]
 async def collect(config: Config, only: list[str] | None = None) -> dict[str, Any]:
     """Run everything once and return the report (the JSON shape of DESIGN.md)."""
     exporter_configs, probe_configs = select(config, only)
-    expected: dict[str, list[Any]] = {}
-    for entry in config.expected_prefixes:
-        expected.setdefault(entry.exporter, []).append(entry)
     executor = ThreadPoolExecutor(max_workers=max(1, len(exporter_configs)), thread_name_prefix="once")
-    runners: list[ExporterRunner] = []
-    build_errors: dict[str, str] = {}
-    for ec in exporter_configs:
-        prefixes = tuple(p for entry in expected.get(ec.name, []) for p in entry.prefixes)
-        try:
-            exporter = build_exporter(ec, timeout=config.exporter_timeout(ec))
-        except WatchdogError as exc:
-            build_errors[ec.name] = str(exc)
-            continue
-        runners.append(
-            ExporterRunner(
-                exporter,
-                interval=config.exporter_interval(ec),
-                timeout=config.exporter_timeout(ec),
-                expected_prefixes=prefixes,
-                executor=executor,
-            )
-        )
-    probe_runners = [ProbeRunner(build_probe(pc), netns=pc.netns) for pc in probe_configs]
+    built = build_runners(
+        config,
+        executor=executor,
+        exporters={e.name for e in exporter_configs},
+        probes={p.name for p in probe_configs},
+    )
+    probe_failures = {p.name: built.errors[p.name] for p in probe_configs if p.name in built.errors}
+    if probe_failures:
+        executor.shutdown(wait=False)
+        built.close()
+        raise WatchdogError(next(iter(probe_failures.values())))
+    runners = list(built.exporters.values())
+    probe_runners = list(built.probes.values())
+    build_errors = built.errors
     try:
         await asyncio.gather(*(r.poll_once() for r in runners), *(p.run_once() for p in probe_runners))
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
         for runner in runners:
             runner.close(wait=0.5)
-    return build_report(exporter_configs, runners, build_errors, probe_runners, expected)
+    return build_report(exporter_configs, runners, build_errors, probe_runners, config.expected_min_paths())
 
 
 def build_report(
@@ -79,10 +71,11 @@ def build_report(
     runners: Sequence[ExporterRunner],
     build_errors: Mapping[str, str],
     probe_runners: Sequence[ProbeRunner],
-    expected: Mapping[str, Sequence[Any]],
+    expected: Mapping[str, Mapping[str, int]],
 ) -> dict[str, Any]:
     """The report of DESIGN.md's `probe --once --format json` (also the daemon's `/status.json`),
-    from runners that have polled; probes that have not run yet are left out."""
+    from runners that have polled; probes that have not run yet are left out. `expected` is
+    `Config.expected_min_paths()`."""
     by_name = {r.name: r for r in runners}
     exporters, tunnels, sessions, prefixes = [], [], [], []
     log_events: list[dict[str, Any]] = []
@@ -144,19 +137,18 @@ def build_report(
                 )
         if snap is not None and snap.logs is not None:
             log_events.extend(log_event_rows(ec.name, runner.cloud, snap.logs))
-        for entry in expected.get(ec.name, []):
-            for prefix in entry.prefixes:
-                paths = sorted(runner.paths.get(prefix, frozenset())) if snap is not None else None
-                prefixes.append(
-                    {
-                        "exporter": ec.name,
-                        "prefix": prefix,
-                        "min_paths": entry.min_paths,
-                        "paths": None if paths is None else len(paths),
-                        "via": paths or [],
-                        "ok": paths is not None and len(paths) >= entry.min_paths,
-                    }
-                )
+        for prefix, min_paths in expected.get(ec.name, {}).items():
+            paths = sorted(runner.paths.get(prefix, frozenset())) if snap is not None else None
+            prefixes.append(
+                {
+                    "exporter": ec.name,
+                    "prefix": prefix,
+                    "min_paths": min_paths,
+                    "paths": None if paths is None else len(paths),
+                    "via": paths or [],
+                    "ok": paths is not None and len(paths) >= min_paths,
+                }
+            )
     probes = []
     for pr in probe_runners:
         r = pr.last

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from watchdog.model import LearnedRoute, Snapshot
+from watchdog.model import BgpSession, LearnedRoute, Snapshot, Tunnel
 
 
 def _parse(prefix: str) -> tuple[int, int, int] | None:
@@ -46,6 +46,10 @@ class PathIndex:
     """Lookups over one snapshot, built once per snapshot and reused for every prefix."""
 
     snapshot: Snapshot
+    _tunnels: dict[str, Tunnel] = field(init=False, repr=False, compare=False)
+    _sessions: dict[str, BgpSession] = field(init=False, repr=False, compare=False)
+    _up_by_connection: dict[str, set[str]] = field(init=False, repr=False, compare=False)
+    _by_length: dict[tuple[int, int], dict[int, list[LearnedRoute]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tunnels = {t.name: t for t in self.snapshot.tunnels}
@@ -74,7 +78,7 @@ class PathIndex:
             return []
         bits, network, target_len = target
         found: list[LearnedRoute] = []
-        for (route_bits, plen), networks in self._by_length.items():  # type: ignore[attr-defined]
+        for (route_bits, plen), networks in self._by_length.items():
             if route_bits == bits and plen <= target_len:
                 shift = bits - plen
                 found.extend(networks.get(network >> shift << shift if plen else 0, ()))
@@ -82,10 +86,10 @@ class PathIndex:
 
     def route_paths(self, route: LearnedRoute) -> set[str]:
         """The usable path ids this one route offers (empty when its session or tunnel is down)."""
-        tunnels = self._tunnels  # type: ignore[attr-defined]
-        sessions = self._sessions  # type: ignore[attr-defined]
+        tunnels = self._tunnels
+        sessions = self._sessions
         if route.connection is not None and route.tunnel is None and route.peer is None:
-            return set(self._up_by_connection.get(route.connection, ()))  # type: ignore[attr-defined]
+            return set(self._up_by_connection.get(route.connection, ()))
         tunnel_name = route.tunnel
         if route.peer is not None:
             session = sessions.get(route.peer)

@@ -1,8 +1,14 @@
-"""The daemon's live state: per-exporter runners, probe results, and counters the collector renders.
+"""The runners (one per exporter, one per probe) and the live state the collector renders.
 
-Runners own the "poll on a schedule into an immutable snapshot" loop: a failed poll keeps the last good
-snapshot (an API outage must never look like a VPN outage) and says so in the health fields. Nothing
-here renders metrics; `watchdog.metrics` reads this state at scrape time.
+Runners own "run once, into an immutable snapshot": a failed poll keeps the last good snapshot (an API
+outage must never look like a VPN outage) and says so in the health fields. When they run is the
+scheduler's business (`watchdog.scheduler`), which hands them their timeout.
+
+The rule for shared state: each producer (an exporter runner, a probe runner, the alert engine, the
+daemon) publishes a frozen view and swaps it in whole, with one attribute assignment on the event
+loop; readers (`collect()` in the scrape thread, the alert engine) take the reference once and read
+only that view. Nothing published is mutated afterwards, so no reader needs a lock and none sees half
+an update. Nothing here renders metrics; `watchdog.metrics` reads these views at scrape time.
 """
 
 from __future__ import annotations
@@ -11,27 +17,38 @@ import asyncio
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from watchdog.errors import ExporterError, ProbeError
+from watchdog.errors import ExporterError, ProbeFailure
 from watchdog.exposition import Rendered, render_snapshot
 from watchdog.interfaces import Exporter, IkeSource, Probe
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
 from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
+from watchdog.scheduler import backoff
 
 log = logging.getLogger(__name__)
 
 # Latency buckets for DNS queries and ICMP echoes over a VPN: sub-ms loopback to multi-second stalls.
-MAX_BACKOFF_INTERVALS = 4  # during an outage, poll at least every 5th interval to notice recovery
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-@dataclass
+# A probe run gets its own timeout plus this much before the runner gives up on it.
+PROBE_GRACE = 1.0
+DEFAULT_PROBE_TIMEOUT = 2.0
+
+Paths = Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
 class ExporterHealth:
+    """Published, never mutated: `errors` is a fresh Counter in every published view."""
+
     up: bool = False
     last_success: float | None = None
     last_poll_duration: float | None = None
@@ -42,6 +59,16 @@ class ExporterHealth:
     consecutive_failures: int = 0
     skipped_overlaps: int = 0
     skipped_backoff: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterStatus:
+    """One exporter's published view: health, last good snapshot, its expected-prefix paths and lines."""
+
+    health: ExporterHealth = field(default_factory=ExporterHealth)
+    snapshot: Snapshot | None = None
+    paths: Paths = field(default_factory=dict)
+    rendered: Rendered = field(default_factory=dict)
 
 
 class ExporterRunner:
@@ -67,14 +94,31 @@ class ExporterRunner:
         self.executor = executor
         self.clock = clock
         self.on_update = on_update
-        self.health = ExporterHealth()
-        self.snapshot: Snapshot | None = None
-        self.paths: dict[str, frozenset[str]] = {}
-        self.rendered: Rendered = {}
+        self.status = ExporterStatus()
         self._busy = False
         self._again = False
         self.created_at = clock()
         self.not_before = 0.0  # no poll before this time (backoff after failures)
+
+    # Read-only shortcuts into the published view.
+    @property
+    def health(self) -> ExporterHealth:
+        return self.status.health
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.status.snapshot
+
+    @property
+    def paths(self) -> Paths:
+        return self.status.paths
+
+    @property
+    def rendered(self) -> Rendered:
+        return self.status.rendered
+
+    def _publish_health(self, health: ExporterHealth) -> None:
+        self.status = replace(self.status, health=health)
 
     @property
     def stale_after(self) -> float:
@@ -84,10 +128,10 @@ class ExporterRunner:
         """One poll; skipped (and repeated once afterwards) when the previous one is still running,
         and skipped while backing off after failures (or while the API's Retry-After lasts)."""
         if self.clock() < self.not_before:
-            self.health.skipped_backoff += 1
+            self._publish_health(replace(self.health, skipped_backoff=self.health.skipped_backoff + 1))
             return
         if self._busy:
-            self.health.skipped_overlaps += 1
+            self._publish_health(replace(self.health, skipped_overlaps=self.health.skipped_overlaps + 1))
             self._again = True
             return
         self._busy = True
@@ -115,7 +159,10 @@ class ExporterRunner:
         try:
             snapshot, paths, rendered = await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
-            future.add_done_callback(lambda _f: self._release())
+            # The worker outlives the timeout; whatever it ends with was already counted as this
+            # timeout, so take its outcome quietly (else asyncio logs "Future exception was never
+            # retrieved" with two tracebacks when the abandoned poll finally fails).
+            future.add_done_callback(self._release)
             self._record_failure(ExporterError("timeout", f"poll did not finish within {self.timeout:g}s"), started)
             return future.done()
         except ExporterError as exc:
@@ -128,13 +175,15 @@ class ExporterRunner:
         self.apply(snapshot, time.monotonic() - started, paths=paths, rendered=rendered)
         return True
 
-    def _fetch(self) -> tuple[Snapshot, dict[str, frozenset[str]], Rendered]:
+    def _fetch(self) -> tuple[Snapshot, Paths, Rendered]:
         """Worker thread: poll, then do the per-snapshot work (paths, exposition) off the event loop."""
         snapshot = self.exporter.poll()
         paths = expected_paths(snapshot, self.expected_prefixes)
         return snapshot, paths, render_snapshot(self.name, self.cloud, snapshot, paths)
 
-    def _release(self) -> None:
+    def _release(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.debug("abandoned poll of exporter %s ended with: %s", self.name, future.exception())
         self._busy = False
 
     def apply(
@@ -142,23 +191,31 @@ class ExporterRunner:
         snapshot: Snapshot,
         duration: float,
         *,
-        paths: dict[str, frozenset[str]] | None = None,
+        paths: Paths | None = None,
         rendered: Rendered | None = None,
     ) -> None:
-        """Swap in a new snapshot (atomically: readers see the old or the new one, never a mix)."""
+        """Publish a new snapshot (one swap: readers see the old view or the new one, never a mix)."""
         if paths is None:
             paths = expected_paths(snapshot, self.expected_prefixes)
         if rendered is None:
             rendered = render_snapshot(self.name, self.cloud, snapshot, paths)
-        self.snapshot, self.paths, self.rendered = snapshot, paths, rendered
         health = self.health
-        health.up = True
-        health.last_success = self.clock()
-        health.last_poll_duration = duration
-        health.api_calls += snapshot.api_calls
-        health.polls += 1
-        health.consecutive_failures = 0
-        health.last_error = ""
+        self.status = ExporterStatus(
+            replace(
+                health,
+                up=True,
+                last_success=self.clock(),
+                last_poll_duration=duration,
+                api_calls=health.api_calls + snapshot.api_calls,
+                polls=health.polls + 1,
+                consecutive_failures=0,
+                last_error="",
+                errors=Counter(health.errors),
+            ),
+            snapshot,
+            paths,
+            rendered,
+        )
         self.not_before = 0.0
         if snapshot.logs is not None and snapshot.logs.error is not None:
             # The log read failed inside a good poll: counted and said, the tunnels stay fresh.
@@ -179,20 +236,23 @@ class ExporterRunner:
         self._notify()
 
     def backoff_after(self, failures: int, retry_after: float | None) -> float:
-        """Seconds to hold off after `failures` consecutive failures: the next scheduled poll runs as
-        usual after the first, then 1, 3, then at most MAX_BACKOFF_INTERVALS intervals are skipped,
-        so an API outage is not hammered; a server's Retry-After is always honoured."""
-        backoff = min(self.interval * (2 ** (failures - 1) - 1), MAX_BACKOFF_INTERVALS * self.interval)
-        return max(backoff, retry_after or 0.0)
+        """Seconds to hold off after `failures` consecutive failures (the scheduler's policy)."""
+        return backoff(self.interval, failures, retry_after)
 
     def _record_failure(self, exc: ExporterError, started: float) -> None:
         health = self.health
-        health.up = False
-        health.last_poll_duration = time.monotonic() - started
-        health.errors[exc.reason] += 1
-        health.polls += 1
-        health.consecutive_failures += 1
-        health.last_error = f"{exc.reason}: {exc}"
+        errors = Counter(health.errors)
+        errors[exc.reason] += 1
+        health = replace(
+            health,
+            up=False,
+            last_poll_duration=time.monotonic() - started,
+            errors=errors,
+            polls=health.polls + 1,
+            consecutive_failures=health.consecutive_failures + 1,
+            last_error=f"{exc.reason}: {exc}",
+        )
+        self._publish_health(health)
         delay = self.backoff_after(health.consecutive_failures, exc.retry_after)
         # A little early, so the scheduled poll that falls due exactly then is not skipped too.
         self.not_before = self.clock() + delay - 0.25 * min(self.interval, 1.0) if delay else 0.0
@@ -229,22 +289,22 @@ class ExporterRunner:
         return now - last > self.stale_after
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Histogram:
+    """Latency histogram, published like everything else: `observed()` returns a new one."""
+
     buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    counts: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS) + 1)
     total: float = 0.0
     count: int = 0
 
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
-        self.total += value
-        self.count += 1
+    def observed(self, values: Iterable[float]) -> Histogram:
+        counts, total, count = list(self.counts), self.total, self.count
+        for value in values:
+            counts[bisect_left(self.buckets, value)] += 1
+            total += value
+            count += 1
+        return Histogram(self.buckets, tuple(counts), total, count)
 
     def cumulative(self) -> list[tuple[str, int]]:
         out, running = [], 0
@@ -255,8 +315,18 @@ class Histogram:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeStatus:
+    """One probe's published view: its last result, failures by reason, latency histogram."""
+
+    last: ProbeResult | None = None
+    failures: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=Histogram)
+    changed: bool = False  # the last result was an edge (ok <-> failing, or another reason)
+
+
 class ProbeRunner:
-    """Runs one probe with a hard timeout and keeps its last result and counters."""
+    """Runs one probe once, bounded by the timeout the scheduler grants, and publishes its status."""
 
     def __init__(
         self,
@@ -264,31 +334,46 @@ class ProbeRunner:
         on_result: Callable[[ProbeRunner], None] | None = None,
         *,
         netns: str | None = None,
+        timeout: float = DEFAULT_PROBE_TIMEOUT,
     ) -> None:
         self.probe = probe
         self.netns = netns
+        self.timeout = timeout
         self.name = probe.name
-        self.last: ProbeResult | None = None
-        self.changed = False
-        self.failures: Counter[str] = Counter()
-        self.latency = Histogram()
+        self.status = ProbeStatus()
         self.on_result = on_result
-        self._lock = threading.Lock()
+
+    # Read-only shortcuts into the published view.
+    @property
+    def last(self) -> ProbeResult | None:
+        return self.status.last
+
+    @property
+    def failures(self) -> Counter[str]:
+        return self.status.failures
+
+    @property
+    def latency(self) -> Histogram:
+        return self.status.latency
+
+    @property
+    def changed(self) -> bool:
+        return self.status.changed
 
     async def run_once(self) -> ProbeResult:
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(self._run(), self.probe.timeout + 1.0)
+            result = await asyncio.wait_for(self._run(), self.timeout + PROBE_GRACE)
         except asyncio.CancelledError:
             # The daemon is stopping mid-run: report a failure rather than a scheduler crash.
-            return self._failed("cancelled", "stopped during shutdown", started)
-        except ProbeError as exc:
-            result = self._failed("network_error", str(exc), started)
+            return ProbeResult.failed(self.probe, started, "cancelled", "stopped during shutdown")
+        except ProbeFailure as exc:
+            result = ProbeResult.failed(self.probe, started, exc.reason, exc.detail)
         except TimeoutError:
-            result = self._failed("timeout", "probe did not finish in time", started)
+            result = ProbeResult.failed(self.probe, started, "timeout", "probe did not finish in time")
         except Exception as exc:  # a probe bug must not stop its schedule
             log.exception("probe %s crashed", self.name)
-            result = self._failed("internal", f"{type(exc).__name__}: {exc}", started)
+            result = ProbeResult.failed(self.probe, started, "internal", f"{type(exc).__name__}: {exc}")
         self.record(result)
         return result
 
@@ -298,20 +383,24 @@ class ProbeRunner:
         # Sockets must be created inside the namespace: run the whole probe on its loop thread.
         return await shared_loop(self.netns).run(self.probe.run())
 
-    def _failed(self, reason: str, detail: str, started: float) -> ProbeResult:
-        p = self.probe
-        return ProbeResult(p.name, p.type, p.target, False, time.monotonic() - started, reason, detail)
+    def carry_over(self, previous: ProbeRunner) -> None:
+        """Keep the counters and last result of the runner this one replaces (same probe, new settings)."""
+        self.status = replace(previous.status, changed=False)
 
     def record(self, result: ProbeResult) -> None:
-        with self._lock:
-            previous, self.last = self.last, result
-            # An edge (ok <-> failing, or another failure reason) is what alerting must see at once;
-            # steady results are picked up by its once-a-second tick.
-            self.changed = previous is None or (previous.success, previous.reason) != (result.success, result.reason)
-            if not result.success:
-                self.failures[result.reason or "unknown"] += 1
-            for latency in result.latencies:
-                self.latency.observe(latency)
+        status = self.status
+        previous = status.last
+        failures = status.failures
+        if not result.success:
+            failures = Counter(failures)
+            failures[result.reason or "unknown"] += 1
+        self.status = ProbeStatus(
+            last=result,
+            failures=failures,
+            latency=status.latency.observed(result.latencies) if result.latencies else status.latency,
+            # An edge is what alerting must see at once; steady results are picked up by its tick.
+            changed=previous is None or (previous.success, previous.reason) != (result.success, result.reason),
+        )
         level = logging.DEBUG if result.success else logging.WARNING
         log.log(
             level,
@@ -326,9 +415,19 @@ class ProbeRunner:
             self.on_result(self)
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    """Published by the daemon after every reload attempt (Prometheus' own reload metrics)."""
+
+    failures: int = 0
+    last_success: float | None = None
+
+
 @dataclass
 class WatchdogState:
-    """Everything `/metrics` renders; mutated by the daemon, read by the collector."""
+    """Everything `/metrics` renders. Each field is one producer's published view, replaced whole
+    (the daemon: runners, sniffer, min paths, audit findings; the alert engine: failovers, pairs,
+    sends) and read by the collector and the alert engine without locks."""
 
     exporters: dict[str, ExporterRunner] = field(default_factory=dict)
     probes: dict[str, ProbeRunner] = field(default_factory=dict)
@@ -338,6 +437,7 @@ class WatchdogState:
     tunnel_pairs: tuple[tuple[str, str, str, str, str], ...] = ()
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
+    reloads: ReloadStatus = field(default_factory=ReloadStatus)
 
     def ike_snapshot(self) -> IkeSnapshot | None:
         if self.ike is None:

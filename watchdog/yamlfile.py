@@ -120,12 +120,12 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # PyYAML stubs leave it untyped
                 raise ConfigError(
                     f"{self._source}: nested deeper than {MAX_DEPTH} levels at line {mark.line + 1}, "
                     f"column {mark.column + 1}"
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 

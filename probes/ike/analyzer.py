@@ -125,29 +125,28 @@ class Analyzer:
         r = wire.decode(data, linktype)
         if r is None:
             return
-        if type(r) is int:
+        if isinstance(r, int):
             if r == wire.ESP_IN_UDP:
                 self.esp_in_udp += 1
             else:
                 self.keepalives += 1
             return
         self._note_time(ts)
-        kind = r[0]  # type: ignore[index]
-        if kind == wire.WHOLE:
+        if r[0] == wire.WHOLE:
             self.tracker.expire(ts)
             self._expire_requests(ts)
-            self._message(ts, r[1], False)  # type: ignore[index]
-        elif kind == wire.NEXT:
-            self.tracker.piece(ts, r[1], r[2], r[3], r[4])  # type: ignore[index]
+            self._message(ts, r[1], False)
+        elif r[0] == wire.NEXT:
+            self.tracker.piece(ts, r[1], r[2], r[3], r[4])
             self._expire_requests(ts)
-        elif kind == wire.FIRST:
-            hdr = r[4]  # type: ignore[index]
-            self.tracker.first(ts, r[1], r[2], hdr)  # type: ignore[index]
+        elif r[0] == wire.FIRST:
+            hdr = r[4]
+            self.tracker.first(ts, r[1], r[2], hdr)
             self._expire_requests(ts)
             if hdr is not None:
                 self._message(ts, hdr, True)
         else:
-            self.malformed[r[1]] += 1  # type: ignore[index]
+            self.malformed[r[1]] += 1
 
     def tick(self, now: float) -> None:
         """Expire fragment sets and overdue requests when no packets arrive (live timer)."""

@@ -315,7 +315,7 @@ def _packet_socket_class() -> type:
     from scapy.config import conf
     from scapy.supersocket import SuperSocket
 
-    class PacketSocket(SuperSocket):  # type: ignore[misc]
+    class PacketSocket(SuperSocket):
         """scapy's view of a socket we opened ourselves: hands every frame over as raw bytes."""
 
         desc = "AF_PACKET listener opened inside a network namespace"

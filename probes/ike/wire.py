@@ -15,14 +15,15 @@ This module keeps no state; fragment bookkeeping lives in `fragments`.
 from __future__ import annotations
 
 import struct
+from typing import Final, Literal
 
 # decode() result kinds
-WHOLE = 1  # (WHOLE, IkeHeader): an unfragmented IKE datagram
-FIRST = 2  # (FIRST, key, piece_len, more, IkeHeader | None): offset-0 fragment (None: UDP but not IKE)
-NEXT = 3  # (NEXT, key, offset, piece_len, more): a non-first UDP fragment
-MALFORMED = 4  # (MALFORMED, reason)
-ESP_IN_UDP = 5
-KEEPALIVE = 6
+WHOLE: Final = 1  # (WHOLE, IkeHeader): an unfragmented IKE datagram
+FIRST: Final = 2  # (FIRST, key, piece_len, more, IkeHeader | None): offset-0 fragment (None: UDP, not IKE)
+NEXT: Final = 3  # (NEXT, key, offset, piece_len, more): a non-first UDP fragment
+MALFORMED: Final = 4  # (MALFORMED, reason)
+ESP_IN_UDP: Final = 5
+KEEPALIVE: Final = 6
 
 IKE_PORT = 500
 NATT_PORT = 4500
@@ -146,7 +147,17 @@ class IkeHeader:
         return exchange_name(self.version, self.exchange)
 
 
-def decode(data: bytes, linktype: int) -> object:
+# Typed results (plain tuples: this is the hot path). (family, src, dst, IP id) names a fragment set.
+FragmentKey = tuple[int, bytes, bytes, int]
+Whole = tuple[Literal[1], IkeHeader]
+First = tuple[Literal[2], FragmentKey, int, bool, IkeHeader | None]
+Next = tuple[Literal[3], FragmentKey, int, int, bool]
+Malformed = tuple[Literal[4], str]
+Decoded = Whole | First | Next | Malformed | Literal[5, 6] | None
+Udp = IkeHeader | Malformed | Literal[5, 6] | None
+
+
+def decode(data: bytes, linktype: int) -> Decoded:
     """Classify one frame; see the result kinds above. None means "not IKE-related"."""
     n = len(data)
     if linktype == LINKTYPE_ETHERNET:
@@ -192,7 +203,7 @@ def decode(data: bytes, linktype: int) -> object:
     return None
 
 
-def _ipv4(data: bytes, off: int, n: int) -> object:
+def _ipv4(data: bytes, off: int, n: int) -> Decoded:
     if n < off + 20:
         return (MALFORMED, "truncated_ip")
     if data[off + 9] != 17:  # not UDP: the common ESP/TCP case leaves here
@@ -210,25 +221,25 @@ def _ipv4(data: bytes, off: int, n: int) -> object:
     more = ff & 0x2000
     if foff or more:
         ipid = (data[off + 4] << 8) | data[off + 5]
-        key = (4, data[off + 12 : off + 16], data[off + 16 : off + 20], ipid)
+        key: FragmentKey = (4, data[off + 12 : off + 16], data[off + 16 : off + 20], ipid)
         if plen == 0:
             return (MALFORMED, "empty_fragment")
         if foff:
             return (NEXT, key, foff, plen, bool(more))
         hdr = _udp(data, off, off + ihl, n, plen, 4, True)
-        if type(hdr) is IkeHeader:
+        if isinstance(hdr, IkeHeader):
             hdr.ip_id = ipid
             return (FIRST, key, plen, True, hdr)
-        if hdr is None or type(hdr) is int:  # UDP, but not IKE: its later pieces are not ours
+        if hdr is None or isinstance(hdr, int):  # UDP, but not IKE: its later pieces are not ours
             return (FIRST, key, plen, True, None)
         return hdr  # malformed
     hdr = _udp(data, off, off + ihl, n, plen, 4, False)
-    if type(hdr) is IkeHeader:
+    if isinstance(hdr, IkeHeader):
         return (WHOLE, hdr)
     return hdr
 
 
-def _ipv6(data: bytes, off: int, n: int) -> object:
+def _ipv6(data: bytes, off: int, n: int) -> Decoded:
     if n < off + 40:
         return (MALFORMED, "truncated_ip")
     if data[off] >> 4 != 6:
@@ -259,14 +270,14 @@ def _ipv6(data: bytes, off: int, n: int) -> object:
         if piece <= 0:
             return (MALFORMED, "empty_fragment")
         if foff or more:
-            key = (6, data[off + 8 : off + 24], data[off + 24 : off + 40], ident)
+            key: FragmentKey = (6, data[off + 8 : off + 24], data[off + 24 : off + 40], ident)
             if foff:
                 return (NEXT, key, foff, piece, bool(more))
             hdr = _udp(data, off, pos, n, piece, 6, True)
-            if type(hdr) is IkeHeader:
+            if isinstance(hdr, IkeHeader):
                 hdr.ip_id = ident
                 return (FIRST, key, piece, True, hdr)
-            if hdr is None or type(hdr) is int:
+            if hdr is None or isinstance(hdr, int):
                 return (FIRST, key, piece, True, None)
             return hdr
         nh = inner  # atomic fragment (RFC 6946): really unfragmented
@@ -276,12 +287,12 @@ def _ipv6(data: bytes, off: int, n: int) -> object:
     if piece < 0:
         return (MALFORMED, "bad_ip_length")
     hdr = _udp(data, off, pos, n, piece, 6, False)
-    if type(hdr) is IkeHeader:
+    if isinstance(hdr, IkeHeader):
         return (WHOLE, hdr)
     return hdr
 
 
-def _udp(data: bytes, ipoff: int, uoff: int, n: int, plen: int, family: int, fragment: bool) -> object:
+def _udp(data: bytes, ipoff: int, uoff: int, n: int, plen: int, family: int, fragment: bool) -> Udp:
     """Parse UDP + IKE header at uoff. plen is the IP payload length (this piece, if fragmented)."""
     if n < uoff + 8:
         return (MALFORMED, "truncated_udp")

@@ -431,7 +431,7 @@ def tunnel_options(r: Resource, n: int) -> tuple[TunnelOptions, list[str]]:
         else:
             values[key] = ()
             unknown.append(arg)
-    return TunnelOptions(**values), unknown  # type: ignore[arg-type]
+    return TunnelOptions(**values), unknown
 
 
 def _aws(

@@ -17,6 +17,8 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from watchdog.errors import InputError
 
+Node = Tree[Token]  # the parse trees this module walks (leaves are tokens)
+
 # An expression: a tuple whose first item names its kind (see `_expr`).
 Expr = tuple[Any, ...]
 
@@ -85,17 +87,17 @@ class _Unsupported(Exception):
         self.line = line
 
 
-def _line(node: Tree | Token) -> int:
+def _line(node: Node | Token) -> int:
     if isinstance(node, Token):
         return node.line or 0
     return getattr(node.meta, "line", 0) or 0
 
 
-def _trees(node: Tree) -> list[Tree]:
+def _trees(node: Node) -> list[Node]:
     return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
 
 
-def _name(node: Tree) -> str:
+def _name(node: Node) -> str:
     """An identifier, keyword or literal used as a name (`for_each`, `in`, `true` are legal names)."""
     if node.data == "string":
         return _plain_string(node)
@@ -103,14 +105,14 @@ def _name(node: Tree) -> str:
     return str(token)
 
 
-def _plain_string(node: Tree) -> str:
+def _plain_string(node: Node) -> str:
     parts = _string_parts(node)
     if any(not isinstance(p, str) for p in parts):
         raise _Unsupported("a block label cannot hold an interpolation", _line(node))
     return "".join(parts)  # type: ignore[arg-type]
 
 
-def _body(node: Tree) -> Body:
+def _body(node: Node) -> Body:
     body = Body()
     for child in _trees(node):
         if child.data == "attribute":
@@ -151,7 +153,7 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
-def _string_parts(node: Tree) -> list[str | Expr]:
+def _string_parts(node: Node) -> list[str | Expr]:
     parts: list[str | Expr] = []
     for part in node.children:
         if not isinstance(part, Tree):
@@ -174,7 +176,7 @@ def _string_parts(node: Tree) -> list[str | Expr]:
     return parts
 
 
-def _safe_expr(node: Tree) -> Expr:
+def _safe_expr(node: Node) -> Expr:
     """Valid HCL we do not evaluate (template directives, ...) is an unknown value, not an input error."""
     try:
         return _expr(node)
@@ -182,7 +184,7 @@ def _safe_expr(node: Tree) -> Expr:
         return ("opaque", str(exc))
 
 
-def _expr(node: Tree | Token) -> Expr:  # noqa: C901 - one dispatch over the grammar's expression rules
+def _expr(node: Node | Token) -> Expr:  # noqa: C901 - one dispatch over the grammar's expression rules
     if isinstance(node, Token):
         raise _Unsupported(f"unexpected token {node!s}", _line(node))
     kind = node.data
@@ -251,7 +253,7 @@ def _expr(node: Tree | Token) -> Expr:  # noqa: C901 - one dispatch over the gra
     raise _Unsupported(f"expression {kind}", _line(node))
 
 
-def _object_key(node: Tree) -> Expr:
+def _object_key(node: Node) -> Expr:
     """A bare word key is a string (`{a = 1}`); `(a)` or any other expression is evaluated."""
     if node.data == "keyword":
         return ("lit", str(node.children[0]))
@@ -262,14 +264,14 @@ def _object_key(node: Tree) -> Expr:
     return _expr(node)
 
 
-def _index(node: Tree) -> Expr:
+def _index(node: Node) -> Expr:
     if node.data == "short_index":
         token = next(t for t in node.children if isinstance(t, Token) and t.type == "INT_LITERAL")
         return ("lit", int(str(token)))
     return _expr(_trees(node)[0])
 
 
-def _for(node: Tree, is_object: bool) -> Expr:
+def _for(node: Node, is_object: bool) -> Expr:
     kids = _trees(node)
     intro = kids[0]
     intro_kids = _trees(intro)
