@@ -200,6 +200,14 @@ class ExporterRunner:
         if rendered is None:
             rendered = render_snapshot(self.name, self.cloud, snapshot, paths)
         health = self.health
+        errors, last_error = Counter(health.errors), ""
+        log_error = snapshot.logs.error if snapshot.logs is not None else None
+        if log_error is not None:
+            # The log read failed inside a good poll: counted and said, the tunnels stay fresh.
+            reason, message = log_error
+            errors[reason] += 1
+            last_error = f"{reason}: {message}"
+            log.warning("exporter %s: %s", self.name, message)
         self.status = ExporterStatus(
             replace(
                 health,
@@ -209,20 +217,14 @@ class ExporterRunner:
                 api_calls=health.api_calls + snapshot.api_calls,
                 polls=health.polls + 1,
                 consecutive_failures=0,
-                last_error="",
-                errors=Counter(health.errors),
+                last_error=last_error,
+                errors=errors,
             ),
             snapshot,
             paths,
             rendered,
         )
         self.not_before = 0.0
-        if snapshot.logs is not None and snapshot.logs.error is not None:
-            # The log read failed inside a good poll: counted and said, the tunnels stay fresh.
-            reason, message = snapshot.logs.error
-            health.errors[reason] += 1
-            health.last_error = f"{reason}: {message}"
-            log.warning("exporter %s: %s", self.name, message)
         log.info(
             "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
             self.name,
