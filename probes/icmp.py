@@ -48,8 +48,9 @@ class IcmpProbe:
         self.address = str(ipaddress.ip_address(config.target))  # as the kernel names a reply's source
         ipv6 = ipaddress.ip_address(config.target).version == 6
         self.socket_key = SocketKey(ipv6, config.mode, config.source, config.interface, config.dont_fragment)
-        # Probes with equal keys share one round of requests in a sweep.
-        self.sweep_key: Hashable = (self.socket_key, config.count, config.size, config.timeout)
+        # Probes with equal keys share one round of requests in a sweep (plain values: hashed often).
+        self.sweep_key: Hashable = (ipv6, config.mode, config.source, config.interface, config.dont_fragment)
+        self.sweep_key += (config.count, config.size, config.timeout)
 
     @property
     def spacing(self) -> float:
@@ -223,45 +224,45 @@ class _Sweep:
 
     def _judge(self, j: int) -> ProbeResult:
         probe, count = self.probes[j], self.count
-        span = range(j * count, (j + 1) * count)
-        sent = sum(1 for k in span if self.sent_at[k])
-        latencies = tuple(self.rtt[k] for k in span if self.back[k] == _REPLY)
+        first = j * count
+        sent_at = self.sent_at[first : first + count]
+        back = self.back[first : first + count]
+        sent = count - sent_at.count(0.0)
+        latencies = tuple(rtt for rtt, how in zip(self.rtt[first : first + count], back, strict=True) if how == _REPLY)
         received = len(latencies)
         if not sent:
             ended = self.last_attempt[j]
-        elif all(self.back[k] for k in span if self.sent_at[k]):
+        elif all(how for how, at in zip(back, sent_at, strict=True) if at):
             ended = max(self.last_back[j], self.last_attempt[j])
         else:
             ended = self.started[j] + self.timeout
         duration = ended - self.started[j]
         failure = self.failure[j]
         if failure is not None:
-            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "error", failure, sent=sent)
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "error", failure, (), sent)
         lost = count - received
         first_error = self.first_error[j]
         send_error = self.send_error[j]
         if received == 0 and (send_error or first_error):
             detail = send_error or f"{lost}/{count} lost: {first_error}"
-            reason = "network_error"
-            return ProbeResult(probe.name, probe.type, probe.target, False, duration, reason, detail, sent=sent)
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "network_error", detail, (), sent)
         why = f" ({first_error})" if first_error else ""
         if received == 0:
             detail = f"{lost}/{count} lost{why}"
-            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "timeout", detail, sent=sent)
-        rtt = f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "timeout", detail, (), sent)
+        if received == 1:
+            one = f"{latencies[0] * 1000:.3f}"
+            rtt = f"rtt min/avg/max {one}/{one}/{one} ms"
+        else:
+            low, mean, high = min(latencies), sum(latencies) / received, max(latencies)
+            rtt = f"rtt min/avg/max {low * 1000:.3f}/{mean * 1000:.3f}/{high * 1000:.3f} ms"
         detail = f"{lost}/{count} lost{why}, {rtt}" if lost else f"{received}/{count} received, {rtt}"
-        return ProbeResult(
-            probe.name, probe.type, probe.target, True, duration, "", detail, latencies, sent=sent, received=received
-        )
+        return ProbeResult(probe.name, probe.type, probe.target, True, duration, "", detail, latencies, sent, received)
 
 
 def _settle(done: asyncio.Future[None]) -> None:
     if not done.done():
         done.set_result(None)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.3f}"
 
 
 def _ip(value: str) -> str:

@@ -27,11 +27,11 @@ from watchdog.errors import ConfigError, WatchdogError
 from watchdog.interfaces import IkeSource
 from watchdog.metrics import build_registry, render_page
 from watchdog.oneshot import build_report, ike_rows
-from watchdog.runners import ExporterRunner, ProbeRunner, ReloadStatus, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep, ReloadStatus, WatchdogState
 from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
-from watchdog.wiring import Built, build_runners, build_sniffer, exporter_key, job_specs
+from watchdog.wiring import Built, build_runners, build_sniffer, build_sweeps, exporter_key, job_specs
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Transaction:
     built: Built
     exporters: dict[str, ExporterRunner]
     probes: dict[str, ProbeRunner]
+    sweeps: dict[str, ProbeSweep]  # job id -> the sweep running those probes (kept ones included)
     intervals: dict[str, float]  # kept exporter runners whose interval changes
     sniffer: IkeSource | None  # the running one when `ike:` did not change
     unbuilt: dict[str, object]  # job id -> key of what is left out because it cannot start
@@ -69,6 +70,7 @@ class Daemon:
         self.scheduler = Scheduler()
         self.server: MetricsServer | None = None
         self.alerts: AlertEngine | None = None
+        self._sweeps: dict[str, ProbeSweep] = {}
         self._keys: dict[str, object] = {}  # exporter name -> what its running runner was built from
         self._unbuilt: dict[str, object] = {}  # job id -> key of a plug-in left out because it cannot start
         self._ike: IkeConfig | None = None
@@ -224,10 +226,15 @@ class Daemon:
                 previous = old_probes.get(pc.name)
                 if previous is not None and previous.probe.target == runner.probe.target:
                     runner.carry_over(previous)
+        # A sweep job that carries on keeps its sweep (same members, same runners); the others get new ones.
+        kept_sweeps = {i: self._sweeps[i] for i in prepared.plan.keep if i in self._sweeps}
+        sweeps = kept_sweeps | build_sweeps(
+            config, probes, self._on_sweep, only={s.id for s in prepared.plan.start if s.id.startswith("sweep:")}
+        )
         same_ike = self._started and config.ike == self._ike
         sniffer = self.state.ike if same_ike else build_sniffer(config.ike)
         retired = [r for n, r in old.items() if n not in keep]
-        return Transaction(config, prepared, built, exporters, probes, intervals, sniffer, unbuilt, retired)
+        return Transaction(config, prepared, built, exporters, probes, sweeps, intervals, sniffer, unbuilt, retired)
 
     def _commit(self, txn: Transaction) -> None:
         """Swap a prepared runtime in. Nothing here may fail on the new config's values."""
@@ -238,8 +245,17 @@ class Daemon:
         if config.audit is not None:
             funcs["audit"] = self._audit
         funcs.update({f"exporter:{n}": r.poll_once for n, r in txn.exporters.items()})
-        funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items()})
+        swept = {r.name for sweep in txn.sweeps.values() for r in sweep.members}
+        funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items() if n not in swept})
+        funcs.update({job_id: sweep.run_once for job_id, sweep in txn.sweeps.items()})
         self.scheduler.start(txn.prepared, funcs)
+        for job_id, sweep in txn.sweeps.items():
+            if self._sweeps.get(job_id) is not sweep:
+                sweep.attach()
+        for probe_runner in txn.probes.values():
+            if probe_runner.name not in swept and probe_runner.sweep is not None:
+                probe_runner.leave_sweep()
+        self._sweeps = txn.sweeps
         for runner in txn.retired:
             runner.close()
         self.state.expected_min_paths = {
@@ -318,6 +334,11 @@ class Daemon:
         # Only edges trigger an evaluation now: with hundreds of probes, evaluating on every result
         # would cost O(probes^2) per second; the 1 s tick sees the rest.
         if self.alerts is not None and runner.changed:
+            self.alerts.observe()
+
+    def _on_sweep(self, sweep: ProbeSweep) -> None:
+        # Once per sweep, and only when some member's result was an edge (see `_on_probe_result`).
+        if self.alerts is not None and sweep.changed:
             self.alerts.observe()
 
     def status_report(self) -> dict[str, Any]:
