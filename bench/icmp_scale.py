@@ -1,8 +1,10 @@
 """500 ICMP probes at 1 s: CPU use and scheduling drift of `watchdog run`, beside fping on the same targets.
 
 Targets are 500 loopback addresses (127.0.1.1 ...), so nothing leaves the machine. Both tools run
-for `--seconds`; CPU is read from /proc/PID/stat (user+system) of each process. Drift is how many of
-the expected runs (seconds x targets) the daemon did not complete (from its latency histogram counts).
+for `--seconds`; CPU is read from /proc/PID/stat (user+system) of each process, over the same measured window
+after a warm-up. Drift is how many of the expected runs (seconds x targets) the daemon did not complete
+(from its latency histogram counts), less one interval's worth: the probes run as one sweep a second, so
+a window's edges cut at most one sweep. Prints ours, fping's and the ratio in one run.
 
     .venv/bin/python bench/icmp_scale.py [--targets 500] [--seconds 30]
 """
@@ -88,12 +90,14 @@ def main() -> None:
     addresses = targets(args.targets)
     wd_cpu, runs, expected = run_watchdog(addresses, args.seconds, args.port)
     fping_cpu = run_fping(addresses, args.seconds)
+    missed = max(0, expected - runs - args.targets)
+    per_probe = 1000 / args.targets  # ms of CPU per probe run = CPU fraction x this
     print(f"targets {args.targets}, interval 1s, {args.seconds:.0f}s measured")
     print(
-        f"watchdog run: CPU {wd_cpu * 100:.1f}% of one core, {runs}/{expected} runs completed "
-        f"({100 * (expected - runs) / max(expected, 1):.1f}% missed = scheduling drift)"
+        f"watchdog run: CPU {wd_cpu * 100:.2f}% of one core, {wd_cpu * per_probe:.4f} ms per probe; "
+        f"{runs}/{expected} runs completed ({100 * missed / max(expected, 1):.1f}% missed = scheduling drift)"
     )
-    print(f"fping -l:     CPU {fping_cpu * 100:.1f}% of one core")
+    print(f"fping -l:     CPU {fping_cpu * 100:.2f}% of one core, {fping_cpu * per_probe:.4f} ms per probe")
     print(f"ratio watchdog/fping CPU: {wd_cpu / max(fping_cpu, 1e-6):.1f}x")
 
 
