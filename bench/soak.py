@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -146,23 +147,34 @@ def main() -> int:
         daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(config)], stdout=log, stderr=log)
         started = time.monotonic()
         time.sleep(15)  # first polls, sessions settle
-        next_flap, next_sample, next_hup = time.monotonic(), time.monotonic(), time.monotonic()
+        stop = threading.Event()
+
+        def tick() -> None:
+            """Samples every 10 s and reloads every --sighup-every s, whatever the flaps are doing."""
+            nonlocal hups, failures, last_good, worst_stale, scrape_errors
+            next_sample = next_hup = time.monotonic()
+            while not stop.wait(0.2):
+                now = time.monotonic()
+                if now >= next_sample:
+                    samples.append((now - started, *sample(daemon.pid)))
+                    try:
+                        failures, last_good, stalest = reload_metrics()
+                        worst_stale = max(worst_stale, stalest)
+                    except OSError as exc:
+                        scrape_errors += 1
+                        print(f"scrape failed: {exc}", file=sys.stderr)
+                    next_sample += 10
+                if args.sighup_every and now >= next_hup:
+                    hups += 1
+                    config.write_text(invalid_text if hups % 2 == 0 else valid_text)
+                    daemon.send_signal(signal.SIGHUP)
+                    next_hup += args.sighup_every
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        next_flap = time.monotonic()
         while time.monotonic() - started < args.minutes * 60:
             now = time.monotonic()
-            if now >= next_sample:
-                samples.append((now - started, *sample(daemon.pid)))
-                try:
-                    failures, last_good, stalest = reload_metrics()
-                    worst_stale = max(worst_stale, stalest)
-                except OSError as exc:
-                    scrape_errors += 1
-                    print(f"scrape failed: {exc}", file=sys.stderr)
-                next_sample += 10
-            if args.sighup_every and now >= next_hup:
-                hups += 1
-                config.write_text(invalid_text if hups % 2 == 0 else valid_text)
-                daemon.send_signal(signal.SIGHUP)
-                next_hup = now + args.sighup_every
             if now >= next_flap:
                 tunnel = str(flaps % 4 + 1)
                 flaps += 1
@@ -173,6 +185,9 @@ def main() -> int:
                 resolved += wait_for(lambda: "VpnRedundancyDegraded" not in daemon_alerts(), args.flap_every - 25)
                 next_flap = now + args.flap_every
             time.sleep(0.5)
+        stop.set()
+        ticker.join()
+        config.write_text(valid_text)
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
