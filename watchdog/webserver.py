@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +27,42 @@ log = logging.getLogger(__name__)
 _INDEX = b"""<html><head><title>vpn-watchdog</title></head><body><h1>vpn-watchdog</h1>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p></body></html>
 """
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for every client that resets, sends plaintext to the
+    TLS port or hangs up mid-handshake. Those are the client's problem: one log line each, at most
+    one a second per kind of error (the rest counted in the next line), and a listen backlog that
+    does not drop SYNs when a few Prometheus replicas scrape at once."""
+
+    allow_reuse_address = True
+    request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._error_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        kind = type(exc).__name__ if exc is not None else "unknown"
+        now = time.monotonic()
+        with self._error_lock:
+            if now - self._last_logged.get(kind, -math.inf) < 1.0:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last_logged[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more since the last such line)" if suppressed else ""
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLEOFError)):
+            level = logging.DEBUG  # the client went away: routine
+        elif isinstance(exc, ssl.SSLError):
+            level = logging.INFO  # a TLS handshake that failed: worth seeing when a scraper is misconfigured
+        else:
+            level = logging.WARNING
+        log.log(level, "http client %s: %s: %s%s", client_address[0], kind, exc, more)
 
 
 class MetricsServer:
@@ -93,9 +133,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug("http %s %s", self.address_string(), format % args)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer((host, port), Handler)
         if self.web.ssl_context is not None:
             self.httpd.socket = self.web.ssl_context.wrap_socket(
                 self.httpd.socket, server_side=True, do_handshake_on_connect=False
