@@ -29,6 +29,17 @@ _INDEX = b"""<html><head><title>vpn-watchdog</title></head><body><h1>vpn-watchdo
 """
 
 
+def _without_error_texts(body: dict[str, Any]) -> dict[str, Any]:
+    exporters = body.get("exporters")
+    if not isinstance(exporters, dict):
+        return body
+    redacted = {
+        name: {key: value for key, value in info.items() if key != "last_error"} if isinstance(info, dict) else info
+        for name, info in exporters.items()
+    }
+    return {**body, "exporters": redacted}
+
+
 class _QuietServer(ThreadingHTTPServer):
     """socketserver prints a traceback to stderr for every client that resets, sends plaintext to the
     TLS port or hangs up mid-handshake. Those are the client's problem: one log line each, at most
@@ -95,9 +106,10 @@ class MetricsServer:
 
             def do_GET(self) -> None:  # noqa: N802 (stdlib name)
                 path = self.path.split("?", 1)[0]
-                # /healthz stays open so orchestrator liveness probes work behind basic auth; it
-                # tells nothing about the VPN (only the daemon's own state).
-                if path != "/healthz" and not server.web.check_authorization(self.headers.get("Authorization")):
+                # /healthz stays open so orchestrator liveness probes work behind basic auth; without
+                # credentials it says only up/stale per exporter: error texts name endpoints and accounts.
+                authorized = server.web.check_authorization(self.headers.get("Authorization"))
+                if path != "/healthz" and not authorized:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="vpn-watchdog"')
                     self.send_header("Content-Length", "13")
@@ -108,6 +120,8 @@ class MetricsServer:
                     self._send(200, CONTENT_TYPE_LATEST, server.render())
                 elif path == "/healthz":
                     body = server.health()
+                    if not authorized:
+                        body = _without_error_texts(body)
                     self._send(
                         200 if body.get("status") == "ok" else 503,
                         "application/json",
