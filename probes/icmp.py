@@ -182,35 +182,41 @@ class _Sweep:
 
     async def _send_all(self, echo: EchoEngine) -> None:
         overhead = ip_header_size(echo.ipv6) + _ICMP_HEADER + _TOKEN
-        requests = EchoRequests(echo.ipv6, echo.identifier, self.token + bytes(max(0, self.size - overhead)))
+        packet = EchoRequests(echo.ipv6, echo.identifier, self.token + bytes(max(0, self.size - overhead))).packet
+        sendto, monotonic = echo.sock.sendto, time.monotonic
         n, count, base = len(self.probes), self.count, self.base
         sent_at, started, last_attempt, failure = self.sent_at, self.started, self.last_attempt, self.failure
-        start = time.monotonic()
+        destinations = [(address, 0) for address in self.addresses]
+        start = monotonic()
         for i in range(count):
             for chunk, first in enumerate(range(0, n, CHUNK)):
-                delay = start + i * self.spacing + chunk * CHUNK_GAP - time.monotonic()
+                delay = start + i * self.spacing + chunk * CHUNK_GAP - monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 elif chunk:
                     await asyncio.sleep(0)  # let the reader drain the replies of the last chunk
+                # No await below: the reader cannot run (nor count replies) until the chunk is out.
+                sent = 0
                 for j in range(first, min(first + CHUNK, n)):
                     if failure[j] is not None:
                         continue
                     index = j * count + i
-                    now = time.monotonic()
+                    now = monotonic()
                     if not i:
                         started[j] = now
                     last_attempt[j] = now
                     sent_at[index] = now
                     try:
-                        echo.send(requests.packet((base + index) & 0xFFFF), self.addresses[j])
+                        sendto(packet((base + index) & 0xFFFF), destinations[j])
                     except BlockingIOError:
                         pass  # send buffer full: counts as lost
                     except OSError as exc:
                         sent_at[index] = 0.0
+                        echo.send_failed(exc)
                         self._send_failed(j, exc)
                         continue
-                    self.outstanding += 1
+                    sent += 1
+                self.outstanding += sent
 
     def _send_failed(self, j: int, exc: OSError) -> None:
         probe = self.probes[j]
@@ -224,18 +230,31 @@ class _Sweep:
 
     def _judge(self, j: int) -> ProbeResult:
         probe, count = self.probes[j], self.count
-        first = j * count
-        sent_at = self.sent_at[first : first + count]
-        back = self.back[first : first + count]
-        sent = count - sent_at.count(0.0)
-        latencies = tuple(rtt for rtt, how in zip(self.rtt[first : first + count], back, strict=True) if how == _REPLY)
-        received = len(latencies)
-        if not sent:
-            ended = self.last_attempt[j]
-        elif all(how for how, at in zip(back, sent_at, strict=True) if at):
-            ended = max(self.last_back[j], self.last_attempt[j])
+        if count == 1:  # the common case at scale, without the slicing below
+            at, how = self.sent_at[j], self.back[j]
+            sent = 1 if at else 0
+            latencies: tuple[float, ...] = (self.rtt[j],) if how == _REPLY else ()
+            if not at:
+                ended = self.last_attempt[j]
+            elif how:
+                ended = self.last_back[j]
+            else:
+                ended = self.started[j] + self.timeout
         else:
-            ended = self.started[j] + self.timeout
+            first = j * count
+            sent_at = self.sent_at[first : first + count]
+            back = self.back[first : first + count]
+            sent = count - sent_at.count(0.0)
+            latencies = tuple(
+                rtt for rtt, how in zip(self.rtt[first : first + count], back, strict=True) if how == _REPLY
+            )
+            if not sent:
+                ended = self.last_attempt[j]
+            elif all(how for how, at in zip(back, sent_at, strict=True) if at):
+                ended = max(self.last_back[j], self.last_attempt[j])
+            else:
+                ended = self.started[j] + self.timeout
+        received = len(latencies)
         duration = ended - self.started[j]
         failure = self.failure[j]
         if failure is not None:

@@ -127,9 +127,13 @@ class EchoEngine:
         try:
             self.sock.sendto(packet, (target, 0))
         except OSError as exc:
-            if exc.errno in _STALE_ERRNOS:
-                self.stale = True
+            self.send_failed(exc)
             raise
+
+    def send_failed(self, exc: OSError) -> None:
+        """A send on this socket failed: after some errors the next run gets a new socket."""
+        if exc.errno in _STALE_ERRNOS:
+            self.stale = True
 
     def close(self) -> None:
         if self.closed:
