@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from watchdog.catalogue import METRICS, PREFIX
@@ -109,7 +110,8 @@ def render(state: WatchdogState) -> str:
 
 
 def test_golden_exposition() -> None:
-    text = render(make_state())
+    # build_info's values change with every commit and interpreter; its own test checks them.
+    text = re.sub(r"^(vpn_watchdog_build_info)\{.*$", r"\1{...} 1.0", render(make_state()), flags=re.M)
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()

@@ -19,4 +19,4 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "watchdog"  # installed next to the interpreter of the venv
     assert exe.exists()
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"vpn-watchdog {watchdog.__version__}"
+    assert out.stdout.startswith(f"vpn-watchdog {watchdog.__version__} (revision ")

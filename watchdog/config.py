@@ -120,11 +120,14 @@ Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[V6]:PORT` -> (host, port)."""
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` -> (host, port); host "" (from `:PORT`) and "::" mean
+    every address, IPv6 included; "0.0.0.0" every IPv4 address."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+        raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT, [IPV6]:PORT or :PORT")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"invalid listen address {value!r}: put an IPv6 address in brackets, [::1]:PORT")
+    return host[1:-1] if host.startswith("[") else host, int(port)
 
 
 class _Strict(BaseModel):
