@@ -231,6 +231,7 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def version_string(self) -> str:
             return self.server_version
+
         timeout = IDLE_TIMEOUT_SECONDS
         web: WebConfig
 
