@@ -222,11 +222,28 @@ def _tls_reason(exc: BaseException) -> str:
     return "other"
 
 
+def _answer_plain_http(tls: ssl.SSLSocket) -> None:
+    """What Go's server answers a plain HTTP request on a TLS port, written past the TLS layer (the
+    handshake never happened), then a graceful close so the client reads it instead of a reset."""
+    raw = socket.socket.send  # the socket's own send, not SSLSocket's
+    try:
+        raw(tls, b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+        socket.socket.shutdown(tls, socket.SHUT_WR)
+        tls.settimeout(0.5)
+        while socket.socket.recv(tls, 4096):
+            pass
+    except OSError:
+        pass
+
+
 def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     endpoints = server.endpoints
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line back
+        error_content_type = "text/plain; charset=utf-8"
+        error_message_format = "%(code)d %(message)s\n"
         server_version = f"vpn-watchdog/{__version__}"
 
         def version_string(self) -> str:
@@ -241,14 +258,19 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             context = self.web.ssl_context
             if context is not None:
                 self.request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+                tls = context.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
+                self.request = tls
                 try:
-                    tls = context.wrap_socket(self.request, server_side=True)
+                    tls.do_handshake()
                 except (OSError, ValueError) as exc:
-                    self._tls_failed(_tls_reason(exc), exc)
+                    reason = _tls_reason(exc)
+                    self._tls_failed(reason, exc)
+                    if reason == "http_request":
+                        _answer_plain_http(tls)
                 else:
-                    self.request = tls
                     if not self.web.client_allowed(tls.getpeercert()):
                         self._tls_failed("client_san_not_allowed", None)
+                    tls.settimeout(self.timeout)
             super().setup()
 
         def _tls_failed(self, reason: str, exc: BaseException | None) -> None:
@@ -447,7 +469,13 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             log.log(
                 logging.DEBUG if idle else logging.WARNING,
                 "http request error",
-                extra={"fields": {"remote": _remote(self.client_address), "err": format % args}},
+                extra={
+                    "fields": {
+                        "remote": _remote(self.client_address),
+                        "request": getattr(self, "requestline", ""),
+                        "err": format % args,
+                    }
+                },
             )
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
