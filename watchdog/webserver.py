@@ -117,6 +117,7 @@ class _GzipCache:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # stop() must not wait for kept-alive connections to go idle
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
