@@ -254,6 +254,9 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         web: WebConfig
 
         def setup(self) -> None:
+            # Headers, the cached page and its tail are separate writes: without NODELAY, Nagle holds
+            # the last small one until the client's delayed ACK (40 ms per scrape).
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.web = server.web.current()
             self.broken = False
             context = self.web.ssl_context
