@@ -177,8 +177,12 @@ def test_tunnel_info_detail_does_not_churn_with_the_route_count() -> None:
         state.exporters["aws"] = runner
         return [line for line in render(state).splitlines() if line.startswith("vpn_watchdog_tunnel_info{")]
 
-    assert page("2 BGP ROUTES") == page("117 BGP ROUTES") == [
-        'vpn_watchdog_tunnel_info{cloud="aws",connection="vpn-1",detail="BGP ROUTES",exporter="aws",'
-        'status="UP",tunnel="198.51.100.1"} 1.0'
-    ]
+    assert (
+        page("2 BGP ROUTES")
+        == page("117 BGP ROUTES")
+        == [
+            'vpn_watchdog_tunnel_info{cloud="aws",connection="vpn-1",detail="BGP ROUTES",exporter="aws",'
+            'status="UP",tunnel="198.51.100.1"} 1.0'
+        ]
+    )
     assert 'detail="IPSEC IS DOWN"' in page("IPSEC IS DOWN")[0]

@@ -81,7 +81,7 @@ def test_self_metrics_and_log_level_warn(tmp_path: Path, port: int) -> None:
     [
         (["--log.level", "loud"], "invalid log level 'loud' (choose from debug, info, warn, error)"),
         (["--log.format", "xml"], "invalid log format 'xml' (choose from logfmt, json)"),
-        (["--web.listen-address", "::1:80"], "put an IPv6 address in brackets"),
+        (["--web.listen-address", "::1:80"], "write an IPv6 address in brackets"),
     ],
 )
 def test_bad_flags_exit_2_with_the_problem(tmp_path: Path, flags: list[str], message: str) -> None:

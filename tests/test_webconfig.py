@@ -19,7 +19,7 @@ from tests.test_http import get, serving
 from tests.test_metrics import make_state
 from tests.tls_certs import Pki, make_pki
 from watchdog.errors import ConfigError
-from watchdog.webconfig import WebConfigSource, load_web_config
+from watchdog.webconfig import WebConfig, WebConfigSource, load_web_config
 from watchdog.webserver import MetricsServer
 
 
@@ -94,6 +94,9 @@ def test_https_with_basic_auth(tmp_path: Path, port: int, certificate: tuple[Pat
     ("text", "message"),
     [
         ("basic_auth_users: {prom: plain}\n", "basic_auth_users.prom: not a bcrypt hash"),
+        ("basic_auth_users: {prom: $2b$10$short}\n", "basic_auth_users.prom: not a bcrypt hash"),
+        (f"basic_auth_users: {{prom: '$2b$31${'a' * 53}'}}\n", "basic_auth_users.prom: bcrypt cost 31 is outside 4-14"),
+        (f"basic_auth_users: {{prom: '$2b$03${'a' * 53}'}}\n", "basic_auth_users.prom: bcrypt cost 3 is outside 4-14"),
         ("tls_server_config: {cert_file: a.crt}\n", "tls_server_config.key_file: required key is missing"),
         (
             "tls_server_config: {cert_file: a.crt, key_file: b.key, ciphers: x}\n",
@@ -273,3 +276,18 @@ def test_http_server_config_rejected_with_a_clear_error(tmp_path: Path, text: st
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_web_config(str(path))
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_overlong_password_or_unusable_hash_is_a_plain_refusal() -> None:
+    """bcrypt raises on passwords over 72 bytes and on hashes it cannot read; any client could send
+    one for a known user, so it must be a 401, never an exception in the request thread."""
+    good = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4))
+    web = WebConfig(users={"prom": good, "broken": b"$2b$10$garbage"})
+    assert web.check_authorization(basic("prom", "s3cret")) is True
+    assert web.check_authorization(basic("prom", "s" * 73)) is False
+    assert web.check_authorization(basic("prom", "\u00e9" * 40)) is False  # 80 bytes of UTF-8
+    assert web.check_authorization(basic("broken", "anything")) is False

@@ -58,6 +58,16 @@ def _log_format(value: str) -> str:
     return fmt
 
 
+def _listen_address(value: str) -> str:
+    from watchdog.config import parse_host_port  # lazily: pydantic is not needed for --help
+
+    try:
+        parse_host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -121,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen",
         "--web.listen-address",
         dest="listen",
+        type=_listen_address,
         metavar="HOST:PORT",
         help="override `listen` from the config (`:9687` and `[::]:9687`: every address, IPv6 included)",
     )

@@ -399,11 +399,6 @@ def run_daemon(
 ) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
     config = load_config(config_path)
-    if listen is not None:
-        try:
-            parse_host_port(listen)
-        except ValueError as exc:
-            raise ConfigError(f"--listen: {exc}") from None
     daemon = Daemon(config, config_path, listen, web_config_file=web_config_file, enable_lifecycle=enable_lifecycle)
     loop = asyncio.new_event_loop()
     try:
