@@ -17,10 +17,13 @@ import errno
 import gzip
 import json
 import logging
+import math
 import socket
 import socketserver
 import ssl
+import sys
 import threading
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +64,17 @@ class Endpoints:
     status: Callable[[], dict[str, Any]] | None = None  # status page and /status.json
     reload: Callable[[], str | None] | None = None  # None: lifecycle disabled; returns an error or None
     on_tls_failure: Callable[[Counter[str]], None] | None = None  # TLS failures by reason so far
+
+
+def _without_error_texts(body: dict[str, Any]) -> dict[str, Any]:
+    exporters = body.get("exporters")
+    if not isinstance(exporters, dict):
+        return body
+    redacted = {
+        name: {key: value for key, value in info.items() if key != "last_error"} if isinstance(info, dict) else info
+        for name, info in exporters.items()
+    }
+    return {**body, "exporters": redacted}
 
 
 def wants_openmetrics(accept: str | None) -> bool:
@@ -115,6 +129,26 @@ class _GzipCache:
         return head, compressor.compress(rest) + compressor.flush()
 
 
+class _LogLimiter:
+    """At most one line a second per kind of client error (a port scanner must not flood the log);
+    the next line of that kind says how many were left out. The metric still counts every one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, kind: str) -> int | None:
+        """None: skip this line; else the number of lines of this kind left out since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -math.inf) < 1.0:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return None
+            self._last[kind] = now
+            return self._suppressed.pop(kind, 0)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for kept-alive connections to go idle
@@ -123,6 +157,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], family: int) -> None:
         self.address_family = family
+        self.limiter = _LogLimiter()
         super().__init__(address, handler)
 
     def server_bind(self) -> None:
@@ -134,14 +169,17 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
+        # socketserver would print a traceback to stderr: one line in the configured format instead.
         exc = sys.exc_info()[1]
-        log.log(
-            logging.DEBUG if isinstance(exc, ConnectionError) else logging.WARNING,  # the client left
-            "http connection failed",
-            extra={"fields": {"remote": _remote(client_address), "err": f"{type(exc).__name__}: {exc}"}},
-        )
+        kind = type(exc).__name__ if exc is not None else "unknown"
+        skipped = self.limiter.admit(kind)
+        if skipped is None:
+            return
+        fields: dict[str, Any] = {"remote": _remote(client_address), "err": f"{kind}: {exc}"}
+        if skipped:
+            fields["suppressed"] = skipped
+        client_left = isinstance(exc, ConnectionError | TimeoutError | ssl.SSLEOFError)
+        log.log(logging.DEBUG if client_left else logging.WARNING, "http connection failed", extra={"fields": fields})
 
 
 def _remote(address: Any) -> str:
@@ -280,16 +318,17 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         def _tls_failed(self, reason: str, exc: BaseException | None) -> None:
             self.broken = True
             server.count_tls_failure(reason)
-            log.warning(
-                "TLS handshake failed",
-                extra={
-                    "fields": {
-                        "remote": _remote(self.client_address),
-                        "reason": reason,
-                        "err": f"{type(exc).__name__}: {exc}" if exc is not None else reason,
-                    }
-                },
-            )
+            skipped = server.httpd.limiter.admit(f"tls:{reason}")
+            if skipped is None:
+                return
+            fields: dict[str, Any] = {
+                "remote": _remote(self.client_address),
+                "reason": reason,
+                "err": f"{type(exc).__name__}: {exc}" if exc is not None else reason,
+            }
+            if skipped:
+                fields["suppressed"] = skipped
+            log.warning("TLS handshake failed", extra={"fields": fields})
 
         def handle(self) -> None:
             if not self.broken:
@@ -332,7 +371,8 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             body_read = self._drain_body()
             if not body_read:
                 return
-            if path not in _OPEN_PATHS and not web.check_authorization(self.headers.get("Authorization")):
+            authorized = web.check_authorization(self.headers.get("Authorization"))
+            if path not in _OPEN_PATHS and not authorized:
                 self._send(
                     401,
                     "text/plain; charset=utf-8",
@@ -365,6 +405,8 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200 if ready else 503, "text/plain; charset=utf-8", text.encode(), web, method)
             elif path == "/healthz":
                 body = endpoints.health()
+                if not authorized:  # open for orchestrators, but error texts name endpoints and accounts
+                    body = _without_error_texts(body)
                 code = 200 if body.get("status") == "ok" else 503
                 self._send(code, "application/json", json.dumps(body, sort_keys=True).encode(), web, method)
             elif path in ("/", "/status") and endpoints.status is not None:
