@@ -1,4 +1,4 @@
-"""Probes: DNS, ICMP and path-MTU data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
+"""vpn-watchdog probes: DNS, ICMP and path-MTU data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
 
 A probe only knows "probe one target once"; the daemon's scheduler owns interval and timeout, and
 `watchdog probe --once` calls the very same `run()`. `REGISTRY` maps each member of the config union

@@ -101,7 +101,8 @@ def test_interval_only_reload_applies_to_exporters_without_their_own(tmp_path: P
         return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(errors))
 
     try:
-        daemon.wait_for(errors)
+        daemon.wait_for(errors)  # at 0 from the start, before the first poll
+        wait_until(lambda: polls() >= 1, 15, "the first poll")
         assert polls() == 1.0
         config.write_text(f"listen: 127.0.0.1:1\ninterval: 500ms\n{body}")
         daemon.signal(signal.SIGHUP)

@@ -225,7 +225,7 @@ class ExporterRunner:
             rendered,
         )
         self.not_before = 0.0
-        log.info(
+        log.debug(
             "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
             self.name,
             len(snapshot.tunnels),
@@ -547,6 +547,7 @@ class WatchdogState:
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
     reloads: ReloadStatus = field(default_factory=ReloadStatus)
+    web_tls_failures: Counter[str] = field(default_factory=Counter)  # the web server's, by reason
 
     def ike_snapshot(self) -> IkeSnapshot | None:
         if self.ike is None:
