@@ -83,6 +83,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Configuration": (
         "config_reload_failures_total",
         "config_last_reload_success_timestamp_seconds",
+        "shard_info",
     ),
 }
 
@@ -161,6 +162,8 @@ NOTES: dict[str, str] = {
     "log line says why. Nothing of the running configuration changed.",
     "config_last_reload_success_timestamp_seconds": "Compare with the config file's mtime: older = the file on "
     "disk is not what runs.",
+    "shard_info": "`count(vpn_watchdog_shard_info) by (shards)` below `shards` = a replica is missing and its "
+    "exporters are not polled; `0`/`1` when unsharded.",
 }
 
 

@@ -72,6 +72,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
     "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
     "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
+    "shard_info": (
+        "gauge",
+        "Always 1; which shard of how many this replica is (it owns the exporters hashmod assigns it).",
+    ),
     "config_reload_failures_total": ("counter", "Reloads rejected (the running configuration was kept)."),
     "config_last_reload_success_timestamp_seconds": (
         "gauge",

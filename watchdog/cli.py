@@ -61,6 +61,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _shard(value: str) -> str:
+    from watchdog.sharding import parse_shard
+
+    try:
+        parse_shard(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _seconds(value: str) -> float:
     from watchdog.config import parse_duration
 
@@ -101,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--log-level", type=_level, default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="run only the exporters whose stable name hash mod N is I (overrides `shard:`)",
+    )
 
     probe = sub.add_parser(
         "probe",
@@ -200,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
     from watchdog.daemon import run_daemon
 
     setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
-    return run_daemon(args.config, args.listen)
+    return run_daemon(args.config, args.listen, args.shard)
 
 
 def _probe(args: argparse.Namespace) -> int:

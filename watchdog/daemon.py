@@ -29,6 +29,7 @@ from watchdog.metrics import build_registry, render_page
 from watchdog.oneshot import build_report, ike_rows
 from watchdog.runners import ExporterRunner, ProbeRunner, ReloadStatus, WatchdogState
 from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
+from watchdog.sharding import config_shard, owned
 from watchdog.webconfig import load_web_config
 from watchdog.webserver import MetricsServer
 from watchdog.wiring import Built, build_runners, build_sniffer, exporter_key, job_specs
@@ -59,11 +60,16 @@ class Transaction:
 class Daemon:
     """Owns every running part; `run()` returns when a stop signal arrives."""
 
-    def __init__(self, config: Config, config_path: str | None, listen: str | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None, listen: str | None = None, shard: str | None = None
+    ) -> None:
+        self.shard_override = shard
+        self.shard = config_shard(config, shard)
+        config = owned(config, self.shard)
         self.config = config
         self.config_path = config_path
         self.listen_override = listen
-        self.state = WatchdogState()
+        self.state = WatchdogState(shard=(self.shard.index, self.shard.total))
         self.registry = build_registry(self.state)
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.exporters) + 2), thread_name_prefix="poll")
         self.scheduler = Scheduler()
@@ -93,7 +99,8 @@ class Daemon:
         self.state.reloads = ReloadStatus(last_success=time.time())
         self._started = True
         log.info(
-            "vpn-watchdog running: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
+            "vpn-watchdog running%s: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
+            f" as shard {self.shard}" if self.shard.total > 1 else "",
             len(self.config.exporters),
             len(self.config.probes),
             "on" if self.config.ike else "off",
@@ -162,6 +169,8 @@ class Daemon:
         else the reason it was rejected (the running configuration then carries on untouched)."""
         try:
             new = load_config(self.config_path)
+            shard = config_shard(new, self.shard_override)
+            new = owned(new, shard)
             txn = self._prepare(new)
         except (WatchdogError, ValueError, OverflowError) as exc:
             status = self.state.reloads
@@ -172,6 +181,10 @@ class Daemon:
         if (self.listen_override or new.listen) != (self.listen_override or self.config.listen):
             log.warning("listen address changes need a restart; keeping %s", self.config.listen)
         self._commit(txn)
+        if shard != self.shard:
+            log.info("this replica is now shard %s (was %s)", shard, self.shard)
+            self.shard = shard
+            self.state.shard = (shard.index, shard.total)
         self.state.reloads = ReloadStatus(self.state.reloads.failures, time.time())
         return None
 
@@ -349,10 +362,13 @@ class Daemon:
         return {"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 3), "exporters": exporters}
 
 
-def run_daemon(config_path: str | None, listen: str | None = None) -> int:
+def run_daemon(config_path: str | None, listen: str | None = None, shard: str | None = None) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
     config = load_config(config_path)
-    daemon = Daemon(config, config_path, listen)
+    try:
+        daemon = Daemon(config, config_path, listen, shard)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(daemon.run())

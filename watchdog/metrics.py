@@ -170,7 +170,10 @@ class WatchdogCollector(Collector):
         last = _gauge("config_last_reload_success_timestamp_seconds", [])
         if reloads.last_success is not None:
             last.add_metric([], reloads.last_success)
-        yield from (failures, last)
+        index, total = self.state.shard
+        shard = _gauge("shard_info", ["shard", "shards"])
+        shard.add_metric([str(index), str(total)], 1.0)
+        yield from (failures, last, shard)
 
 
 def build_registry(state: WatchdogState) -> CollectorRegistry:

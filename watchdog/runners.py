@@ -440,6 +440,7 @@ class WatchdogState:
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
     reloads: ReloadStatus = field(default_factory=ReloadStatus)
+    shard: tuple[int, int] = (0, 1)  # (index, total) of this replica (watchdog.sharding)
 
     def ike_snapshot(self) -> IkeSnapshot | None:
         if self.ike is None:
