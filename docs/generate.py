@@ -56,6 +56,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "exporter_poll_duration_seconds",
         "exporter_errors_total",
         "exporter_api_calls_total",
+        "exporter_target_up",
+        "exporter_target_last_success_timestamp_seconds",
+        "exporter_target_api_calls_total",
+        "exporter_target_errors_total",
     ),
     "Probes (DNS, ICMP)": (
         "probe_success",
@@ -131,6 +135,12 @@ NOTES: dict[str, str] = {
     "exporter_errors_total": "`reason`: `timeout`, `throttled`, `auth`, `not_found`, `network`, `server_error`, "
     "`malformed`, `api_error`, `internal` (the log line of the failed poll has the details).",
     "exporter_api_calls_total": "`rate(...[1h]) * 3600` = calls per hour, to size API quotas and cost.",
+    "exporter_target_up": "One series per (account|project, region) of an `aws`/`gcp` entry; 0 = that target's"
+    " last poll failed, its objects keep their last values and the entry's other targets are unaffected.",
+    "exporter_target_last_success_timestamp_seconds": "`time() - ...` = how stale one account's or project's view is.",
+    "exporter_target_api_calls_total": "`sum by (account) (rate(...[1h])) * 3600` = calls per hour per account"
+    " (or `project`), to size each one's API quota.",
+    "exporter_target_errors_total": "By `reason` (throttled, auth, timeout, ...): which account or project fails.",
     "probe_success": "Always emitted after the first run, also on timeout.",
     "probe_duration_seconds": "Wall time of the whole run (all ICMP echoes of it, or the DNS query).",
     "probe_failures_total": "DNS reasons: `timeout`, `nxdomain`, `servfail`, `refused`, `wrong_answer`, "

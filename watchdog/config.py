@@ -166,6 +166,19 @@ class TargetBudget(_Strict):
 RegionName = Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9-]+$")]
 
 
+def _string_mapping(value: Any) -> Any:
+    """A YAML mapping of strings, kept as sorted (key, value) pairs (exporter settings are hashable)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or not isinstance(item, str):
+                raise ValueError(f"expected a mapping of non-empty names to strings, got {_show(key)}: {_show(item)}")
+        return tuple(sorted(value.items()))
+    return value
+
+
+StringPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_string_mapping)]
+
+
 def _plural_key(raw: Any, one: str, many: str) -> Any:
     """`one: x` and `many: [x, y]` are two spellings of one list; `one` then means the first."""
     if isinstance(raw, dict) and many in raw and one not in raw:
@@ -189,7 +202,7 @@ class AwsExporterConfig(_ExporterBase):
     regions: tuple[RegionName, ...] = ()
     assume_roles: tuple[AssumeRoleConfig, ...] = ()
     # VPN connections selected by tag (all must match), as well as (or instead of) by id.
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: StringPairs = ()
     budget: TargetBudget = Field(default_factory=TargetBudget)
     # STS (AssumeRole, GetCallerIdentity) goes to this endpoint; defaults to `endpoint_url`.
     sts_endpoint_url: str | None = None
@@ -222,7 +235,7 @@ class GcpExporterConfig(_ExporterBase):
     # `project`, `projects: [...]`, and/or `project_labels` (projects found by their labels).
     project: str
     projects: tuple[str, ...] = ()
-    project_labels: dict[str, str] = Field(default_factory=dict)
+    project_labels: StringPairs = ()
     region: str = Field(min_length=1)
     regions: tuple[RegionName, ...] = ()
     budget: TargetBudget = Field(default_factory=TargetBudget)

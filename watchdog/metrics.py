@@ -80,6 +80,37 @@ class WatchdogCollector(Collector):
                 errors.add_metric([*labels, reason], n)
             calls.add_metric(labels, h.api_calls)
         yield from (up, last, duration, errors, calls, min_paths)
+        yield from self._targets()
+
+    def _targets(self) -> Iterator[Metric]:
+        """Per (account|project, region) health of fanned-out exporters: label sets differ by cloud
+        (`account` or `project`), so these families are built sample by sample."""
+        families = {
+            "exporter_target_up": GaugeMetricFamily(_name("exporter_target_up"), METRICS["exporter_target_up"][1]),
+            "exporter_target_last_success_timestamp_seconds": GaugeMetricFamily(
+                _name("exporter_target_last_success_timestamp_seconds"),
+                METRICS["exporter_target_last_success_timestamp_seconds"][1],
+            ),
+            "exporter_target_api_calls_total": CounterMetricFamily(
+                _name("exporter_target_api_calls").removesuffix("_total"),
+                METRICS["exporter_target_api_calls_total"][1],
+            ),
+            "exporter_target_errors_total": CounterMetricFamily(
+                _name("exporter_target_errors").removesuffix("_total"),
+                METRICS["exporter_target_errors_total"][1],
+            ),
+        }
+        up, last, calls, errors = families.values()
+        for runner in self._runners():
+            for target in runner.health.targets:
+                labels = {"exporter": runner.name, "cloud": runner.cloud, **dict(target.scope.labels())}
+                up.add_sample(up.name, labels, 1.0 if target.up else 0.0)
+                if target.last_success is not None:
+                    last.add_sample(last.name, labels, target.last_success)
+                calls.add_sample(calls.name + "_total", labels, target.api_calls)
+                for reason, n in target.errors:
+                    errors.add_sample(errors.name + "_total", {**labels, "reason": reason}, n)
+        yield from families.values()
 
     def _probes(self) -> Iterator[Metric]:
         labels = ["probe", "type", "target"]
