@@ -135,7 +135,7 @@ NOTES: dict[str, str] = {
     "exporter_errors_total": "`reason`: `timeout`, `throttled`, `auth`, `not_found`, `network`, `server_error`, "
     "`malformed`, `api_error`, `internal` (the log line of the failed poll has the details).",
     "exporter_api_calls_total": "`rate(...[1h]) * 3600` = calls per hour, to size API quotas and cost.",
-    "exporter_target_up": "One series per (account|project, region) of an `aws`/`gcp` entry; 0 = that target's"
+    "exporter_target_up": "One series per (account or project, region) of an `aws`/`gcp` entry; 0 = that target's"
     " last poll failed, its objects keep their last values and the entry's other targets are unaffected.",
     "exporter_target_last_success_timestamp_seconds": "`time() - ...` = how stale one account's or project's view is.",
     "exporter_target_api_calls_total": "`sum by (account) (rate(...[1h])) * 3600` = calls per hour per account"
@@ -235,7 +235,8 @@ def render() -> str:
         "Label values: AWS `connection` is the VPN connection id, `tunnel` and `local_ip` the AWS outside IP, "
         "`peer_ip` the customer gateway IP; GCP `connection` is the HA VPN gateway, `tunnel` the tunnel name, "
         "`local_ip` the gateway interface IP, `peer_ip` the tunnel's peer IP. `cloud` is `aws`, `gcp`, "
-        "`strongswan` or `frr`; `direction` is `sent` or `received`.",
+        "`strongswan` or `frr`; `direction` is `sent` or `received`. Every series taken from an `aws` or `gcp` "
+        "exporter also carries `account` (the AWS account id, where known) or `project`, and `region`.",
         "",
     ]
     for title, keys in GROUPS.items():

@@ -72,14 +72,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
     "exporter_target_up": (
         "gauge",
-        "1 when the last poll of this account|project and region of the exporter succeeded.",
+        "1 when the last poll of this account (or project) and region of the exporter succeeded.",
     ),
     "exporter_target_last_success_timestamp_seconds": (
         "gauge",
-        "Unix time of the last successful poll of this account|project and region.",
+        "Unix time of the last successful poll of this account (or project) and region.",
     ),
-    "exporter_target_api_calls_total": ("counter", "Cloud API calls made for this account|project and region."),
-    "exporter_target_errors_total": ("counter", "Failed polls of this account|project and region, by reason."),
+    "exporter_target_api_calls_total": ("counter", "Cloud API calls made for this account (or project) and region."),
+    "exporter_target_errors_total": ("counter", "Failed polls of this account (or project) and region, by reason."),
     "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
     "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
     "shard_info": (

@@ -85,20 +85,15 @@ class WatchdogCollector(Collector):
     def _targets(self) -> Iterator[Metric]:
         """Per (account|project, region) health of fanned-out exporters: label sets differ by cloud
         (`account` or `project`), so these families are built sample by sample."""
+        # Declared names (docs): `account` (aws) or `project` (gcp); samples carry the one that applies.
+        names = ["exporter", "cloud", "account", "project", "region"]
         families = {
-            "exporter_target_up": GaugeMetricFamily(_name("exporter_target_up"), METRICS["exporter_target_up"][1]),
-            "exporter_target_last_success_timestamp_seconds": GaugeMetricFamily(
-                _name("exporter_target_last_success_timestamp_seconds"),
-                METRICS["exporter_target_last_success_timestamp_seconds"][1],
+            "exporter_target_up": _gauge("exporter_target_up", names),
+            "exporter_target_last_success_timestamp_seconds": _gauge(
+                "exporter_target_last_success_timestamp_seconds", names
             ),
-            "exporter_target_api_calls_total": CounterMetricFamily(
-                _name("exporter_target_api_calls").removesuffix("_total"),
-                METRICS["exporter_target_api_calls_total"][1],
-            ),
-            "exporter_target_errors_total": CounterMetricFamily(
-                _name("exporter_target_errors").removesuffix("_total"),
-                METRICS["exporter_target_errors_total"][1],
-            ),
+            "exporter_target_api_calls_total": _counter("exporter_target_api_calls_total", names),
+            "exporter_target_errors_total": _counter("exporter_target_errors_total", [*names, "reason"]),
         }
         up, last, calls, errors = families.values()
         for runner in self._runners():
@@ -181,11 +176,14 @@ class WatchdogCollector(Collector):
         failovers = _counter("failovers_total", ["exporter", "cloud", "prefix"])
         for (exporter, prefix), n in sorted(state.failovers.items()):
             failovers.add_metric([exporter, clouds.get(exporter, ""), prefix], n)
+        # Label sets differ (account/project and region where known): built sample by sample.
         pairs = _gauge(
-            "tunnel_pair_info", ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"]
+            "tunnel_pair_info",
+            ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"]
+            + ["aws_account", "aws_region", "gcp_project", "gcp_region"],
         )
-        for pair in state.tunnel_pairs:
-            pairs.add_metric(list(pair), 1.0)
+        for labels in state.tunnel_pairs:
+            pairs.add_sample(pairs.name, dict(labels), 1.0)
         sent = _counter("alerts_sent_total", ["outcome"])
         for outcome, n in sorted(state.alerts_sent.items()):
             sent.add_metric([outcome], n)

@@ -444,7 +444,7 @@ class WatchdogState:
     ike: IkeSource | None = None
     failovers: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts_sent: Counter[str] = field(default_factory=Counter)
-    tunnel_pairs: tuple[tuple[str, str, str, str, str], ...] = ()
+    tunnel_pairs: tuple[tuple[tuple[str, str], ...], ...] = ()  # label sets of tunnel_pair_info
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
     reloads: ReloadStatus = field(default_factory=ReloadStatus)
