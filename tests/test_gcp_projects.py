@@ -15,8 +15,10 @@ from tests.fakes.gcp_projects import MultiProjectGcp
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
 from watchdog.metrics import render_page
+from watchdog.oneshot import build_report
 from watchdog.paths import expected_paths
 from watchdog.runners import ExporterRunner, WatchdogState
+from watchdog.topology_view import build_drawing
 
 HUB, STG = "net-hub-prod", "net-hub-stg"
 REGIONS = ("asia-northeast1", "us-west1")
@@ -72,16 +74,12 @@ def test_every_project_and_region_with_its_labels(clouds: tuple[MultiProjectGcp,
         'vpn_watchdog_tunnel_up{cloud="gcp",connection="ha-gw",exporter="gcp-prod",local_ip="203.0.113.11",'
         f'peer_ip="198.51.100.3",project="{STG}",region="us-west1",tunnel="aws-tun-2"}} 0.0'
     ) in page
-    assert (
-        f'vpn_watchdog_ha_redundancy_met{{cloud="gcp",exporter="gcp-prod",gateway="ha-gw",project="{HUB}",region="asia-northeast1"}} 1.0'
-        in page
-    )
+    hub = f'exporter="gcp-prod",gateway="ha-gw",project="{HUB}",region="asia-northeast1"'
+    assert f'vpn_watchdog_ha_redundancy_met{{cloud="gcp",{hub}}} 1.0' in page
     assert 'vpn_watchdog_expected_prefix_paths{cloud="gcp",exporter="gcp-prod",prefix="10.20.0.0/16"} 8.0' in page
     for project in (HUB, STG):
-        assert (
-            f'vpn_watchdog_exporter_target_up{{cloud="gcp",exporter="gcp-prod",project="{project}",region="us-west1"}} 1.0'
-            in page
-        )
+        target = f'cloud="gcp",exporter="gcp-prod",project="{project}",region="us-west1"'
+        assert f"vpn_watchdog_exporter_target_up{{{target}}} 1.0" in page
 
 
 def test_projects_found_by_labels_come_and_go(clouds: tuple[MultiProjectGcp, str]) -> None:
@@ -145,3 +143,25 @@ def test_no_project_at_all_is_an_error(clouds: tuple[MultiProjectGcp, str]) -> N
     finally:
         exporter.close()
     assert raised.value.reason == "not_found"
+
+
+def test_status_report_and_drawing_say_where_and_grey_out_only_the_failing_project(
+    clouds: tuple[MultiProjectGcp, str],
+) -> None:
+    multi, credentials = clouds
+    config = entry(multi, credentials, regions=[REGIONS[0]])
+    runner = ExporterRunner(build_exporter(config, timeout=10.0), interval=30, timeout=10)
+    try:
+        asyncio.run(runner.poll_once())
+        multi.front.fault(rf"/projects/{STG}/", status=403)
+        asyncio.run(runner.poll_once())
+    finally:
+        runner.close()
+    report = build_report([config], [runner], {}, [], {})
+    rows = {(t["project"], t["region"], t["tunnel"]) for t in report["tunnels"]}
+    assert (STG, REGIONS[0], "aws-tun-0") in rows and (HUB, REGIONS[0], "aws-tun-0") in rows
+    (exporter,) = report["exporters"]
+    assert [(t["project"], t["up"]) for t in exporter["targets"]] == [(HUB, True), (STG, False)]
+    states = {line.label: line.gcp_state for line in build_drawing(report).tunnels}
+    assert states[f"aws-tun-0 [{STG}/{REGIONS[0]}]"] == "stale"  # last known, greyed: its API is failing
+    assert states[f"aws-tun-0 [{HUB}/{REGIONS[0]}]"] == "up"
