@@ -507,12 +507,23 @@ class LabAws:
                     log.warning("%s did not come back with its new proposals: %s", spec.name, result.stdout[-300:])
                 else:
                     log.info("%s re-established with its new proposals", spec.name)
+                self._record_proposals()
         except labctl.LabError as exc:
             log.warning("applying the change to %s failed: %s", spec.name, exc)
         finally:
+            self.reader.invalidate()  # a reading from before the change must not show after it
             with self._lock:
                 self._modifying.discard(spec.name)
                 self._shown = None
+
+    def _record_proposals(self) -> None:
+        """`labctl status` says which proposal set the AWS side runs now: small, big or mixed."""
+        conns = topo.conn_proposals(self.swanctl_conf.read_text())
+        sets = {"small": topo.SMALL_PROPOSALS, "big": topo.BIG_PROPOSALS}
+        named = {
+            next((n for n, (ike, esp) in sets.items() if (c.ike, c.esp) == (ike, esp)), "mixed") for c in conns.values()
+        }
+        self.lab.save_state(proposals=named.pop() if len(named) == 1 else "mixed")
 
 
 def _vpn_route(route: dict[str, Any]) -> bool:

@@ -257,6 +257,11 @@ class LabReader:
                 self._view = self._read()
             return self._view
 
+    def invalidate(self) -> None:
+        """The next `view()` reads the lab afresh (the caller just changed it)."""
+        with self._lock:
+            self._view = None
+
     def _read(self) -> LabView:
         sas = self._pool.submit(self.list_sas)  # VICI takes ~2 ms, vtysh ~150 ms: run them side by side
         summary, table = self.lab.vtysh_jsons(self.side, "show bgp summary json", "show ip bgp json")
