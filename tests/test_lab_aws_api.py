@@ -136,6 +136,17 @@ def swan_conn(lab: dict[str, Any], name: str) -> topo.ConnProposals:
     return topo.conn_proposals((lab["dir"] / "aws" / "strongswan" / "swanctl.conf").read_text())[name]
 
 
+def aws_prefixes_received(lab: dict[str, Any]) -> dict[str, int]:
+    out = subprocess.run(
+        ["vtysh", "--vty_socket", str(lab["dir"] / "aws" / "frr"), "-c", "show bgp summary json"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    peers = json.loads(out.stdout)["ipv4Unicast"]["peers"]
+    return {address: int(peer["pfxRcd"]) for address, peer in peers.items()}
+
+
 def aws_sa(lab: dict[str, Any], name: str) -> str:
     """The AWS side's `swanctl --list-sas` lines of one connection."""
     out = subprocess.run(
@@ -172,14 +183,17 @@ def test_healthy_lab_seen_through_the_aws_api(lab: dict[str, Any], ec2: Any, exp
         "Phase1DHGroupNumbers": [14],
         "IkeVersions": ["ikev2"],
     }
+    received = aws_prefixes_received(lab)  # what the AWS side's FRR took from each GCP peer
+    assert set(received.values()) >= {len(topo.GCP_VPC)}
     tele = telemetry(ec2)
     assert {ip: (t["Status"], t["StatusMessage"], t["AcceptedRouteCount"]) for ip, t in tele.items()} == {
-        spec.aws_outside: ("UP", "2 BGP ROUTES", 2) for spec in topo.TUNNELS
+        spec.aws_outside: ("UP", f"{received[spec.gcp_inside]} BGP ROUTES", received[spec.gcp_inside])
+        for spec in topo.TUNNELS
     }
 
     snapshot = exporter.poll()
     assert sorted((t.name, t.up, t.peer_ip, t.accepted_routes) for t in snapshot.tunnels) == [
-        (spec.aws_outside, True, spec.gcp_outside, 2) for spec in topo.TUNNELS
+        (spec.aws_outside, True, spec.gcp_outside, received[spec.gcp_inside]) for spec in topo.TUNNELS
     ]
     assert sorted((s.peer, s.up, s.local_ip, s.peer_ip) for s in snapshot.bgp_sessions) == [
         (spec.aws_outside, True, spec.aws_inside, spec.gcp_inside) for spec in topo.TUNNELS
