@@ -696,3 +696,22 @@ def test_one_side_audited_alone_gives_no_false_warning(tmp_path: Path) -> None:
     (aws / "aws.tf").write_text(edits_aws)
     errors = {(x.finding.rule, x.finding.object) for x in run([str(aws)], [])[0] if x.finding.severity == "error"}
     assert errors == {("ipsec.ike-version", VPN0), ("ipsec.ike-version", VPN1)}
+
+
+MODULES = DATA / "modules"
+
+
+def _line_of(path: Path, text: str) -> list[int]:
+    return [n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line]
+
+
+def test_a_finding_about_another_modules_resource_names_that_resources_file_and_line() -> None:
+    located, _ = run([str(MODULES)], [])
+    cgw_file = MODULES / "modules" / "cgw" / "main.tf"
+    wiring = [x for x in located if x.finding.rule == "wiring.customer-gateway-ip"]
+    assert [x.finding.object for x in wiring] == [
+        "module.vpn.aws_vpn_connection.vpn[0]",
+        "module.vpn.aws_vpn_connection.vpn[1]",
+    ]
+    assert {x.file for x in wiring} == {str(cgw_file)}
+    assert [x.line for x in wiring] == _line_of(cgw_file, "ip_address = jsondecode(")

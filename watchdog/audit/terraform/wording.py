@@ -77,7 +77,7 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
             located = Finding(
                 f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built)
             )
-        out.append(Located(located, subject.file, _line(f, subject)))
+        out.append(Located(located, *_where(f, subject)))
     return out
 
 
@@ -112,25 +112,26 @@ def _names(text: str, built: Built) -> str:
     return re.sub(re.escape(AFTER_APPLY) + r"\)#\d+", "(known after apply)", text)
 
 
-def _line(f: Finding, s: Subject) -> int:
+def _where(f: Finding, s: Subject) -> tuple[str, int]:
+    """The file and line of the argument a finding is about: both from the one resource that holds it."""
     res = s.resource
     if res is None:
-        return s.line
+        return s.file, s.line
     if s.kind == "tunnel":
         if f.rule.startswith("ipsec."):
             keys, _ = _ipsec_keys(f, s)
             for key in (*keys, *OPTION_KEYS):
                 arg = f"tunnel{s.tunnel}_{OPTION_ARGS[key]}"
                 if arg in res.lines:
-                    return res.lines[arg]
-            return res.line
-        return res.line_of(f"tunnel{s.tunnel}_inside_cidr")
+                    return res.file, res.lines[arg]
+            return res.file, res.line
+        return res.file, res.line_of(f"tunnel{s.tunnel}_inside_cidr")
     if s.kind == "connection" and f.rule in (r.WIRING_CGW_IP, r.HA_CHEAP_CGW):
         cgw = s.related.get("customer_gateway")
-        return cgw.line_of("ip_address") if cgw else s.line
+        return (cgw.file, cgw.line_of("ip_address")) if cgw else (s.file, s.line)
     if s.kind == "peering":
-        return res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
-    return s.line
+        return res.file, res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
+    return s.file, s.line
 
 
 def _q(values: tuple[object, ...]) -> str:
