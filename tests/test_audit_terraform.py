@@ -715,3 +715,14 @@ def test_a_finding_about_another_modules_resource_names_that_resources_file_and_
     ]
     assert {x.file for x in wiring} == {str(cgw_file)}
     assert [x.line for x in wiring] == _line_of(cgw_file, "ip_address = jsondecode(")
+
+
+def test_a_function_not_evaluated_is_noted_where_it_is_written() -> None:
+    located, _ = run([str(MODULES)], [])
+    cgw_file = MODULES / "modules" / "cgw" / "main.tf"
+    notes = [x for x in located if x.finding.rule == "terraform.unevaluated"]
+    assert [(x.finding.object, x.file, x.line) for x in notes] == [
+        (f"module.cgw.aws_customer_gateway.{name}", str(cgw_file), line)
+        for name, line in zip(("first", "second"), _line_of(cgw_file, "jsondecode("), strict=True)
+    ]
+    assert all("jsondecode() is not evaluated" in x.finding.message for x in notes)
