@@ -726,3 +726,13 @@ def test_a_function_not_evaluated_is_noted_where_it_is_written() -> None:
         for name, line in zip(("first", "second"), _line_of(cgw_file, "jsondecode("), strict=True)
     ]
     assert all("jsondecode() is not evaluated" in x.finding.message for x in notes)
+
+
+def test_a_finding_about_an_absent_argument_points_at_the_resource_block(tmp_path: Path) -> None:
+    ike = 'tunnel1_ike_versions                 = ["ikev2"]\n'
+    (root,) = _tf(tmp_path, [("aws.tf", ike, "")])
+    located, _ = run([root], [])
+    found = [x for x in located if x.finding.rule == "ipsec.ike-version"]
+    assert [x.finding.object for x in found] == [VPN0, VPN1]
+    (block_line,) = _line_of(Path(root) / "aws.tf", 'resource "aws_vpn_connection" "vpn"')
+    assert {(Path(x.file).name, x.line) for x in found} == {("aws.tf", block_line)}

@@ -120,11 +120,11 @@ def _where(f: Finding, s: Subject) -> tuple[str, int]:
     if s.kind == "tunnel":
         if f.rule.startswith("ipsec."):
             keys, _ = _ipsec_keys(f, s)
-            for key in (*keys, *OPTION_KEYS):
+            for key in keys:
                 arg = f"tunnel{s.tunnel}_{OPTION_ARGS[key]}"
                 if arg in res.lines:
                     return res.file, res.lines[arg]
-            return res.file, res.line
+            return res.file, res.line  # the argument is absent (AWS's default): the resource block itself
         return res.file, res.line_of(f"tunnel{s.tunnel}_inside_cidr")
     if s.kind == "connection" and f.rule in (r.WIRING_CGW_IP, r.HA_CHEAP_CGW):
         cgw = s.related.get("customer_gateway")
