@@ -71,6 +71,13 @@ def _peer_wrong(inv: Inventory) -> Inventory:
     return _router(inv, peers=tuple(peers))
 
 
+def _interface_without_range(inv: Inventory) -> Inventory:
+    router = inv.gcp[0].routers[0]
+    interfaces = list(router.interfaces)
+    interfaces[2] = replace(interfaces[2], ip_range="")
+    return _router(inv, interfaces=tuple(interfaces))
+
+
 def _networks(inv: Inventory, hub_export: bool = True, spoke_import: bool = True) -> Inventory:
     return topo.with_gcp(
         inv,
@@ -201,6 +208,13 @@ BROKEN: list[tuple[str, Callable[[], Inventory], str, str, int]] = [
         1,
     ),
     ("router-peer-ip", lambda: _peer_wrong(FOUR()), "inside.router-mismatch", "error", 1),
+    (
+        "router-interface-no-range",
+        lambda: _interface_without_range(FOUR()),
+        "inside.router-interface-no-range",
+        "error",
+        1,
+    ),
     (
         "ikev1-allowed",
         lambda: topo.with_options(FOUR(), 0, ike_versions=("ikev1", "ikev2")),
@@ -369,3 +383,10 @@ def test_resolver_vpc_route_to_the_tgw_is_enough() -> None:
 def test_counts_feed_the_metric() -> None:
     result = audit(topo.with_options(FOUR(), 0, phase1_dh=(19,)))
     assert result.counts() == {("ipsec.dh-gcp-first", "error"): 1}
+
+
+def test_router_interface_without_range_is_reported_whatever_the_aws_inside_cidr() -> None:
+    inv = topo.with_tunnel(_interface_without_range(FOUR()), 2, inside_cidr=None)
+    found = {(f.rule, f.object) for f in _non_info(inv)}
+    assert ("inside.router-interface-no-range", "gcp-hub:Cloud Router cr-hub tunnel tunnel-2") in found
+    assert "inside.router-mismatch" not in {rule for rule, _ in found}

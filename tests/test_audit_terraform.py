@@ -213,7 +213,13 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
             _set(f"google_compute_router_peer.aws[{i}]", peer_ip_address=ip)(doc)
             for i, ip in enumerate(("169.254.10.3", "169.254.10.7", "169.254.10.11", "169.254.10.15"))
         ],
-        [("inside.router-mismatch", "error", ROUTER)] * 4,
+        [("inside.router-mismatch", "error", f"google_compute_router_peer.aws[{i}]") for i in range(4)],
+    ),
+    (
+        "router-interface-without-ip-range",
+        [("gcp.tf", '  ip_range   = "${cidrhost(var.inside_cidrs[count.index], 2)}/30"\n', "")],
+        lambda doc: [_set(f"google_compute_router_interface.aws[{i}]", ip_range=None)(doc) for i in range(4)],
+        [("inside.router-interface-no-range", "error", f"google_compute_router_interface.aws[{i}]") for i in range(4)],
     ),
     (
         "ikev1-allowed",
@@ -736,3 +742,54 @@ def test_a_finding_about_an_absent_argument_points_at_the_resource_block(tmp_pat
     assert [x.finding.object for x in found] == [VPN0, VPN1]
     (block_line,) = _line_of(Path(root) / "aws.tf", 'resource "aws_vpn_connection" "vpn"')
     assert {(Path(x.file).name, x.line) for x in found} == {("aws.tf", block_line)}
+
+
+def _modules_variant(tmp_path: Path, edits: list[Edit]) -> Path:
+    root = tmp_path / "modules"
+    shutil.copytree(MODULES, root)
+    for file, old, new in edits:
+        path = root / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new))
+    return root
+
+
+def test_router_interface_without_ip_range_is_an_error_even_while_aws_picks_the_inside_cidr(tmp_path: Path) -> None:
+    root = _modules_variant(
+        tmp_path,
+        [
+            ("main.tf", '  ip_range   = "${module.vpn.cgw_inside_addresses[count.index]}/30"\n', ""),
+            (
+                "modules/vpn/main.tf",
+                '  tunnel1_inside_cidr                  = "169.254.10.${count.index * 8}/30"\n',
+                "",
+            ),
+            (
+                "modules/vpn/main.tf",
+                '  tunnel2_inside_cidr                  = "169.254.10.${count.index * 8 + 4}/30"\n',
+                "",
+            ),
+        ],
+    )
+    located, _ = run([str(root)], [])
+    found = [x for x in located if x.finding.rule == "inside.router-interface-no-range"]
+    assert [(x.finding.severity, x.finding.object) for x in found] == [
+        ("error", f"google_compute_router_interface.aws[{i}]") for i in range(4)
+    ]
+    (block_line,) = _line_of(root / "main.tf", 'resource "google_compute_router_interface" "aws"')
+    assert {(x.file, x.line) for x in found} == {(str(root / "main.tf"), block_line)}
+    assert found[3].finding.fix == (
+        'Set ip_range = "${module.vpn.aws_vpn_connection.vpn[1].tunnel2_cgw_inside_address}/30" on '
+        "google_compute_router_interface.aws[3]."
+    )
+
+
+def test_router_mismatch_fix_names_the_interface_ip_range_where_it_is_written(tmp_path: Path) -> None:
+    wrong = 'ip_range   = "${cidrhost(var.inside_cidrs[count.index], 3)}/30"'
+    (root,) = _tf(tmp_path, [("gcp.tf", 'ip_range   = "${cidrhost(var.inside_cidrs[count.index], 2)}/30"', wrong)])
+    located, _ = run([root], [])
+    found = [x for x in located if x.finding.rule == "inside.router-mismatch"]
+    assert [x.finding.object for x in found] == [f"google_compute_router_interface.aws[{i}]" for i in range(4)]
+    assert found[0].finding.fix == 'Set ip_range = "169.254.10.2/30" on google_compute_router_interface.aws[0].'
+    assert {(Path(x.file).name, x.line) for x in found} == {("gcp.tf", *_line_of(Path(root) / "gcp.tf", wrong))}

@@ -40,6 +40,7 @@ WIRING_CGW_SHARED = "wiring.customer-gateway-shared"
 INSIDE_CIDR = "inside.cidr-invalid"
 INSIDE_DUPLICATE = "inside.cidr-duplicate"
 INSIDE_ROUTER = "inside.router-mismatch"
+INSIDE_ROUTER_RANGE = "inside.router-interface-no-range"
 IPSEC_IKE_VERSION = "ipsec.ike-version"
 IPSEC_SINGLE = "ipsec.single-transform"
 IPSEC_UNSUPPORTED = "ipsec.unsupported-algorithm"
@@ -343,6 +344,7 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
         routers = {r.name: r for r in project.routers}
         for gcp_tunnel in landing.gcp_tunnels:
             peer_ip = ext_ips.get(gcp_tunnel.peer_interface or 0, gcp_tunnel.peer_ip)
+            yield from _interface_without_range(landing, routers.get(gcp_tunnel.router or ""), gcp_tunnel.name)
             expected = landing.expected_ip(_position(landing, gcp_tunnel.peer_interface or 0))
             if expected is not None and expected != peer_ip:
                 continue  # wiring.external-interface-ip is the cause; fix that first
@@ -369,6 +371,22 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
                 )
 
 
+def _interface_without_range(landing: Landing, router: CloudRouter | None, tunnel: str) -> Iterator[Finding]:
+    """A BGP interface with no inside address is wrong whatever inside CIDR AWS uses (or picks at apply)."""
+    iface = next((i for i in router.interfaces if i.linked_tunnel == tunnel), None) if router else None
+    if router is None or iface is None or iface.ip_range:
+        return
+    yield Finding(
+        INSIDE_ROUTER_RANGE,
+        ERROR,
+        _gcp(landing.project, "Cloud Router", f"{router.name} tunnel {tunnel}"),
+        f"interface {iface.name} (tunnel {tunnel}) has no ipRange: its BGP session has no inside address, "
+        "whatever inside CIDR the AWS tunnel uses",
+        "Set the router interface's ipRange to the GCP side of the AWS tunnel's inside CIDR (its second host, "
+        "as a /30).",
+    )
+
+
 def _position(landing: Landing, interface_id: int) -> int:
     ids = sorted(i for i, _ in landing.external.interfaces) if landing.external else []
     return ids.index(interface_id) if interface_id in ids else interface_id
@@ -379,7 +397,7 @@ def _router_problems(router: CloudRouter, tunnel: str, aws_ip: str, customer_ip:
     if iface is None:
         return [f"no router interface is linked to tunnel {tunnel}"]
     problems = []
-    if iface.ip_range != f"{customer_ip}/30":
+    if iface.ip_range and iface.ip_range != f"{customer_ip}/30":  # unset: inside.router-interface-no-range
         problems.append(f"interface {iface.name} ipRange is {iface.ip_range or 'unset'}")
     peer = next((p for p in router.peers if p.interface == iface.name), None)
     if peer is None:
@@ -756,6 +774,7 @@ RULES = (
     INSIDE_CIDR,
     INSIDE_DUPLICATE,
     INSIDE_ROUTER,
+    INSIDE_ROUTER_RANGE,
     IPSEC_IKE_VERSION,
     IPSEC_SINGLE,
     IPSEC_UNSUPPORTED,

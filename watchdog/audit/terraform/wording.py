@@ -18,6 +18,7 @@ from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions
 from watchdog.audit.ipsec_fix import target_options
 from watchdog.audit.rules import AuditResult, Finding
 from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, tunnel_options
+from watchdog.audit.terraform.values import Resource
 
 UNEVALUATED = "terraform.unevaluated"
 
@@ -64,19 +65,19 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
         if subject is None:
             out.append(Located(Finding(f.rule, f.severity, _names(f.object, built), message, f.fix), "", 0))
             continue
+        owner = _owner(f, subject)
+        address = owner.address if owner is not None else subject.address
         reason = _undecidable(f, subject)
         if reason:
             located = Finding(
                 f.rule,
                 r.INFO,
-                subject.address,
+                address,
                 f"not checked before apply: {reason} ({_tunnel_prefix(subject)}{message})",
                 _fix(f, subject, built),
             )
         else:
-            located = Finding(
-                f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built)
-            )
+            located = Finding(f.rule, f.severity, address, _tunnel_prefix(subject) + message, _fix(f, subject, built))
         out.append(Located(located, *_where(f, subject)))
     return out
 
@@ -131,7 +132,59 @@ def _where(f: Finding, s: Subject) -> tuple[str, int]:
         return (cgw.file, cgw.line_of("ip_address")) if cgw else (s.file, s.line)
     if s.kind == "peering":
         return res.file, res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
+    if s.kind == "router_tunnel" and f.rule == r.INSIDE_ROUTER:
+        wrong = _router_args(f, s)
+        if wrong:
+            return wrong[0][0].file, wrong[0][0].line_of(wrong[0][1])  # the block itself when it is absent
+    owner = _owner(f, s)
+    if owner is not None:
+        return owner.file, owner.line
     return s.file, s.line
+
+
+def _owner(f: Finding, s: Subject) -> Resource | None:
+    """The resource that holds the wrong argument when it is not the subject's own (a Cloud Router's interface)."""
+    if s.kind != "router_tunnel":
+        return None
+    if f.rule == r.INSIDE_ROUTER:
+        wrong = _router_args(f, s)
+        return wrong[0][0] if wrong else None
+    if f.rule == r.INSIDE_ROUTER_RANGE:
+        return s.related.get("interface")
+    return None
+
+
+def _router_args(f: Finding, s: Subject) -> list[tuple[Resource, str, str]]:
+    """The router interface / BGP peer arguments an inside.router-mismatch finding says are wrong, with their values."""
+    hosts = re.search(r"\(AWS (\S+), GCP (\S+)\)", f.message)
+    iface, peer = s.related.get("interface"), s.related.get("peer")
+    if hosts is None:
+        return []
+    aws_ip, gcp_ip = hosts[1], hosts[2]
+    wrong: list[tuple[Resource, str, str]] = []
+    if iface is not None and re.search(r"\bipRange is ", f.message):
+        wrong.append((iface, "ip_range", f"{gcp_ip}/30"))
+    if peer is not None and re.search(r"\bpeerIpAddress is ", f.message):
+        wrong.append((peer, "peer_ip_address", aws_ip))
+    if peer is not None and re.search(r"\bipAddress is ", f.message):
+        wrong.append((peer, "ip_address", gcp_ip))
+    return wrong
+
+
+def _gcp_inside_range(s: Subject, built: Built) -> str:
+    """The ip_range a router interface needs: the GCP side of its AWS tunnel's inside CIDR, as HCL."""
+    tunnel = s.related.get("tunnel")
+    gcp_tunnel = next((t for p in built.inventory.gcp for t in p.tunnels if tunnel and t.name == tunnel.address), None)
+    for account in built.inventory.aws:
+        for conn in account.connections:
+            for n, aws_tunnel in enumerate(conn.tunnels, 1):
+                if gcp_tunnel is None or aws_tunnel.outside_ip != gcp_tunnel.peer_ip:
+                    continue
+                hosts = aws_tunnel.inside_hosts() if not r.inside_cidr_problem(aws_tunnel.inside_cidr) else None
+                if hosts is not None:
+                    return f'"{hosts[1]}/30"'
+                return f'"${{{conn.id}.tunnel{n}_cgw_inside_address}}/30"'
+    return '"<the AWS tunnel\'s cgw inside address>/30"'
 
 
 def _q(values: tuple[object, ...]) -> str:
@@ -235,12 +288,11 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
             "outside AWS's reserved ranges, unique per GCP gateway) and match the router interface and peer to it."
         )
     if f.rule == r.INSIDE_ROUTER:
-        m = re.search(r"ip_range to (\S+) and the BGP peer's peer_ip_address to (\S+?)\.$", f.fix)
-        iface, peer = s.related.get("interface"), s.related.get("peer")
-        if m:
-            where_if = iface.address if iface else "the google_compute_router_interface"
-            where_peer = peer.address if peer else "the google_compute_router_peer"
-            return f'Set ip_range = "{m[1]}" on {where_if} and peer_ip_address = "{m[2]}" on {where_peer}.'
+        wrong = _router_args(f, s)
+        if wrong:
+            return "Set " + " and ".join(f'{arg} = "{value}" on {res.address}' for res, arg, value in wrong) + "."
+    if f.rule == r.INSIDE_ROUTER_RANGE and s.kind == "router_tunnel" and "interface" in s.related:
+        return f"Set ip_range = {_gcp_inside_range(s, built)} on {s.related['interface'].address}."
     if f.rule == r.ROUTING_ADVERTISED:
         m = re.search(r"advertise to AWS: (.+); AWS", f.message)
         ranges = m[1].split(", ") if m else []
