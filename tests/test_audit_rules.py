@@ -71,6 +71,12 @@ def _peer_wrong(inv: Inventory) -> Inventory:
     return _router(inv, peers=tuple(peers))
 
 
+def _gcp_tunnel(inv: Inventory, index: int, **changes: object) -> Inventory:
+    tunnels = list(inv.gcp[0].tunnels)
+    tunnels[index] = replace(tunnels[index], **changes)  # type: ignore[arg-type]
+    return topo.with_gcp(inv, tunnels=tuple(tunnels))
+
+
 def _interface_without_range(inv: Inventory) -> Inventory:
     router = inv.gcp[0].routers[0]
     interfaces = list(router.interfaces)
@@ -208,6 +214,20 @@ BROKEN: list[tuple[str, Callable[[], Inventory], str, str, int]] = [
         1,
     ),
     ("router-peer-ip", lambda: _peer_wrong(FOUR()), "inside.router-mismatch", "error", 1),
+    (
+        "tunnel-on-the-other-ha-interface",
+        lambda: _gcp_tunnel(FOUR(), 1, gateway_interface=1),
+        "wiring.tunnel-gateway-interface",
+        "error",
+        1,
+    ),
+    (
+        "two-tunnels-on-one-external-interface",
+        lambda: _gcp_tunnel(FOUR(), 3, peer_interface=2, peer_ip=topo.AWS_IPS[2]),
+        "wiring.peer-interface-shared",
+        "error",
+        1,
+    ),
     (
         "router-interface-no-range",
         lambda: _interface_without_range(FOUR()),
@@ -390,3 +410,12 @@ def test_router_interface_without_range_is_reported_whatever_the_aws_inside_cidr
     found = {(f.rule, f.object) for f in _non_info(inv)}
     assert ("inside.router-interface-no-range", "gcp-hub:Cloud Router cr-hub tunnel tunnel-2") in found
     assert "inside.router-mismatch" not in {rule for rule, _ in found}
+
+
+def test_tunnel_interface_findings_name_the_interface_to_use() -> None:
+    (wrong_if,) = _non_info(_gcp_tunnel(FOUR(), 2, gateway_interface=0))
+    assert wrong_if.object == "gcp-hub:VPN tunnel tunnel-2"
+    assert "HA VPN interface 1" in wrong_if.message and "vpnGatewayInterface to 1" in wrong_if.fix
+    (shared,) = _non_info(_gcp_tunnel(FOUR(), 3, peer_interface=2, peer_ip=topo.AWS_IPS[2]))
+    assert shared.object == "gcp-hub:VPN tunnel tunnel-3" and "like tunnel tunnel-2" in shared.message
+    assert "interface 3 has no tunnel" in shared.fix

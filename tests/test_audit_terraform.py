@@ -222,6 +222,33 @@ PITFALLS: list[tuple[str, list[Edit], PlanEdit, list[tuple[str, str, str]]]] = [
         [("inside.router-interface-no-range", "error", f"google_compute_router_interface.aws[{i}]") for i in range(4)],
     ),
     (
+        "tunnels-on-the-wrong-ha-interface",
+        [
+            (
+                "gcp.tf",
+                "vpn_gateway_interface           = floor(count.index / local.tunnels_per_connection)",
+                "vpn_gateway_interface           = count.index % local.tunnels_per_connection",
+            )
+        ],
+        lambda doc: [
+            _set("google_compute_vpn_tunnel.aws[1]", vpn_gateway_interface=1)(doc),
+            _set("google_compute_vpn_tunnel.aws[2]", vpn_gateway_interface=0)(doc),
+        ],
+        [("wiring.tunnel-gateway-interface", "error", f"google_compute_vpn_tunnel.aws[{i}]") for i in (1, 2)],
+    ),
+    (
+        "two-tunnels-on-one-external-interface",
+        [
+            (
+                "gcp.tf",
+                "peer_external_gateway_interface = count.index",
+                "peer_external_gateway_interface = min(count.index, 2)",
+            )
+        ],
+        _set("google_compute_vpn_tunnel.aws[3]", peer_external_gateway_interface=2),
+        [("wiring.peer-interface-shared", "error", "google_compute_vpn_tunnel.aws[3]")],
+    ),
+    (
         "ikev1-allowed",
         [
             (
@@ -792,4 +819,19 @@ def test_router_mismatch_fix_names_the_interface_ip_range_where_it_is_written(tm
     found = [x for x in located if x.finding.rule == "inside.router-mismatch"]
     assert [x.finding.object for x in found] == [f"google_compute_router_interface.aws[{i}]" for i in range(4)]
     assert found[0].finding.fix == 'Set ip_range = "169.254.10.2/30" on google_compute_router_interface.aws[0].'
+    assert {(Path(x.file).name, x.line) for x in found} == {("gcp.tf", *_line_of(Path(root) / "gcp.tf", wrong))}
+
+
+def test_tunnel_interface_findings_name_the_argument_where_it_is_written(tmp_path: Path) -> None:
+    wrong = "vpn_gateway_interface           = count.index % local.tunnels_per_connection"
+    (root,) = _tf(
+        tmp_path,
+        [("gcp.tf", "vpn_gateway_interface           = floor(count.index / local.tunnels_per_connection)", wrong)],
+    )
+    located, _ = run([root], [])
+    found = [x for x in located if x.finding.rule == "wiring.tunnel-gateway-interface"]
+    assert [x.finding.fix.split(" (")[0] for x in found] == [
+        "Set vpn_gateway_interface = 0 on google_compute_vpn_tunnel.aws[1]",
+        "Set vpn_gateway_interface = 1 on google_compute_vpn_tunnel.aws[2]",
+    ]
     assert {(Path(x.file).name, x.line) for x in found} == {("gcp.tf", *_line_of(Path(root) / "gcp.tf", wrong))}

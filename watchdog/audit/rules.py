@@ -37,6 +37,8 @@ HA_TUNNEL_DOWN = "ha.tunnel-down"
 WIRING_EXTERNAL_IP = "wiring.external-interface-ip"
 WIRING_CGW_IP = "wiring.customer-gateway-ip"
 WIRING_CGW_SHARED = "wiring.customer-gateway-shared"
+WIRING_GATEWAY_INTERFACE = "wiring.tunnel-gateway-interface"
+WIRING_PEER_SHARED = "wiring.peer-interface-shared"
 INSIDE_CIDR = "inside.cidr-invalid"
 INSIDE_DUPLICATE = "inside.cidr-duplicate"
 INSIDE_ROUTER = "inside.router-mismatch"
@@ -274,6 +276,56 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                     "Give each AWS VPN connection its own customer gateway, one per HA VPN interface IP.",
                 )
             seen[conn.customer_gateway_id] = conn.id
+        yield from _tunnel_interfaces(landing)
+
+
+def _tunnel_interfaces(landing: Landing) -> Iterator[Finding]:
+    """Each GCP tunnel leaves from the HA interface AWS expects, toward an external interface of its own."""
+    project, gateway = landing.project, landing.gateway
+    ext_ips = dict(landing.external.interfaces) if landing.external else {}
+    by_ip = {t.outside_ip: (c, t) for _, c in landing.connections for t in c.tunnels}
+    cgw_uses = Counter(c.customer_gateway_id for _, c in landing.connections)
+    first_on: dict[int, str] = {}
+    for gcp_tunnel in landing.gcp_tunnels:
+        name = _gcp(project, "VPN tunnel", gcp_tunnel.name)
+        peer_if = gcp_tunnel.peer_interface
+        if peer_if is not None and gcp_tunnel.peer_external_gateway:
+            other = first_on.setdefault(peer_if, gcp_tunnel.name)
+            if other != gcp_tunnel.name:
+                free = sorted(set(ext_ips) - {t.peer_interface for t in landing.gcp_tunnels})
+                yield Finding(
+                    WIRING_PEER_SHARED,
+                    ERROR,
+                    name,
+                    f"uses external gateway interface {peer_if}, like tunnel {other}: two tunnels toward one AWS "
+                    "tunnel address, and the AWS tunnel of another interface gets none",
+                    f"Point the tunnel at an external interface of its own"
+                    f"{f' (interface {free[0]} has no tunnel)' if free else ''}: tunnel i -> interface i.",
+                )
+        peer_ip = ext_ips.get(peer_if or 0, gcp_tunnel.peer_ip)
+        found = by_ip.get(peer_ip)
+        if found is None or gcp_tunnel.gateway_interface is None:
+            continue
+        expected_ip = landing.expected_ip(_position(landing, peer_if or 0))
+        if expected_ip is not None and expected_ip != peer_ip:
+            continue  # wiring.external-interface-ip is the cause; fix that first
+        conn, aws_tunnel = found
+        if conn.customer_gateway_ip not in gateway.interfaces or cgw_uses[conn.customer_gateway_id] > 1:
+            continue  # wiring.customer-gateway-ip / -shared say so
+        expected = gateway.interfaces.index(conn.customer_gateway_ip)
+        if landing.cheap and expected != 0:
+            continue  # ha.cheap-mode-customer-gateway says so
+        if gcp_tunnel.gateway_interface != expected:
+            yield Finding(
+                WIRING_GATEWAY_INTERFACE,
+                ERROR,
+                name,
+                f"leaves from HA VPN interface {gcp_tunnel.gateway_interface}, but its peer, AWS tunnel "
+                f"{aws_tunnel.outside_ip} of {conn.id}, expects IKE from its customer gateway "
+                f"{conn.customer_gateway_ip}, HA VPN interface {expected}",
+                f"Set the tunnel's vpnGatewayInterface to {expected} (the interface whose IP is the connection's "
+                "customer gateway); the tunnel must be recreated.",
+            )
 
 
 # -- inside CIDRs ---------------------------------------------------------------------------
@@ -342,9 +394,13 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
         cidr_uses = Counter(t.inside_cidr for t in aws_by_ip.values())
         ext_ips = dict(landing.external.interfaces) if landing.external else {}
         routers = {r.name: r for r in project.routers}
+        seen_peers: set[int | None] = set()
         for gcp_tunnel in landing.gcp_tunnels:
             peer_ip = ext_ips.get(gcp_tunnel.peer_interface or 0, gcp_tunnel.peer_ip)
             yield from _interface_without_range(landing, routers.get(gcp_tunnel.router or ""), gcp_tunnel.name)
+            if gcp_tunnel.peer_interface in seen_peers and gcp_tunnel.peer_interface is not None:
+                continue  # wiring.peer-interface-shared is the cause; fix that first
+            seen_peers.add(gcp_tunnel.peer_interface)
             expected = landing.expected_ip(_position(landing, gcp_tunnel.peer_interface or 0))
             if expected is not None and expected != peer_ip:
                 continue  # wiring.external-interface-ip is the cause; fix that first
@@ -771,6 +827,8 @@ RULES = (
     WIRING_EXTERNAL_IP,
     WIRING_CGW_IP,
     WIRING_CGW_SHARED,
+    WIRING_GATEWAY_INTERFACE,
+    WIRING_PEER_SHARED,
     INSIDE_CIDR,
     INSIDE_DUPLICATE,
     INSIDE_ROUTER,

@@ -113,6 +113,12 @@ def _names(text: str, built: Built) -> str:
     return re.sub(re.escape(AFTER_APPLY) + r"\)#\d+", "(known after apply)", text)
 
 
+_GCP_TUNNEL_ARGS = {
+    r.WIRING_GATEWAY_INTERFACE: "vpn_gateway_interface",
+    r.WIRING_PEER_SHARED: "peer_external_gateway_interface",
+}
+
+
 def _where(f: Finding, s: Subject) -> tuple[str, int]:
     """The file and line of the argument a finding is about: both from the one resource that holds it."""
     res = s.resource
@@ -132,6 +138,8 @@ def _where(f: Finding, s: Subject) -> tuple[str, int]:
         return (cgw.file, cgw.line_of("ip_address")) if cgw else (s.file, s.line)
     if s.kind == "peering":
         return res.file, res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
+    if s.kind == "gcp_tunnel" and f.rule in _GCP_TUNNEL_ARGS:
+        return res.file, res.line_of(_GCP_TUNNEL_ARGS[f.rule])
     if s.kind == "router_tunnel" and f.rule == r.INSIDE_ROUTER:
         wrong = _router_args(f, s)
         if wrong:
@@ -276,6 +284,17 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
         position = 0 if f.rule == r.HA_CHEAP_CGW else (conns.index(addr) % 2 if addr in conns else 0)
         target = cgw.address if cgw else f"the customer gateway of {addr}"
         return f"Set ip_address = {_ha_address(built)}.vpn_interfaces[{position}].ip_address on {target}."
+    if f.rule == r.WIRING_GATEWAY_INTERFACE:
+        m = re.search(r"vpnGatewayInterface to (\d+)", f.fix)
+        if m:
+            return (
+                f"Set vpn_gateway_interface = {m[1]} on {addr} (the HA VPN interface whose ip_address its "
+                "connection's customer gateway has; the tunnel is recreated)."
+            )
+    if f.rule == r.WIRING_PEER_SHARED:
+        m = re.search(r"interface (\d+) has no tunnel", f.fix)
+        target = m[1] if m else "N"
+        return f"Set peer_external_gateway_interface = {target} on {addr} (one tunnel per external interface)."
     if f.rule == r.WIRING_CGW_SHARED:
         return (
             f"Give {addr} its own aws_customer_gateway (count = 2 with ip_address = "
