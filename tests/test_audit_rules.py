@@ -239,10 +239,11 @@ BROKEN: list[tuple[str, Callable[[], Inventory], str, str, int]] = [
         "ikev1-allowed",
         lambda: topo.with_options(FOUR(), 0, ike_versions=("ikev1", "ikev2")),
         "ipsec.ike-version",
-        "error",
+        "warning",
         1,
     ),
-    ("ike-default", lambda: topo.with_options(FOUR(), 1, ike_versions=()), "ipsec.ike-version", "error", 1),
+    ("ike-default", lambda: topo.with_options(FOUR(), 1, ike_versions=()), "ipsec.ike-version", "warning", 1),
+    ("ikev1-only", lambda: topo.with_options(FOUR(), 1, ike_versions=("ikev1",)), "ipsec.ike-version", "error", 1),
     (
         "two-encryptions",
         lambda: topo.with_options(FOUR(), 0, phase1_encryption=("AES128", "AES256")),

@@ -478,11 +478,18 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         name, opts = _tunnel_name(account, conn, tunnel), tunnel.options
         if opts.ike_versions != ("ikev2",):
             offered = ", ".join(opts.ike_versions) or "ikev1, ikev2 (AWS default)"
+            # IKEv2 among others: Cloud VPN negotiates IKEv2 and the tunnel comes up, IKEv1 just stays allowed.
+            with_v2 = not opts.ike_versions or "ikev2" in opts.ike_versions
             yield Finding(
                 IPSEC_IKE_VERSION,
-                ERROR,
+                WARNING if with_v2 else ERROR,
                 name,
-                f"IKE versions offered: {offered}",
+                f"IKE versions offered: {offered}"
+                + (
+                    "; Cloud VPN negotiates IKEv2, but IKEv1 stays allowed (Google recommends IKEv2 only)"
+                    if with_v2
+                    else "; Cloud VPN's HA tunnels speak IKEv2"
+                ),
                 "Allow IKEv2 only (IKEVersions [ikev2]); run `watchdog audit --fix-ipsec` for the exact call.",
             )
         several = []
