@@ -829,6 +829,9 @@ def test_router_interface_without_ip_range_is_an_error_even_while_aws_picks_the_
         'Set ip_range = "${module.vpn.aws_vpn_connection.vpn[1].tunnel2_cgw_inside_address}/30" on '
         "google_compute_router_interface.aws[3]."
     )
+    # The unset inside CIDRs are AWS's pick at apply: "not checked", never an error of their own.
+    errors = {x.finding.rule for x in located if x.finding.severity == "error"}
+    assert errors == {"inside.router-interface-no-range"}
 
 
 def test_router_mismatch_fix_names_the_interface_ip_range_where_it_is_written(tmp_path: Path) -> None:
@@ -854,3 +857,34 @@ def test_tunnel_interface_findings_name_the_argument_where_it_is_written(tmp_pat
         "Set vpn_gateway_interface = 1 on google_compute_vpn_tunnel.aws[2]",
     ]
     assert {(Path(x.file).name, x.line) for x in found} == {("gcp.tf", *_line_of(Path(root) / "gcp.tf", wrong))}
+
+
+UNSET_INSIDE = [
+    ("modules/vpn/main.tf", '  tunnel1_inside_cidr                  = "169.254.10.${count.index * 8}/30"\n', ""),
+    ("modules/vpn/main.tf", '  tunnel2_inside_cidr                  = "169.254.10.${count.index * 8 + 4}/30"\n', ""),
+]
+
+
+def test_unset_inside_cidr_followed_by_the_gcp_side_is_info_not_an_error(tmp_path: Path) -> None:
+    located, summary = run([str(_modules_variant(tmp_path, UNSET_INSIDE))], [])
+    found = [x.finding for x in located if x.finding.rule == "inside.cidr-invalid"]
+    assert [(f.severity, f.object) for f in found] == [
+        ("info", f"module.vpn.aws_vpn_connection.vpn[{c}]") for c in (0, 0, 1, 1)
+    ]
+    assert found[0].message.startswith("not checked before apply: tunnel1: tunnel1_inside_cidr is unset, AWS picks")
+    assert 'tunnel1_inside_cidr = "169.254.10.0/30"' in found[0].fix
+    assert summary["errors"] == 0
+
+
+def test_unset_inside_cidr_against_a_written_down_router_range_is_an_error(tmp_path: Path) -> None:
+    (root,) = _tf(
+        tmp_path, [("aws.tf", "  tunnel1_inside_cidr                  = var.inside_cidrs[count.index * 2]\n", "")]
+    )
+    located, _ = run([root], [])
+    found = [x.finding for x in located if x.finding.rule == "inside.cidr-invalid"]
+    assert [(f.severity, f.object) for f in found] == [("error", VPN0), ("error", VPN1)]
+    assert "google_compute_router_interface.aws[2] has ip_range = 169.254.10.10/30 written down" in found[1].message
+    assert found[1].fix == (
+        'Set tunnel1_inside_cidr = "169.254.10.8/30" on aws_vpn_connection.vpn[1] '
+        "(the /30 google_compute_router_interface.aws[2] already uses)."
+    )

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from watchdog.audit import rules as r
 from watchdog.audit.ciphers import GCP_SUPPORTED
-from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions
+from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions, after_apply
 from watchdog.audit.ipsec_fix import target_options
 from watchdog.audit.rules import AuditResult, Finding
-from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, tunnel_options
+from watchdog.audit.terraform.build import AWS_PICKS, OPTION_ARGS, Built, Subject, tunnel_options
 from watchdog.audit.terraform.values import Resource
 
 UNEVALUATED = "terraform.unevaluated"
@@ -68,7 +68,28 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
         owner = _owner(f, subject)
         address = owner.address if owner is not None else subject.address
         reason = _undecidable(f, subject)
-        if reason:
+        picked = reason is not None and reason.endswith(AWS_PICKS)
+        fixed = _fixed_gcp_inside(f, subject, built) if picked else None
+        if fixed is not None:
+            # AWS's pick is unknown, but the GCP side is written down: it cannot match a random pick.
+            located = Finding(
+                f.rule,
+                f.severity,
+                address,
+                f"tunnel{subject.tunnel}: {reason}, but {fixed[0]}: AWS's pick will not match it",
+                fixed[1],
+            )
+        elif picked and f.rule == r.INSIDE_CIDR:
+            located = Finding(
+                f.rule,
+                r.INFO,
+                address,
+                f"not checked before apply: tunnel{subject.tunnel}: {reason} (the GCP side must read it from "
+                f"tunnel{subject.tunnel}_cgw_inside_address; a random pick can collide with another tunnel's on "
+                "the same GCP gateway)",
+                _fix(f, subject, built),
+            )
+        elif reason:
             located = Finding(
                 f.rule,
                 r.INFO,
@@ -80,6 +101,34 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
             located = Finding(f.rule, f.severity, address, _tunnel_prefix(subject) + message, _fix(f, subject, built))
         out.append(Located(located, *_where(f, subject)))
     return out
+
+
+def _fixed_gcp_inside(f: Finding, s: Subject, built: Built) -> tuple[str, str] | None:
+    """For an AWS tunnel with no inside CIDR: the GCP router interface that hard-codes one, and the fix."""
+    if f.rule != r.INSIDE_CIDR or s.kind != "tunnel" or " tunnel " not in f.object:
+        return None
+    outside = f.object.split(" tunnel ", 1)[1]
+    for project in built.inventory.gcp:
+        routers = {x.name: x for x in project.routers}
+        for gcp_tunnel in project.tunnels:
+            router = routers.get(gcp_tunnel.router or "")
+            if gcp_tunnel.peer_ip != outside or router is None:
+                continue
+            for iface in router.interfaces:
+                if iface.linked_tunnel != gcp_tunnel.name or not iface.ip_range or after_apply(iface.ip_range):
+                    continue
+                try:
+                    cidr = str(ipaddress.ip_network(iface.ip_range, strict=False))
+                except ValueError:
+                    continue
+                arg = f"tunnel{s.tunnel}_inside_cidr"
+                fix = (
+                    f'Set {arg} = "{cidr}" on {s.address} (the /30 {iface.name} already uses).'
+                    if r.inside_cidr_problem(cidr) is None
+                    else _fix(f, s, built)
+                )
+                return f"{iface.name} has ip_range = {iface.ip_range} written down", fix
+    return None
 
 
 def _subject(f: Finding, built: Built) -> Subject | None:
