@@ -497,13 +497,20 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
             values = getattr(opts, key)
             if len(values) != 1:
                 several.append(f"{_label(key)}: {len(values) or 'all (AWS default)'}")
+        biggest = sizes.largest(opts)
+        margin = biggest.margin(inv.mtu)
+        predicted = (
+            f"predicted {biggest.exchange} of {biggest.ip_bytes} bytes on the wire ({biggest.proposals} "
+            f"proposal(s), assuming one per combination) exceeds the path MTU {inv.mtu} by {-margin} bytes"
+        )
         if several:
+            # The lists are the cause of an oversized message too: one finding says both, not two.
             yield Finding(
                 IPSEC_SINGLE,
                 ERROR,
                 name,
                 "more than one value per list makes AWS's rekey proposals large enough to be IP-fragmented, "
-                "which Cloud VPN drops (" + "; ".join(several) + ")",
+                "which Cloud VPN drops (" + "; ".join(several) + ")" + (f"; {predicted}" if margin < 0 else ""),
                 "Narrow every phase 1/phase 2 encryption, integrity and DH list to one GCP-supported value; "
                 "run `watchdog audit --fix-ipsec`.",
             )
@@ -532,16 +539,12 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 "first; the handshake can fail",
                 f"Set Phase1DHGroupNumbers and Phase2DHGroupNumbers to [{GCP_FIRST_DH}].",
             )
-        biggest = sizes.largest(opts)
-        margin = biggest.margin(inv.mtu)
-        if margin < 0:
+        if margin < 0 and not several:  # one value per list and still too big (a small path MTU)
             yield Finding(
                 IPSEC_SIZE,
                 ERROR,
                 name,
-                f"predicted {biggest.exchange} of {biggest.ip_bytes} bytes on the wire ({biggest.proposals} "
-                f"proposal(s), assuming one per combination) exceeds the path MTU {inv.mtu} by {-margin} bytes: "
-                "it would be IP-fragmented and Cloud VPN would drop it",
+                f"{predicted}: it would be IP-fragmented and Cloud VPN would drop it",
                 "Narrow the tunnel options to one value each (and a smaller DH group) so every IKE message "
                 "fits in one packet.",
             )
