@@ -47,9 +47,21 @@ def retry_budget(timeout: float) -> tuple[int, float, float]:
 
 
 class _SecretRedactingFilter(logging.Filter):
-    """botocore logs raw response bodies at DEBUG; EC2 VPN responses carry pre-shared keys."""
+    """botocore logs raw response bodies at DEBUG; EC2 VPN responses carry pre-shared keys, STS
+    AssumeRole responses temporary credentials."""
 
-    _MARKERS = ("PreSharedKey", "preSharedKey", "pre_shared_key", "customerGatewayConfiguration")
+    _MARKERS = (
+        "PreSharedKey",
+        "preSharedKey",
+        "pre_shared_key",
+        "customerGatewayConfiguration",
+        # STS AssumeRole answers carry the temporary credentials.
+        "SecretAccessKey",
+        "SessionToken",
+        # Requests signed with them carry the session token in a header (and its canonical form).
+        "X-Amz-Security-Token",
+        "x-amz-security-token",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -69,7 +81,14 @@ _REDACT_LOCK = threading.Lock()
 def _install_redactor() -> None:
     # Logger filters only see records created on that very logger, so each body-logging one.
     with _REDACT_LOCK:
-        for name in ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.retries.standard"):
+        for name in (
+            "botocore.parsers",
+            "botocore.endpoint",
+            "botocore.hooks",
+            "botocore.retries.standard",
+            "botocore.auth",
+            "botocore.credentials",
+        ):
             logger = logging.getLogger(name)
             if _REDACTOR not in logger.filters:
                 logger.addFilter(_REDACTOR)
@@ -92,7 +111,14 @@ class AwsClient:
     """
 
     def __init__(
-        self, name: str, region: str, *, profile: str | None, endpoint_url: str | None, timeout: float
+        self,
+        name: str,
+        region: str,
+        *,
+        profile: str | None,
+        endpoint_url: str | None,
+        timeout: float,
+        session: Any = None,
     ) -> None:
         self.name = name
         self.region = region
@@ -103,11 +129,12 @@ class AwsClient:
         self._last_attempt: dict[str, Any] | None = None
         self._clients: dict[str, Any] = {}
         self.calls = 0
+        self.pace: Callable[[float], None] | None = None  # an account's shared rate limit (exporters.fanout)
         _install_redactor()
-        try:
-            self._session = boto3.session.Session(profile_name=profile, region_name=region)
-        except ProfileNotFound:
-            raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
+        if session is not None:
+            self._session = session  # e.g. an assumed role's (exporters.aws_accounts)
+        else:
+            self._session = base_session(name, profile, region)
         self.ec2 = self.client("ec2")
         self.where = f"region {region} at {self.ec2.meta.endpoint_url}"
 
@@ -134,7 +161,7 @@ class AwsClient:
     @contextmanager
     def budget(self, timeout: float | None = None) -> Iterator[PollBudget]:
         """One poll's deadline and call count (`calls` restarts at 0)."""
-        budget = PollBudget(self.timeout if timeout is None else timeout)
+        budget = PollBudget(self.timeout if timeout is None else timeout, pace=self.pace)
         self._budget, self.calls = budget, 0
         try:
             yield budget
@@ -227,6 +254,14 @@ class AwsClient:
             next_token = page.get(token)
             if not next_token:
                 return
+
+
+def base_session(name: str, profile: str | None, region: str) -> Any:
+    """A boto3 session on the default credential chain (or `profile`)."""
+    try:
+        return boto3.session.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound:
+        raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
 
 
 def search_routes(client: AwsClient, table: str, **params: Any) -> Iterator[dict[str, Any]]:

@@ -21,6 +21,7 @@ from watchdog.config import AlertmanagerConfig, Config, parse_host_port
 from watchdog.health import Alert, AlertKey, ExporterView, HealthState, Observation, ProbeView, step
 from watchdog.join import join_tunnels
 from watchdog.model import Snapshot
+from watchdog.paths import path_qualifier
 from watchdog.runners import ExporterRunner, WatchdogState
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,16 @@ def probed_dead_paths(snapshot: Snapshot | None, failing_targets: frozenset[str]
     Path ids as `watchdog.paths` makes them: the peer, and `connection/tunnel` of its tunnel."""
     if snapshot is None or not failing_targets:
         return frozenset()
-    tunnels = {t.name: t for t in snapshot.tunnels}
     dead: set[str] = set()
-    for session in snapshot.bgp_sessions:
-        if session.peer_ip in failing_targets:
-            dead.add(session.peer)
-            tunnel = tunnels.get(session.tunnel) if session.tunnel else None
-            if tunnel is not None:
-                dead.add(f"{tunnel.connection}/{tunnel.name}")
+    for part in snapshot.scoped_parts():
+        q = path_qualifier(snapshot, part.scope)
+        tunnels = {t.name: t for t in part.tunnels}
+        for session in part.bgp_sessions:
+            if session.peer_ip in failing_targets:
+                dead.add(q + session.peer)
+                tunnel = tunnels.get(session.tunnel) if session.tunnel else None
+                if tunnel is not None:
+                    dead.add(f"{q}{tunnel.connection}/{tunnel.name}")
     return frozenset(dead)
 
 
@@ -221,12 +224,18 @@ class AlertEngine:
             learned=learned,
             last_success=health.last_success,
             last_error=health.last_error,
+            down_targets=frozenset(t.scope.key for t in health.targets if not t.up),
+            stale_targets=tuple(
+                t
+                for t in health.targets
+                if not t.up and now - (t.last_success or runner.created_at) > runner.stale_after
+            ),
         )
 
     def _step(self) -> None:
         now = self.clock()
         obs = self.observation(now)
-        self.state.tunnel_pairs = tuple(p.info_labels() for p in obs.pairs)
+        self.state.tunnel_pairs = tuple(p.labels() for p in obs.pairs)
         self.health, events = step(self.health, obs, now)
         for event in events:
             if event.kind == "failover":

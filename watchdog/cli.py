@@ -78,6 +78,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _shard(value: str) -> str:
+    from watchdog.sharding import parse_shard
+
+    try:
+        parse_shard(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _seconds(value: str) -> float:
     from watchdog.config import parse_duration
 
@@ -164,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="INFO",
         metavar="LEVEL",
         help="debug, info, warn, error (default: info)",
+    )
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="run only the exporters whose stable name hash mod N is I (overrides `shard:`)",
     )
 
     probe = sub.add_parser(
@@ -270,7 +286,11 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
     return run_daemon(
-        args.config, args.listen, web_config_file=args.web_config_file, enable_lifecycle=args.enable_lifecycle
+        args.config,
+        args.listen,
+        args.shard,
+        web_config_file=args.web_config_file,
+        enable_lifecycle=args.enable_lifecycle,
     )
 
 

@@ -29,6 +29,7 @@ from watchdog.metrics import PageRenderer, build_registry
 from watchdog.oneshot import build_report, ike_rows
 from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep, ReloadStatus, WatchdogState
 from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
+from watchdog.sharding import config_shard, owned
 from watchdog.webconfig import WebConfigSource
 from watchdog.webserver import Endpoints, MetricsServer
 from watchdog.wiring import Built, build_runners, build_sniffer, build_sweeps, exporter_key, job_specs
@@ -65,16 +66,20 @@ class Daemon:
         config: Config,
         config_path: str | None,
         listen: str | None = None,
+        shard: str | None = None,
         *,
         web_config_file: str | None = None,
         enable_lifecycle: bool = False,
     ) -> None:
+        self.shard_override = shard
+        self.shard = config_shard(config, shard)
+        config = owned(config, self.shard)
         self.config = config
         self.config_path = config_path
         self.listen_override = listen
         self.web_config_override = web_config_file
         self.enable_lifecycle = enable_lifecycle
-        self.state = WatchdogState()
+        self.state = WatchdogState(shard=(self.shard.index, self.shard.total))
         self.registry = build_registry(self.state, process=True)
         self.page = PageRenderer(self.state, self.registry)
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.exporters) + 2), thread_name_prefix="poll")
@@ -106,7 +111,8 @@ class Daemon:
         self.state.reloads = ReloadStatus(last_success=time.time())
         self._started = True
         log.info(
-            "vpn-watchdog running: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
+            "vpn-watchdog running%s: %d exporters, %d probes, IKE sniffer %s, alertmanager %s",
+            f" as shard {self.shard}" if self.shard.total > 1 else "",
             len(self.config.exporters),
             len(self.config.probes),
             "on" if self.config.ike else "off",
@@ -203,6 +209,8 @@ class Daemon:
         else the reason it was rejected (the running configuration then carries on untouched)."""
         try:
             new = load_config(self.config_path)
+            shard = config_shard(new, self.shard_override)
+            new = owned(new, shard)
             txn = self._prepare(new)
         except (WatchdogError, ValueError, OverflowError) as exc:
             status = self.state.reloads
@@ -215,6 +223,10 @@ class Daemon:
         if not self.web_config_override and new.web_config_file != self.config.web_config_file:
             log.warning("web_config_file changes need a restart (the file itself is re-read when it changes)")
         self._commit(txn)
+        if shard != self.shard:
+            log.info("this replica is now shard %s (was %s)", shard, self.shard)
+            self.shard = shard
+            self.state.shard = (shard.index, shard.total)
         self.state.reloads = ReloadStatus(self.state.reloads.failures, time.time())
         return None
 
@@ -414,13 +426,19 @@ class Daemon:
 def run_daemon(
     config_path: str | None,
     listen: str | None = None,
+    shard: str | None = None,
     *,
     web_config_file: str | None = None,
     enable_lifecycle: bool = False,
 ) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
     config = load_config(config_path)
-    daemon = Daemon(config, config_path, listen, web_config_file=web_config_file, enable_lifecycle=enable_lifecycle)
+    try:
+        daemon = Daemon(
+            config, config_path, listen, shard, web_config_file=web_config_file, enable_lifecycle=enable_lifecycle
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(daemon.run())

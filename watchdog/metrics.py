@@ -84,6 +84,32 @@ class WatchdogCollector(Collector):
                 errors.add_metric([*labels, reason], n)
             calls.add_metric(labels, h.api_calls)
         yield from (up, last, duration, errors, calls, min_paths)
+        yield from self._targets()
+
+    def _targets(self) -> Iterator[Metric]:
+        """Per (account|project, region) health of fanned-out exporters: label sets differ by cloud
+        (`account` or `project`), so these families are built sample by sample."""
+        # Declared names (docs): `account` (aws) or `project` (gcp); samples carry the one that applies.
+        names = ["exporter", "cloud", "account", "project", "region"]
+        families = {
+            "exporter_target_up": _gauge("exporter_target_up", names),
+            "exporter_target_last_success_timestamp_seconds": _gauge(
+                "exporter_target_last_success_timestamp_seconds", names
+            ),
+            "exporter_target_api_calls_total": _counter("exporter_target_api_calls_total", names),
+            "exporter_target_errors_total": _counter("exporter_target_errors_total", [*names, "reason"]),
+        }
+        up, last, calls, errors = families.values()
+        for runner in self._runners():
+            for target in runner.health.targets:
+                labels = {"exporter": runner.name, "cloud": runner.cloud, **dict(target.scope.labels())}
+                up.add_sample(up.name, labels, 1.0 if target.up else 0.0)
+                if target.last_success is not None:
+                    last.add_sample(last.name, labels, target.last_success)
+                calls.add_sample(calls.name + "_total", labels, target.api_calls)
+                for reason, n in target.errors:
+                    errors.add_sample(errors.name + "_total", {**labels, "reason": reason}, n)
+        yield from families.values()
 
     def _probes(self) -> Iterator[Metric]:
         labels = ["probe", "type", "target"]
@@ -155,11 +181,14 @@ class WatchdogCollector(Collector):
         failovers = _counter("failovers_total", ["exporter", "cloud", "prefix"])
         for (exporter, prefix), n in sorted(state.failovers.items()):
             failovers.add_metric([exporter, clouds.get(exporter, ""), prefix], n)
+        # Label sets differ (account/project and region where known): built sample by sample.
         pairs = _gauge(
-            "tunnel_pair_info", ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"]
+            "tunnel_pair_info",
+            ["aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel"]
+            + ["aws_account", "aws_region", "gcp_project", "gcp_region"],
         )
-        for pair in state.tunnel_pairs:
-            pairs.add_metric(list(pair), 1.0)
+        for labels in state.tunnel_pairs:
+            pairs.add_sample(pairs.name, dict(labels), 1.0)
         sent = _counter("alerts_sent_total", ["outcome"])
         for outcome, n in sorted((dict.fromkeys(ALERT_OUTCOMES, 0) | dict(state.alerts_sent)).items()):
             sent.add_metric([outcome], n)
@@ -175,7 +204,10 @@ class WatchdogCollector(Collector):
         last = _gauge("config_last_reload_success_timestamp_seconds", [])
         if reloads.last_success is not None:
             last.add_metric([], reloads.last_success)
-        yield from (failures, last)
+        index, total = self.state.shard
+        shard = _gauge("shard_info", ["shard", "shards"])
+        shard.add_metric([str(index), str(total)], 1.0)
+        yield from (failures, last, shard)
 
     def _self(self) -> Iterator[Metric]:
         info = _gauge("build_info", ["version", "revision", "python_version"])

@@ -27,7 +27,7 @@ from typing import Any
 from watchdog.errors import ExporterError, ProbeFailure
 from watchdog.exposition import Rendered, render_snapshot
 from watchdog.interfaces import Exporter, IkeSource, Probe, Sweep
-from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
+from watchdog.model import IkeSnapshot, ProbeResult, Snapshot, TargetStatus
 from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
 from watchdog.scheduler import backoff
@@ -59,6 +59,8 @@ class ExporterHealth:
     consecutive_failures: int = 0
     skipped_overlaps: int = 0
     skipped_backoff: int = 0
+    # A fanned-out exporter's targets (account|project, region) as of its last poll, good or failed.
+    targets: tuple[TargetStatus, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,10 @@ class ExporterRunner:
             errors[reason] += 1
             last_error = f"{reason}: {message}"
             log.warning("exporter %s: %s", self.name, message)
+        for target in snapshot.targets:
+            if not target.up:  # one account's or project's poll failed; the others' are fresh
+                errors[target.last_error.partition(":")[0] or "internal"] += 1
+                last_error = last_error or f"{target.scope.key}: {target.last_error}"
         self.status = ExporterStatus(
             replace(
                 health,
@@ -219,6 +225,7 @@ class ExporterRunner:
                 consecutive_failures=0,
                 last_error=last_error,
                 errors=errors,
+                targets=snapshot.targets,
             ),
             snapshot,
             paths,
@@ -253,6 +260,7 @@ class ExporterRunner:
             polls=health.polls + 1,
             consecutive_failures=health.consecutive_failures + 1,
             last_error=f"{exc.reason}: {exc}",
+            targets=getattr(exc, "targets", None) or tuple(replace(t, up=False) for t in health.targets),
         )
         self._publish_health(health)
         delay = self.backoff_after(health.consecutive_failures, exc.retry_after)
@@ -543,11 +551,12 @@ class WatchdogState:
     ike: IkeSource | None = None
     failovers: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts_sent: Counter[str] = field(default_factory=Counter)
-    tunnel_pairs: tuple[tuple[str, str, str, str, str], ...] = ()
+    tunnel_pairs: tuple[tuple[tuple[str, str], ...], ...] = ()  # label sets of tunnel_pair_info
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
     reloads: ReloadStatus = field(default_factory=ReloadStatus)
     web_tls_failures: Counter[str] = field(default_factory=Counter)  # the web server's, by reason
+    shard: tuple[int, int] = (0, 1)  # (index, total) of this replica (watchdog.sharding)
 
     def ike_snapshot(self) -> IkeSnapshot | None:
         if self.ike is None:
