@@ -78,8 +78,8 @@ def lab() -> Iterator[tuple[Path, DaemonProcess, int]]:
 
 
 def alerts(am_port: int) -> list[dict[str, object]]:
-    """Active alerts the daemon sent (the lab's Prometheus evaluates the shipped rules too and sends to
-    the same Alertmanager; its alerts link to Prometheus, the daemon's to its /metrics)."""
+    """Active alerts the daemon sent (its alerts link to its /metrics; the lab's Prometheus evaluates
+    the shipped rules but sends nothing)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{am_port}/api/v2/alerts?active=true", timeout=3) as response:
         return [a for a in json.load(response) if str(a.get("generatorURL", "")).endswith("/metrics")]
 

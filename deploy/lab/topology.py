@@ -289,10 +289,13 @@ router bgp {side.asn}
 
 
 def prometheus_yml(*, am_port: int, watchdog_addr: str, rules_glob: str) -> str:
-    """JSON is valid YAML; it keeps this module free of a YAML dependency."""
+    """JSON is valid YAML; it keeps this module free of a YAML dependency.
+
+    No `alerting` block: in the lab the daemon is the one alert source. Prometheus still evaluates
+    the shipped rule copies (its /classic/alerts page shows them, so they stay exercised), but sending
+    them to the same Alertmanager would page every problem twice over (one cut made 22 alerts)."""
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "rule_files": [rules_glob],
         "scrape_configs": [
             {"job_name": "vpn-watchdog", "static_configs": [{"targets": [watchdog_addr]}]},
