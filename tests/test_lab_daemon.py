@@ -106,7 +106,7 @@ def test_four_paths_then_cut_pages_and_restore_resolves(lab: tuple[Path, DaemonP
     # Under load the other side's first polls can time out (1 s) and back off for a few seconds.
     daemon.wait_for('vpn_watchdog_exporter_up{cloud="frr",exporter="aws-frr"} 1.0', timeout=30)
     page = daemon.wait_for('vpn_watchdog_probe_success{probe="aws-db-dns"', timeout=30)
-    assert page.count("vpn_watchdog_bgp_session_up{") == 8  # 4 sessions seen from each side
+    assert page.count('vpn_watchdog_bgp_session_up{cloud="frr"') == 8  # 4 sessions seen from each side
     wait(lambda: 'probe="tun1-ping",target="169.254.10.1",type="icmp"} 1.0' in daemon.metrics(), 30, "tun1 ping ok")
     assert not names(am_port), f"alerts before any fault: {names(am_port)}"
 
