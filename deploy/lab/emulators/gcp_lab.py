@@ -480,8 +480,8 @@ class LabGcp:
                     self.logging.vpn_entry(
                         GATEWAY_ID,
                         self._tunnel_ids[spec.name],
-                        f"dropping {new} IP fragment(s) from {spec.aws_outside}: fragmented packets are not"
-                        " supported; enable IKE fragmentation or reduce the proposals on the peer",
+                        f"dropping IP fragments from {spec.aws_outside} ({new} received): fragmented packets"
+                        " are not supported; enable IKE fragmentation or reduce the proposals on the peer",
                         region=region,
                         severity="WARNING",
                     )
