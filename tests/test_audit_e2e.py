@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK
+from deploy.lab.emulators.aws_audit import AuditMotoAws
 from deploy.lab.emulators.gcp_audit import FakeGcpAudit
 from exporters.aws_inventory import AwsInventoryReader
 from exporters.gcp_inventory import GcpInventoryReader
 from tests.fakes import audit_topologies as topo
-from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK
-from tests.fakes.aws_audit import AuditMotoAws
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.audit.inventory import Inventory, TunnelOptions
 from watchdog.audit.rules import audit

@@ -24,10 +24,10 @@ import botocore.session
 import pytest
 import yaml
 
+from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring, FakeRequest
 from deploy.lab.emulators.gcp_logging import CloudLogging
 from exporters import build_exporter
-from tests.fakes.aws import MotoAws
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.config import AwsExporterConfig, Config, load_config
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK, TEST_SECRET_KEY, MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
 from tests.daemon_process import DaemonProcess
-from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK, TEST_SECRET_KEY, MotoAws
 
 SCRAPE_PASSWORD = "scrape-Password-0xC0FFEE"
 

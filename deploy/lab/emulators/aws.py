@@ -1,4 +1,4 @@
-"""An in-process AWS EC2 fake for tests: moto 5.2.5's server on 127.0.0.1, its VPN gaps filled.
+"""The one AWS fake, for the tests and the lab: moto 5.2.5's server on 127.0.0.1, its VPN gaps filled.
 
 boto3 talks real HTTP to it (`endpoint_url`), so the code under test runs unmodified. moto 5.2.5
 returns VPN connections without `VgwTelemetry` or `Options.TunnelOptions`, never produces propagated
