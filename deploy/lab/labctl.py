@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build, break and tear down the built-in AWS <-> GCP HA VPN lab (root, Linux network namespaces).
 
-`python3 deploy/lab/labctl.py up|down|status|cut N|restore N|rekey N [--ike]|mtu BYTES|proposals big|small`
+`python3 deploy/lab/labctl.py up|down|status|cut N|restore N|rekey N [--ike]|mtu BYTES|proposals big|small|
+advertise spoke|no-spoke|dns-return on|off|aws-view N down|up`
 
 Real strongSwan (charon-systemd, kernel-libipsec), FRR (zebra+bgpd), dnsmasq, Prometheus and
 Alertmanager, one set per namespace, all state under one directory (default `<repo>/.lab`, or
@@ -376,6 +377,7 @@ class Lab:
             proposals="small",
             advertise_spoke=True,
             dns_return=True,
+            aws_view_down=[],
             gcp_api_port=gcp_port,
             gcp_monitoring_port=gcp_monitoring_port,
         )
@@ -839,6 +841,16 @@ class Lab:
             run(["ip", "-n", ns, "route", "replace", standin, "via", aws.router_ip])
         self.save_state(dns_return=on)
 
+    def aws_view(self, number: int, down: bool) -> None:
+        """Make the lab's EC2 API report tunnel N DOWN (or as it is again) while the tunnel itself, the
+        on-prem view and GCP's view stay up: the one-sided view of a stale API or a half-open SA. The
+        AWS emulator reads `aws_view_down` from the state file at every request."""
+        topo.tunnel(number)
+        self.require_up()
+        hidden = {int(str(n)) for n in _as_list(self.load_state().get("aws_view_down"))}
+        hidden = hidden | {number} if down else hidden - {number}
+        self.save_state(aws_view_down=sorted(hidden))
+
     # --- status ------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
@@ -868,6 +880,7 @@ class Lab:
             "proposals": state.get("proposals"),
             "advertise_spoke": state.get("advertise_spoke", True),
             "dns_return": state.get("dns_return", True),
+            "aws_view_down": state.get("aws_view_down", []),
             "gcp_api": {
                 "endpoint": f"http://127.0.0.1:{state['gcp_api_port']}",
                 "monitoring_endpoint": f"http://127.0.0.1:{state['gcp_monitoring_port']}",
@@ -967,6 +980,9 @@ def parser() -> argparse.ArgumentParser:
     ad.add_argument("what", choices=("spoke", "no-spoke"))
     dr = sub.add_parser("dns-return", help="the AWS side's route back to Cloud DNS's forwarding range, or not")
     dr.add_argument("state", choices=("on", "off"))
+    av = sub.add_parser("aws-view", help="the EC2 API alone reports tunnel N down (the tunnel stays up), or not")
+    av.add_argument("tunnel", type=_tunnel_number)
+    av.add_argument("state", choices=("down", "up"))
     return p
 
 
@@ -1035,6 +1051,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             spoke = args.what == "spoke"
             lab.advertise(spoke)
             print(_ADVERTISE_TEXT[spoke].format(range=topo.SPOKE_RANGE, router=topo.CLOUD_ROUTER))
+        elif args.verb == "aws-view":
+            lab.aws_view(args.tunnel, args.state == "down")
+            spec = topo.tunnel(args.tunnel)
+            print(_AWS_VIEW_TEXT[args.state == "down"].format(n=spec.number, ip=spec.aws_outside, gcp=spec.name))
         elif args.verb == "dns-return":
             on = args.state == "on"
             lab.dns_return(on)
@@ -1057,6 +1077,15 @@ _ADVERTISE_TEXT = {
         "Undo: scripts/lab advertise spoke"
     ),
     True: "Cloud Router {router} advertises the spoke range {range} again; AWS learns it within seconds.",
+}
+_AWS_VIEW_TEXT = {
+    True: (
+        "The lab's EC2 API now reports tunnel {n} ({ip}) DOWN; the tunnel itself, the on-prem view and\n"
+        "  GCP's view of {gcp} stay up.\n"
+        "Look at: VpnTunnelAsymmetric for {ip} <-> {gcp} (Alertmanager), the status page's pair drawing.\n"
+        "Undo: scripts/lab aws-view {n} up"
+    ),
+    False: "The lab's EC2 API reports tunnel {n} ({ip}) as it is again.",
 }
 _DNS_RETURN_TEXT = {
     False: (
@@ -1085,6 +1114,7 @@ def _print_status(status: dict[str, object]) -> None:
                 print(f"  bgp {side} {peer:15} {info['state']:12} pfxRcd {info['pfxRcd']}")
     print(f"  cuts: {status['cuts']}  mtu: {status['mtu']}  proposals: {status['proposals']}")
     print(f"  spoke advertised: {status.get('advertise_spoke')}  DNS return route: {status.get('dns_return')}")
+    print(f"  tunnels the EC2 API alone reports down (aws-view): {status.get('aws_view_down')}")
     gcp_api = status.get("gcp_api")
     if isinstance(gcp_api, dict) and gcp_api:
         print(f"  GCP API {gcp_api['endpoint']}  Monitoring {gcp_api['monitoring_endpoint']} (gRPC)")
