@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.credentials import SharedCredentialProvider
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from botocore.parsers import ResponseParserError
 
@@ -84,6 +85,26 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
+def _file_session(name: str, path: str, profile: str | None, region: str) -> boto3.session.Session:
+    """A session with the keys of one section of a shared credentials file, and nothing else of the
+    default chain (no environment keys, no instance metadata)."""
+    section = profile or "default"
+    try:
+        with open(path, encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"exporter {name!r}: credentials_file {path}: {exc.strerror}") from None
+    found = SharedCredentialProvider(creds_filename=path, profile_name=section).load()
+    if found is None:
+        raise ConfigError(f"exporter {name!r}: credentials_file {path} has no keys in section [{section}]")
+    return boto3.session.Session(
+        aws_access_key_id=found.access_key,
+        aws_secret_access_key=found.secret_key,
+        aws_session_token=found.token,
+        region_name=region,
+    )
+
+
 class AwsClient:
     """boto3 clients of one exporter entry (`name`, region, profile, endpoint) behind one boundary.
 
@@ -92,7 +113,14 @@ class AwsClient:
     """
 
     def __init__(
-        self, name: str, region: str, *, profile: str | None, endpoint_url: str | None, timeout: float
+        self,
+        name: str,
+        region: str,
+        *,
+        profile: str | None,
+        endpoint_url: str | None,
+        timeout: float,
+        credentials_file: str | None = None,
     ) -> None:
         self.name = name
         self.region = region
@@ -104,10 +132,13 @@ class AwsClient:
         self._clients: dict[str, Any] = {}
         self.calls = 0
         _install_redactor()
-        try:
-            self._session = boto3.session.Session(profile_name=profile, region_name=region)
-        except ProfileNotFound:
-            raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
+        if credentials_file is not None:
+            self._session = _file_session(name, credentials_file, profile, region)
+        else:
+            try:
+                self._session = boto3.session.Session(profile_name=profile, region_name=region)
+            except ProfileNotFound:
+                raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
         self.ec2 = self.client("ec2")
         self.where = f"region {region} at {self.ec2.meta.endpoint_url}"
 

@@ -69,6 +69,7 @@ def test_daemon_config_watches_both_cloud_apis_and_asks_dns_from_the_forwarding_
     aws, gcp = clouds[topo.AWS_EXPORTER], clouds[topo.GCP_EXPORTER]
     assert (aws.type, aws.region, aws.endpoint_url) == ("aws", topo.AWS_REGION, "http://127.0.0.1:19097")  # type: ignore[union-attr]
     assert aws.tunnel_logs is not None and aws.tunnel_logs.log_group == topo.AWS_TUNNEL_LOG_GROUP  # type: ignore[union-attr]
+    assert aws.credentials_file == str(tmp_path / "aws" / "api-credentials")  # type: ignore[union-attr]
     assert (gcp.project, gcp.endpoint, gcp.monitoring_endpoint, gcp.logs) == (  # type: ignore[union-attr]
         topo.GCP_PROJECT,
         "http://127.0.0.1:19095",

@@ -150,6 +150,9 @@ class AwsExporterConfig(_ExporterBase):
     transit_gateway_route_tables: tuple[str, ...] = ()
     endpoint_url: str | None = None
     profile: str | None = None
+    # A shared credentials file (INI, as ~/.aws/credentials) for this exporter instead of the default
+    # chain's; `profile` picks the section (default `default`). The lab writes one with test keys.
+    credentials_file: str | None = None
     # VPC route tables of the DNS resolvers (audit: the 35.199.192.0/19 return route must be there too).
     dns_resolver_route_tables: tuple[str, ...] = ()
     tunnel_logs: TunnelLogsConfig | None = None

@@ -476,6 +476,8 @@ class Lab:
 
     def _write_watchdog_yaml(self) -> None:
         state = self.load_state()
+        self.layout.aws_credentials.write_text(topo.LAB_AWS_CREDENTIALS)
+        self.layout.aws_credentials.chmod(0o600)
         gcp = f"http://127.0.0.1:{state['gcp_api_port']}"
         self.layout.watchdog_yaml.write_text(
             topo.watchdog_yaml(
@@ -485,6 +487,7 @@ class Lab:
                 netns=self.ns,
                 gcp_endpoint=gcp,
                 gcp_monitoring_endpoint=f"http://127.0.0.1:{state['gcp_monitoring_port']}",
+                aws_endpoint=f"http://127.0.0.1:{state['aws_api_port']}" if "aws_api_port" in state else None,
             )
         )
 

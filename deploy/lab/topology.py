@@ -205,6 +205,11 @@ class Layout:
     def watchdog_yaml(self) -> Path:
         return self.root / "watchdog.yaml"
 
+    @property
+    def aws_credentials(self) -> Path:
+        """The shared credentials file of the daemon's aws exporter (`LAB_AWS_CREDENTIALS`)."""
+        return self.root / "aws" / "api-credentials"
+
 
 def strongswan_conf(layout: Layout, side: Side, *, fast: bool) -> str:
     """`fast` (the lab default): DPD fails within ~5 s of a cut, like BGP with 1/3 timers."""
@@ -329,6 +334,9 @@ def alertmanager_yml() -> str:
 
 
 AWS_EXPORTER, GCP_EXPORTER = "aws-tokyo", "gcp-hub"  # the daemon's names of the two clouds' views
+# Test keys for the lab's EC2/CloudWatch Logs endpoint (it checks none): the daemon signs with these,
+# never with whatever AWS keys the machine's environment holds.
+LAB_AWS_CREDENTIALS = "[default]\naws_access_key_id = AKIAVPNWATCHDOGLAB01\naws_secret_access_key = lab-test-only\n"
 CLOUD_INTERVAL = "2s"  # the lab's poll interval of the cloud exporters
 
 
@@ -352,6 +360,7 @@ def watchdog_yaml(
     type: aws
     region: {AWS_REGION}
     endpoint_url: {aws_endpoint}
+    credentials_file: {layout.aws_credentials}
     interval: {CLOUD_INTERVAL}
     tunnel_logs: {{log_group: {AWS_TUNNEL_LOG_GROUP}}}""")
     if gcp_endpoint is not None:
