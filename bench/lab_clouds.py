@@ -95,6 +95,7 @@ def main() -> int:
         "--am-port": am_port,
         "--gcp-port": free_port(),
         "--gcp-monitoring-port": free_port(),
+        "--aws-port": free_port(),
     }
     up_args = ["up", "--prefix", args.prefix, "--watchdog-addr", f"127.0.0.1:{port}"]
     up_args += [str(x) for item in ports.items() for x in item]

@@ -239,6 +239,10 @@ class Daemon:
             funcs["audit"] = self._audit
         funcs.update({f"exporter:{n}": r.poll_once for n, r in txn.exporters.items()})
         funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items()})
+        # A new exporter's "no successful poll for 3 intervals" counts from when it can first poll,
+        # not from when it was built: building the others (SDK clients) can take longer than that.
+        for runner in txn.built.exporters.values():
+            runner.created_at = runner.clock()
         self.scheduler.start(txn.prepared, funcs)
         for runner in txn.retired:
             runner.close()
