@@ -174,12 +174,14 @@ def test_healthy_lab_seen_through_the_aws_api(lab: dict[str, Any], ec2: Any, exp
     }
     tele = telemetry(ec2)
     assert {ip: (t["Status"], t["StatusMessage"], t["AcceptedRouteCount"]) for ip, t in tele.items()} == {
-        spec.aws_outside: ("UP", "2 BGP ROUTES", 2) for spec in topo.TUNNELS
+        # GCP advertises its two VPC ranges and its DNS forwarders' range.
+        spec.aws_outside: ("UP", f"{len(topo.GCP.routed)} BGP ROUTES", len(topo.GCP.routed))
+        for spec in topo.TUNNELS
     }
 
     snapshot = exporter.poll()
     assert sorted((t.name, t.up, t.peer_ip, t.accepted_routes) for t in snapshot.tunnels) == [
-        (spec.aws_outside, True, spec.gcp_outside, 2) for spec in topo.TUNNELS
+        (spec.aws_outside, True, spec.gcp_outside, len(topo.GCP.routed)) for spec in topo.TUNNELS
     ]
     assert sorted((s.peer, s.up, s.local_ip, s.peer_ip) for s in snapshot.bgp_sessions) == [
         (spec.aws_outside, True, spec.aws_inside, spec.gcp_inside) for spec in topo.TUNNELS

@@ -64,6 +64,8 @@ def lab() -> Iterator[tuple[Path, DaemonProcess, int]]:
             str(free_port()),
             "--gcp-monitoring-port",
             str(free_port()),
+            "--aws-port",
+            str(free_port()),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         daemon = DaemonProcess(directory / "watchdog.yaml", port)

@@ -65,6 +65,8 @@ def lab() -> Iterator[dict[str, Any]]:
             str(ports["gcp"]),
             "--gcp-monitoring-port",
             str(ports["monitoring"]),
+            "--aws-port",
+            str(free_port()),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         state = json.loads((directory / "state.json").read_text())

@@ -50,8 +50,8 @@ def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.Complet
 
 
 def gcp_ports() -> list[str]:
-    """Free ports for the lab's GCP API emulator (its defaults belong to the demo lab)."""
-    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port())]
+    """Free ports for the lab's cloud API emulators (their defaults belong to the demo lab)."""
+    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port()), "--aws-port", str(free_port())]
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +282,7 @@ def test_status_reports_every_process_running(lab_dir: Path) -> None:
         [
             "charon-gcp",
             "gcp-api",
+            "aws-api",
             "zebra-gcp",
             "bgpd-gcp",
             "charon-aws",
