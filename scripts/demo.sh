@@ -97,6 +97,8 @@ Try this (each lab verb prints what it changed and what to look at):
   scripts/lab advertise spoke
   scripts/lab dns-return off          # the DNS probe times out + dns.return-route
   scripts/lab dns-return on
+  scripts/lab aws-view 3 down         # only the EC2 API says tunnel 3 is down: VpnTunnelAsymmetric
+  scripts/lab aws-view 3 up
   scripts/lab status
 
 Stop everything:  scripts/demo.sh down
