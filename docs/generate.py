@@ -56,6 +56,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "exporter_poll_duration_seconds",
         "exporter_errors_total",
         "exporter_api_calls_total",
+        "exporter_target_up",
+        "exporter_target_last_success_timestamp_seconds",
+        "exporter_target_api_calls_total",
+        "exporter_target_errors_total",
     ),
     "Probes (DNS, ICMP)": (
         "probe_success",
@@ -83,6 +87,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Configuration": (
         "config_reload_failures_total",
         "config_last_reload_success_timestamp_seconds",
+        "shard_info",
+    ),
+    "The daemon itself": (
+        "build_info",
+        "web_tls_handshake_failures_total",
     ),
 }
 
@@ -130,6 +139,12 @@ NOTES: dict[str, str] = {
     "exporter_errors_total": "`reason`: `timeout`, `throttled`, `auth`, `not_found`, `network`, `server_error`, "
     "`malformed`, `api_error`, `internal` (the log line of the failed poll has the details).",
     "exporter_api_calls_total": "`rate(...[1h]) * 3600` = calls per hour, to size API quotas and cost.",
+    "exporter_target_up": "One series per (account or project, region) of an `aws`/`gcp` entry; 0 = that target's"
+    " last poll failed, its objects keep their last values and the entry's other targets are unaffected.",
+    "exporter_target_last_success_timestamp_seconds": "`time() - ...` = how stale one account's or project's view is.",
+    "exporter_target_api_calls_total": "`sum by (account) (rate(...[1h])) * 3600` = calls per hour per account"
+    " (or `project`), to size each one's API quota.",
+    "exporter_target_errors_total": "By `reason` (throttled, auth, timeout, ...): which account or project fails.",
     "probe_success": "Always emitted after the first run, also on timeout.",
     "probe_duration_seconds": "Wall time of the whole run (all ICMP echoes of it, or the DNS query).",
     "probe_failures_total": "DNS reasons: `timeout`, `nxdomain`, `servfail`, `refused`, `wrong_answer`, "
@@ -161,6 +176,13 @@ NOTES: dict[str, str] = {
     "log line says why. Nothing of the running configuration changed.",
     "config_last_reload_success_timestamp_seconds": "Compare with the config file's mtime: older = the file on "
     "disk is not what runs.",
+    "build_info": "`count by (version, revision) (vpn_watchdog_build_info)` = which builds run where (a rollout "
+    "half done). Beside it, the standard `process_*` metrics of the daemon's process (CPU, memory, open files).",
+    "web_tls_handshake_failures_total": "`reason` is OpenSSL's, lower case: `http_request` (plain HTTP to the TLS "
+    "port), `peer_did_not_return_a_certificate`, `certificate_verify_failed`, `wrong_version_number`, ..., or "
+    "`timeout`, `eof`, `client_san_not_allowed`. Each failure is also one WARN log line with the client's address.",
+    "shard_info": "`count(vpn_watchdog_shard_info) by (shards)` below `shards` = a replica is missing and its "
+    "exporters are not polled; `0`/`1` when unsharded.",
 }
 
 
@@ -222,7 +244,8 @@ def render() -> str:
         "Label values: AWS `connection` is the VPN connection id, `tunnel` and `local_ip` the AWS outside IP, "
         "`peer_ip` the customer gateway IP; GCP `connection` is the HA VPN gateway, `tunnel` the tunnel name, "
         "`local_ip` the gateway interface IP, `peer_ip` the tunnel's peer IP. `cloud` is `aws`, `gcp`, "
-        "`strongswan` or `frr`; `direction` is `sent` or `received`.",
+        "`strongswan` or `frr`; `direction` is `sent` or `received`. Every series taken from an `aws` or `gcp` "
+        "exporter also carries `account` (the AWS account id, where known) or `project`, and `region`.",
         "",
     ]
     for title, keys in GROUPS.items():

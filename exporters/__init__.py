@@ -1,4 +1,4 @@
-"""Exporters: one module per source of tunnel/BGP/route state (aws, gcp, strongswan, frr).
+"""vpn-watchdog exporters: one module per source of tunnel/BGP/route state (aws, gcp, strongswan, frr).
 
 Each module turns its SDK's objects into `watchdog.model` records; SDK types never leave it.
 `REGISTRY` maps each member of the config union `watchdog.config.ExporterConfig` to a typed factory;
@@ -15,15 +15,16 @@ from watchdog.plugins import Registry
 
 
 def _aws(config: AwsExporterConfig, *, timeout: float) -> Exporter:
-    from exporters.aws import AwsExporter
+    # Every account x region of the entry, merged into one view (one target for a plain `region:`).
+    from exporters.aws_accounts import build_aws
 
-    return AwsExporter(config, timeout=timeout)
+    return build_aws(config, timeout=timeout)
 
 
 def _gcp(config: GcpExporterConfig, *, timeout: float) -> Exporter:
-    from exporters.gcp import GcpExporter
+    from exporters.gcp_projects import build_gcp
 
-    return GcpExporter(config, timeout=timeout)
+    return build_gcp(config, timeout=timeout)
 
 
 def _strongswan(config: StrongswanExporterConfig, *, timeout: float) -> Exporter:

@@ -71,7 +71,7 @@ class AwsExporter:
 
     cloud = "aws"
 
-    def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
+    def __init__(self, config: AwsExporterConfig, *, timeout: float, session: Any = None) -> None:
         self.name = config.name
         self._config = config
         self._timeout = float(timeout)
@@ -82,6 +82,7 @@ class AwsExporter:
             endpoint_url=config.endpoint_url,
             timeout=self._timeout,
             credentials_file=config.credentials_file,
+            session=session,
         )
         self.logs = AwsTunnelLogReader(self.client, config.tunnel_logs.log_group) if config.tunnel_logs else None
 
@@ -100,6 +101,8 @@ class AwsExporter:
         params: dict[str, Any] = {}
         if self._config.vpn_connections:
             params["VpnConnectionIds"] = list(self._config.vpn_connections)
+        if self._config.tags:
+            params["Filters"] = [{"Name": f"tag:{k}", "Values": [v]} for k, v in self._config.tags]
         described = self.client.call("DescribeVpnConnections", self.client.ec2.describe_vpn_connections, **params)
         connections = [c for c in described.get("VpnConnections") or [] if c.get("State") not in _GONE_STATES]
         connections.sort(key=lambda c: str(c["VpnConnectionId"]))

@@ -48,9 +48,21 @@ def retry_budget(timeout: float) -> tuple[int, float, float]:
 
 
 class _SecretRedactingFilter(logging.Filter):
-    """botocore logs raw response bodies at DEBUG; EC2 VPN responses carry pre-shared keys."""
+    """botocore logs raw response bodies at DEBUG; EC2 VPN responses carry pre-shared keys, STS
+    AssumeRole responses temporary credentials."""
 
-    _MARKERS = ("PreSharedKey", "preSharedKey", "pre_shared_key", "customerGatewayConfiguration")
+    _MARKERS = (
+        "PreSharedKey",
+        "preSharedKey",
+        "pre_shared_key",
+        "customerGatewayConfiguration",
+        # STS AssumeRole answers carry the temporary credentials.
+        "SecretAccessKey",
+        "SessionToken",
+        # Requests signed with them carry the session token in a header (and its canonical form).
+        "X-Amz-Security-Token",
+        "x-amz-security-token",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -70,7 +82,14 @@ _REDACT_LOCK = threading.Lock()
 def _install_redactor() -> None:
     # Logger filters only see records created on that very logger, so each body-logging one.
     with _REDACT_LOCK:
-        for name in ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.retries.standard"):
+        for name in (
+            "botocore.parsers",
+            "botocore.endpoint",
+            "botocore.hooks",
+            "botocore.retries.standard",
+            "botocore.auth",
+            "botocore.credentials",
+        ):
             logger = logging.getLogger(name)
             if _REDACTOR not in logger.filters:
                 logger.addFilter(_REDACTOR)
@@ -121,6 +140,7 @@ class AwsClient:
         endpoint_url: str | None,
         timeout: float,
         credentials_file: str | None = None,
+        session: Any = None,
     ) -> None:
         self.name = name
         self.region = region
@@ -131,14 +151,12 @@ class AwsClient:
         self._last_attempt: dict[str, Any] | None = None
         self._clients: dict[str, Any] = {}
         self.calls = 0
+        self.pace: Callable[[float], None] | None = None  # an account's shared rate limit (exporters.fanout)
         _install_redactor()
-        if credentials_file is not None:
-            self._session = _file_session(name, credentials_file, profile, region)
+        if session is not None:
+            self._session = session  # e.g. an assumed role's (exporters.aws_accounts)
         else:
-            try:
-                self._session = boto3.session.Session(profile_name=profile, region_name=region)
-            except ProfileNotFound:
-                raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
+            self._session = base_session(name, profile, region, credentials_file)
         self.ec2 = self.client("ec2")
         self.where = f"region {region} at {self.ec2.meta.endpoint_url}"
 
@@ -165,7 +183,7 @@ class AwsClient:
     @contextmanager
     def budget(self, timeout: float | None = None) -> Iterator[PollBudget]:
         """One poll's deadline and call count (`calls` restarts at 0)."""
-        budget = PollBudget(self.timeout if timeout is None else timeout)
+        budget = PollBudget(self.timeout if timeout is None else timeout, pace=self.pace)
         self._budget, self.calls = budget, 0
         try:
             yield budget
@@ -258,6 +276,16 @@ class AwsClient:
             next_token = page.get(token)
             if not next_token:
                 return
+
+
+def base_session(name: str, profile: str | None, region: str, credentials_file: str | None = None) -> Any:
+    """A boto3 session on the default credential chain (or `profile`), or on `credentials_file` alone."""
+    if credentials_file is not None:
+        return _file_session(name, credentials_file, profile, region)
+    try:
+        return boto3.session.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound:
+        raise ConfigError(f"exporter {name!r}: AWS profile {profile!r} is not in the shared config") from None
 
 
 def search_routes(client: AwsClient, table: str, **params: Any) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from watchdog.errors import ExporterError
+
 # AWS (pre-shared keys, the customer gateway configuration XML) and GCP (shared secrets, keys,
 # OAuth tokens) alike: one pattern, so neither cloud's messages can leak what the other's would not.
 _SECRETISH = re.compile(
@@ -27,11 +29,22 @@ MAX_MESSAGE = 300
 
 
 class PollBudget:
-    """The time and call accounting of one poll (thread-safe call count: GCP fans calls out)."""
+    """The time and call accounting of one poll (thread-safe call count: GCP fans calls out).
 
-    def __init__(self, timeout: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    `pace`, when set, is called with the time left before each call is counted: a shared rate
+    limit (`RateLimit.wait`) that may sleep, or raise `ExporterError("throttled")`.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        pace: Callable[[float], None] | None = None,
+    ) -> None:
         self.timeout = timeout
         self._clock = clock
+        self._pace = pace
         self.deadline = clock() + timeout
         self.calls = 0
         self._count_lock = threading.Lock()
@@ -43,8 +56,47 @@ class PollBudget:
         return self.remaining() <= 0
 
     def count(self) -> None:
+        if self._pace is not None:
+            self._pace(self.remaining())
         with self._count_lock:
             self.calls += 1
+
+
+class RateLimit:
+    """A token bucket shared by every target of one account or project: at most `rate` calls per
+    second on average, bursts of up to `rate` (at least 1). Callers that must wait sleep their
+    turn; one whose turn would come after its poll's deadline gives up as `throttled`."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = float(rate)
+        self.capacity = max(1.0, self.rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.capacity
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def wait(self, within: float) -> None:
+        """Take one token, sleeping until it is there; `within` is the time the caller has left."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            delay = max(0.0, (1.0 - self._tokens) / self.rate)
+            if delay > within:
+                raise ExporterError(
+                    "throttled",
+                    f"the budget of {self.rate:g} API calls per second left no call before the poll's deadline",
+                )
+            self._tokens -= 1.0  # reserved: later callers queue behind this one
+        if delay > 0:
+            self._sleep(delay)
 
 
 def scrub(text: str) -> str:

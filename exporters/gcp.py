@@ -58,9 +58,11 @@ class GcpExporter:
         self.client = GcpClient(config)
         self._packets = PacketCounter(config.project, config.region, clock=clock) if config.monitoring else None
         self.logs = GcpLogReader(self.client, clock=clock) if config.logs else None
+        self.pace: Callable[[float], None] | None = None  # a project's shared rate limit (exporters.fanout)
+        self.last_budget: PollBudget | None = None  # the last poll's, failed or not (its API calls)
 
     def poll(self) -> Snapshot:
-        budget = PollBudget(self.timeout)
+        budget = self.last_budget = PollBudget(self.timeout, pace=self.pace)
         with self._lock:
             try:
                 return self._poll(self.client, budget)

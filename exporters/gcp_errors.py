@@ -50,8 +50,9 @@ class PollBudget(BasePollBudget):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 0.2,
+        pace: Callable[[float], None] | None = None,
     ) -> None:
-        super().__init__(timeout, clock=clock)
+        super().__init__(timeout, clock=clock, pace=pace)
         self._sleep = sleep
         self._backoff = backoff
 

@@ -136,7 +136,8 @@ alertmanager:
         missing = next(a for a in am.alerts() if a["labels"]["alertname"] == "VpnExpectedPrefixMissing")
         assert missing["labels"]["severity"] == "page" and missing["labels"]["env"] == "e2e"
         assert missing["generatorURL"] == f"http://127.0.0.1:{port}/metrics"
-        daemon.wait_for('vpn_watchdog_alerts_sent_total{outcome="success"}')
+        sent = 'vpn_watchdog_alerts_sent_total{outcome="success"} '
+        wait("a counted push", lambda: float(daemon.metrics().split(sent, 1)[1].split()[0]) >= 1)
 
         # Prometheus evaluates every shipped rule against the real exposition without error.
         def rules_ok() -> list[dict[str, Any]] | None:
@@ -249,10 +250,12 @@ alertmanager:
         )
         daemon = DaemonProcess(config, port)
         try:
-            page = daemon.wait_for('vpn_watchdog_tunnel_pair_info{aws_connection="', timeout=30)
+            page = daemon.wait_for('vpn_watchdog_tunnel_pair_info{aws_account="', timeout=30)
             pairs = [line for line in page.splitlines() if line.startswith("vpn_watchdog_tunnel_pair_info{")]
             assert len(pairs) == 4, pairs
             assert any('aws_tunnel="198.51.100.3"' in p and 'gcp_tunnel="aws-tun-2"' in p for p in pairs)
+            # Each end names its account / project and region.
+            assert all('aws_account="123456789012"' in p and f'gcp_project="{gcp.project}"' in p for p in pairs)
 
             def tunnel_alerts() -> list[dict[str, Any]]:
                 return [a for a in am.alerts() if a["labels"]["alertname"].startswith("VpnTunnel")]
@@ -269,6 +272,11 @@ alertmanager:
             assert (labels["aws_exporter"], labels["aws_tunnel"]) == ("aws-tokyo", "198.51.100.3")
             assert (labels["gcp_exporter"], labels["gcp_tunnel"]) == ("gcp-hub", "aws-tun-2")
             assert labels["aws_connection"] == vpn2
+            assert (labels["aws_account"], labels["gcp_project"], labels["gcp_region"]) == (
+                "123456789012",
+                gcp.project,
+                gcp.region,
+            )
 
             # AWS alone loses 198.51.100.4 while GCP's aws-tun-3 stays up: the ends disagree.
             aws.set_telemetry(vpn2, "198.51.100.4", status="DOWN")

@@ -18,7 +18,7 @@ from exporters.aws import AwsExporter
 from tests.conftest import free_port
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ConfigError, ExporterError
-from watchdog.model import BgpSession, LearnedRoute, Tunnel
+from watchdog.model import BgpSession, LearnedRoute, Scope, Tunnel
 
 REGION = "ap-northeast-1"
 SECRETS = (TEST_PSK, MOTO_TEMPLATE_PSK)
@@ -551,11 +551,14 @@ def test_unknown_profile_is_a_config_error(aws: MotoAws) -> None:
 
 def test_registry_builds_the_exporter(aws: MotoAws) -> None:
     config = AwsExporterConfig(name="aws-x", type="aws", region=REGION, endpoint_url=aws.endpoint_url)
+    aws.build_lab(1)
     exporter = build_exporter(config, timeout=5.0)
-    assert isinstance(exporter, AwsExporter)
     assert (exporter.name, exporter.cloud) == ("aws-x", "aws")
-    exporter.poll()
+    snapshot = exporter.poll()
     exporter.close()
+    # One entry, one target: the base credentials' account (STS GetCallerIdentity) and the region.
+    assert {t.scope for t in snapshot.tunnels} == {Scope("account", "123456789012", REGION)}
+    assert snapshot.api_calls == 1 + 5  # GetCallerIdentity once, then the poll's own calls
 
 
 # -- the fake itself (others build on it) -------------------------------------------------------

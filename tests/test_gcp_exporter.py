@@ -20,7 +20,7 @@ from exporters.gcp import GcpExporter
 from exporters.gcp_errors import parse_retry_after, translate
 from watchdog.config import GcpExporterConfig, parse_config
 from watchdog.errors import ExporterError
-from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Tunnel
+from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Scope, Tunnel
 
 TUNNELS_URL = r"/regions/asia-northeast1/vpnTunnels$"
 
@@ -600,8 +600,11 @@ def test_config_file_entry_builds_a_working_exporter(gcp: FakeGcp, mon: FakeMoni
 
     exporter = build_exporter(config.exporters[0], timeout=3.0)
     try:
-        assert isinstance(exporter, GcpExporter) and (exporter.name, exporter.cloud) == ("g", "gcp")
-        assert len(exporter.poll().tunnels) == 4
+        assert (exporter.name, exporter.cloud) == ("g", "gcp")
+        snapshot = exporter.poll()
+        assert len(snapshot.tunnels) == 4
+        # One entry, one target: its objects say which project and region they are in.
+        assert {t.scope for t in snapshot.tunnels} == {Scope("project", gcp.project, gcp.region)}
     finally:
         exporter.close()
 

@@ -7,6 +7,7 @@ so a cut shows within seconds. The emulator is the one `labctl up` starts (--aws
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -51,19 +52,21 @@ def lab() -> Iterator[dict[str, Any]]:
     require_root()
     directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
     directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
-    port = free_port()
+    port, gcp_port = free_port(), free_port()
     with pytest.MonkeyPatch.context() as env:
         for key, value in KEYS.items():
             env.setenv(key, value)
         env.setenv("AWS_EC2_METADATA_DISABLED", "true")
         try:
-            ports = ("--prom-port", "--am-port", "--gcp-port", "--gcp-monitoring-port")
+            ports = ("--prom-port", "--am-port", "--gcp-monitoring-port")
             result = labctl(
                 directory,
                 "up",
                 "--prefix",
                 PREFIX,
                 *(arg for option in ports for arg in (option, str(free_port()))),
+                "--gcp-port",
+                str(gcp_port),
                 "--aws-port",
                 str(port),
             )
@@ -71,7 +74,7 @@ def lab() -> Iterator[dict[str, Any]]:
             assert f"AWS API http://127.0.0.1:{port}" in result.stdout
             info = json.loads((directory / "aws" / "api.json").read_text())
             assert info["endpoint_url"] == f"http://127.0.0.1:{port}"
-            yield {"dir": directory, "url": info["endpoint_url"], "info": info}
+            yield {"dir": directory, "url": info["endpoint_url"], "info": info, "gcp": f"http://127.0.0.1:{gcp_port}"}
         finally:
             labctl(directory, "down")
             shutil.rmtree(directory, ignore_errors=True)
@@ -136,6 +139,17 @@ def swan_conn(lab: dict[str, Any], name: str) -> topo.ConnProposals:
     return topo.conn_proposals((lab["dir"] / "aws" / "strongswan" / "swanctl.conf").read_text())[name]
 
 
+def aws_prefixes_received(lab: dict[str, Any]) -> dict[str, int]:
+    out = subprocess.run(
+        ["vtysh", "--vty_socket", str(lab["dir"] / "aws" / "frr"), "-c", "show bgp summary json"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    peers = json.loads(out.stdout)["ipv4Unicast"]["peers"]
+    return {address: int(peer["pfxRcd"]) for address, peer in peers.items()}
+
+
 def aws_sa(lab: dict[str, Any], name: str) -> str:
     """The AWS side's `swanctl --list-sas` lines of one connection."""
     out = subprocess.run(
@@ -172,16 +186,17 @@ def test_healthy_lab_seen_through_the_aws_api(lab: dict[str, Any], ec2: Any, exp
         "Phase1DHGroupNumbers": [14],
         "IkeVersions": ["ikev2"],
     }
+    received = aws_prefixes_received(lab)  # what the AWS side's FRR took from each GCP peer
+    assert set(received.values()) >= {len(topo.GCP_VPC)}
     tele = telemetry(ec2)
     assert {ip: (t["Status"], t["StatusMessage"], t["AcceptedRouteCount"]) for ip, t in tele.items()} == {
-        # GCP advertises its two VPC ranges and its DNS forwarders' range.
-        spec.aws_outside: ("UP", f"{len(topo.GCP.routed)} BGP ROUTES", len(topo.GCP.routed))
+        spec.aws_outside: ("UP", f"{received[spec.gcp_inside]} BGP ROUTES", received[spec.gcp_inside])
         for spec in topo.TUNNELS
     }
 
     snapshot = exporter.poll()
     assert sorted((t.name, t.up, t.peer_ip, t.accepted_routes) for t in snapshot.tunnels) == [
-        (spec.aws_outside, True, spec.gcp_outside, len(topo.GCP.routed)) for spec in topo.TUNNELS
+        (spec.aws_outside, True, spec.gcp_outside, received[spec.gcp_inside]) for spec in topo.TUNNELS
     ]
     assert sorted((s.peer, s.up, s.local_ip, s.peer_ip) for s in snapshot.bgp_sessions) == [
         (spec.aws_outside, True, spec.aws_inside, spec.gcp_inside) for spec in topo.TUNNELS
@@ -308,3 +323,68 @@ def test_modify_vpn_tunnel_options_changes_the_tunnels_strongswan_proposals(
     assert swan_conn(lab, spec.name) == topo.ConnProposals(*topo.SMALL_PROPOSALS, 2)
     assert "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048" in aws_sa(lab, spec.name)
     assert json.loads((lab["dir"] / "state.json").read_text())["proposals"] == "small"
+
+
+def ip_fragments_on_rekeys(lab: dict[str, Any]) -> int:
+    """IP fragments on the aws underlay (the root-namespace tap) while every tunnel rekeys from AWS."""
+    capture = lab["dir"] / "fragments.pcap"
+    sniffer = subprocess.Popen(
+        ["tcpdump", "-ni", f"{PREFIX}aws-tap", "-U", "-w", str(capture), "ip[6:2] & 0x3fff != 0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)  # tcpdump attached
+        for spec in topo.TUNNELS:
+            # AWS's CHILD rekey request carries its ESP proposals and a KE of the first DH group
+            assert labctl(lab["dir"], "rekey", str(spec.number), "--from", "aws").returncode == 0
+        time.sleep(0.5)
+    finally:
+        sniffer.terminate()
+        sniffer.wait(5)
+    read = subprocess.run(["tcpdump", "-nr", str(capture)], capture_output=True, text=True, timeout=10)
+    return len(read.stdout.splitlines())
+
+
+def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: dict[str, Any], tmp_path: Path) -> None:
+    from watchdog.audit.command import audit_main
+
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(
+        f"""exporters:
+  - name: aws-lab
+    type: aws
+    region: {topo.AWS_REGION}
+    endpoint_url: {lab["url"]}
+  - name: gcp-lab
+    type: gcp
+    project: {topo.GCP_PROJECT}
+    region: {topo.GCP_REGION}
+    endpoint: {lab["gcp"]}
+    monitoring: false
+"""
+    )
+
+    def ipsec_findings() -> list[tuple[str, str]]:
+        out = io.StringIO()
+        audit_main(str(config), fmt="json", fix_ipsec=False, apply=False, out=out)
+        found = json.loads(out.getvalue())["findings"]
+        return sorted((f["rule"], f["object"]) for f in found if f["rule"].startswith("ipsec."))
+
+    assert ipsec_findings() == []  # the healthy lab's narrowed proposals audit clean
+    assert labctl(lab["dir"], "mtu", "1000").returncode == 0
+    try:
+        assert labctl(lab["dir"], "proposals", "big").returncode == 0
+        assert ip_fragments_on_rekeys(lab) > 0
+        assert {rule for rule, _ in ipsec_findings()} >= {"ipsec.single-transform"}
+        started = time.monotonic()
+        out = io.StringIO()
+        code = audit_main(str(config), fmt="text", fix_ipsec=True, apply=True, out=out, poll_interval=0.5, settle=5)
+        assert code == 0, out.getvalue()
+        print(f"\n--fix-ipsec --apply on 4 tunnels: {time.monotonic() - started:.1f} s (poll interval 0.5 s)")
+        assert ipsec_findings() == []
+        assert ip_fragments_on_rekeys(lab) == 0
+        assert json.loads((lab["dir"] / "state.json").read_text())["proposals"] == "small"
+    finally:
+        labctl(lab["dir"], "mtu", "1500")
+        labctl(lab["dir"], "proposals", "small")

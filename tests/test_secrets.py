@@ -115,7 +115,8 @@ def test_no_secret_in_any_output_channel(world: tuple[Path, list[str], Recording
                 if "periodic audit" in daemon.log.read_text():
                     break
             time.sleep(0.3)
-        assert 'vpn_watchdog_tunnel_up{cloud="aws"' in page and am.bodies, daemon.log.read_text()[-2000:]
+        aws_up = 'vpn_watchdog_tunnel_up{account="123456789012",cloud="aws"'
+        assert aws_up in page and am.bodies, daemon.log.read_text()[-2000:]
         channels["metrics"] = page
         channels["healthz"] = daemon.get("/healthz")[1]
     finally:

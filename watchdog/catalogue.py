@@ -70,11 +70,36 @@ METRICS: dict[str, tuple[str, str]] = {
     "exporter_poll_duration_seconds": ("gauge", "Duration of the exporter's last poll."),
     "exporter_errors_total": ("counter", "Failed exporter polls by reason."),
     "exporter_api_calls_total": ("counter", "Cloud API calls made by the exporter."),
+    "exporter_target_up": (
+        "gauge",
+        "1 when the last poll of this account (or project) and region of the exporter succeeded.",
+    ),
+    "exporter_target_last_success_timestamp_seconds": (
+        "gauge",
+        "Unix time of the last successful poll of this account (or project) and region.",
+    ),
+    "exporter_target_api_calls_total": ("counter", "Cloud API calls made for this account (or project) and region."),
+    "exporter_target_errors_total": ("counter", "Failed polls of this account (or project) and region, by reason."),
     "alerts_sent_total": ("counter", "Pushes to Alertmanager by outcome."),
     "audit_findings": ("gauge", "Findings of the last audit by rule and severity."),
+    "shard_info": (
+        "gauge",
+        "Always 1; which shard of how many this replica is (it owns the exporters hashmod assigns it).",
+    ),
     "config_reload_failures_total": ("counter", "Reloads rejected (the running configuration was kept)."),
+    "build_info": ("gauge", "Always 1; the version, source revision and Python version of this build."),
+    "web_tls_handshake_failures_total": (
+        "counter",
+        "TLS handshakes on the metrics port that failed, by reason (plain HTTP, no client certificate, ...).",
+    ),
     "config_last_reload_success_timestamp_seconds": (
         "gauge",
         "Unix time the configuration was last loaded successfully (at start or on reload).",
     ),
 }
+
+# Label values known before anything happened: their counters are exported at 0 from the start, so
+# `rate()` and `increase()` see the first event (a series that appears at 1 looks like no change).
+EXPORTER_ERROR_REASONS = ("api_error", "auth", "malformed", "network", "throttled", "timeout")
+PROBE_FAILURE_REASONS = ("timeout",)
+ALERT_OUTCOMES = ("error", "success")

@@ -124,8 +124,9 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[V6]:PORT` -> (host, port); HOST is an IP address or a host name, PORT 1-65535.
-    Checked here so that `config check` and `--listen` refuse what `bind()` would later choke on."""
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` -> (host, port); HOST is an IP address or a host name, PORT
+    1-65535. Host "" (from `:PORT`) and "::" mean every address, IPv6 included; "0.0.0.0" every IPv4
+    address. Checked here so that `config check` and `--listen` refuse what `bind()` would later choke on."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isascii() or not port.isdigit():
         raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT, e.g. 0.0.0.0:9687 or [::]:9687")
@@ -134,7 +135,7 @@ def parse_host_port(value: str) -> tuple[str, int]:
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     if not host:
-        return "0.0.0.0", int(port)
+        return "", int(port)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -164,9 +165,69 @@ class TunnelLogsConfig(_Strict):
     log_group: str = Field(min_length=1, max_length=512, pattern=r"^[\w\-./#]+$")
 
 
+class AssumeRoleConfig(_Strict):
+    """One role to assume with STS (one AWS account): its credentials refresh before they expire."""
+
+    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    session_name: str = Field(default="vpn-watchdog", pattern=r"^[\w+=,.@-]{2,64}$")
+
+    @property
+    def account(self) -> str:
+        """The 12-digit account id the ARN names."""
+        return self.role_arn.split(":")[4]
+
+
+class TargetBudget(_Strict):
+    """Per account (AWS) or project (GCP): how many of its regions poll at once, and its call rate."""
+
+    concurrency: int = Field(default=4, ge=1, le=64)
+    calls_per_second: float | None = Field(default=None, gt=0, le=10_000)
+
+
+RegionName = Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9-]+$")]
+
+
+def _string_mapping(value: Any) -> Any:
+    """A YAML mapping of strings, kept as sorted (key, value) pairs (exporter settings are hashable)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or not isinstance(item, str):
+                raise ValueError(f"expected a mapping of non-empty names to strings, got {_show(key)}: {_show(item)}")
+        return tuple(sorted(value.items()))
+    return value
+
+
+StringPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_string_mapping)]
+
+
+def _plural_key(raw: Any, one: str, many: str) -> Any:
+    """`one: x` and `many: [x, y]` are two spellings of one list; `one` then means the first."""
+    if isinstance(raw, dict) and many in raw and one not in raw:
+        values = raw[many]
+        if isinstance(values, (list, tuple)) and values and isinstance(values[0], str):
+            raw = {**raw, one: values[0]}
+    elif isinstance(raw, dict) and many in raw and one in raw:
+        raise ValueError(f"set {one} or {many}, not both")
+    return raw
+
+
+def _unique_items(key: str, values: tuple[str, ...]) -> None:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{key}: listed twice: {', '.join(sorted({v for v in values if values.count(v) > 1}))}")
+
+
 class AwsExporterConfig(_ExporterBase):
     type: Literal["aws"]
     region: str = Field(min_length=1)
+    # Several regions and accounts: one child poll per (account, region), merged into one view.
+    regions: tuple[RegionName, ...] = ()
+    assume_roles: tuple[AssumeRoleConfig, ...] = ()
+    # VPN connections selected by tag (all must match), as well as (or instead of) by id.
+    tags: StringPairs = ()
+    budget: TargetBudget = Field(default_factory=TargetBudget)
+    # STS (AssumeRole, GetCallerIdentity) goes to this endpoint; defaults to `endpoint_url`.
+    sts_endpoint_url: str | None = None
     vpn_connections: tuple[str, ...] = ()
     transit_gateway_route_tables: tuple[str, ...] = ()
     endpoint_url: str | None = None
@@ -178,11 +239,31 @@ class AwsExporterConfig(_ExporterBase):
     dns_resolver_route_tables: tuple[str, ...] = ()
     tunnel_logs: TunnelLogsConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _regions(cls, raw: Any) -> Any:
+        return _plural_key(raw, "region", "regions")
+
+    @model_validator(mode="after")
+    def _targets_unique(self) -> AwsExporterConfig:
+        _unique_items("regions", self.regions)
+        _unique_items("assume_roles", tuple(r.account for r in self.assume_roles))
+        return self
+
+    @property
+    def all_regions(self) -> tuple[str, ...]:
+        return self.regions or (self.region,)
+
 
 class GcpExporterConfig(_ExporterBase):
     type: Literal["gcp"]
-    project: str = Field(min_length=1)
+    # `project`, `projects: [...]`, and/or `project_labels` (projects found by their labels).
+    project: str
+    projects: tuple[str, ...] = ()
+    project_labels: StringPairs = ()
     region: str = Field(min_length=1)
+    regions: tuple[RegionName, ...] = ()
+    budget: TargetBudget = Field(default_factory=TargetBudget)
     routers: tuple[str, ...] = ()
     endpoint: str | None = None
     credentials_file: str | None = None
@@ -199,6 +280,31 @@ class GcpExporterConfig(_ExporterBase):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"endpoint {value!r} must start with http:// or https://")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plurals(cls, raw: Any) -> Any:
+        raw = _plural_key(_plural_key(raw, "region", "regions"), "project", "projects")
+        if isinstance(raw, dict) and raw.get("project_labels") and "project" not in raw:
+            raw = {**raw, "project": ""}  # only found by labels: no first project to name
+        return raw
+
+    @model_validator(mode="after")
+    def _some_project(self) -> GcpExporterConfig:
+        if not (self.project or self.project_labels):
+            raise ValueError("project must not be empty (or find projects with project_labels)")
+        _unique_items("regions", self.regions)
+        _unique_items("projects", self.projects)
+        return self
+
+    @property
+    def all_regions(self) -> tuple[str, ...]:
+        return self.regions or (self.region,)
+
+    @property
+    def listed_projects(self) -> tuple[str, ...]:
+        """The projects named in the config (those found by `project_labels` come on top)."""
+        return self.projects or ((self.project,) if self.project else ())
 
 
 class StrongswanExporterConfig(_ExporterBase):
@@ -423,6 +529,17 @@ class Config(_Strict):
     alertmanager: AlertmanagerConfig | None = None
     audit: AuditConfig | None = None
     web_config_file: str | None = None
+    # `i/n`: this replica owns the exporters whose stable hash of name mod n is i (watchdog.sharding).
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            from watchdog.sharding import parse_shard  # sharding imports this module
+
+            parse_shard(value)
+        return value
 
     @field_validator("listen")
     @classmethod

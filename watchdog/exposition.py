@@ -8,12 +8,13 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from prometheus_client.utils import floatToGoString
 
 from watchdog.catalogue import METRICS, PREFIX
-from watchdog.model import LogView, Snapshot
+from watchdog.model import LogView, Scope, Snapshot
 
 # Families rendered from snapshots, in page order, with their label names (sorted on output).
 OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -36,30 +37,60 @@ OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 Rendered = dict[str, list[str]]
 
+# AWS's StatusMessage "12 BGP ROUTES" would start a new tunnel_info series at every route count
+# change; the count is bgp_received_prefixes already, so the label keeps the words only.
+_COUNTED_DETAIL = re.compile(r"^\d+ (BGP ROUTES?)$")
+
+
+def info_detail(detail: str) -> str:
+    """The `detail` label of tunnel_info: the API's text without a churning count."""
+    return _COUNTED_DETAIL.sub(r"\1", detail)
+
 
 def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def header(metric: str) -> str:
+def header(metric: str, *, openmetrics: bool = False) -> str:
+    """HELP and TYPE lines; OpenMetrics names a counter family without its `_total` sample suffix."""
     kind, help_text = METRICS[metric]
     name = PREFIX + metric
+    if openmetrics and kind == "counter":
+        name = name.removesuffix("_total")
+    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+    if openmetrics:
+        help_text = help_text.replace('"', '\\"')
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
 class _Lines:
-    """Sample lines of one family; labels sorted by name as prometheus_client prints them."""
+    """Sample lines of one family; labels sorted by name as prometheus_client prints them. A cloud
+    object's `scope` adds its `account`/`project` and `region` labels."""
 
     def __init__(self, metric: str, labels: tuple[str, ...]) -> None:
         self.name = PREFIX + metric
+        self.labels = labels
         self.order = sorted(range(len(labels)), key=lambda i: labels[i])
         self.names = [labels[i] for i in self.order]
         self.lines: list[str] = []
+        self._scoped: dict[tuple[str, ...], tuple[list[str], list[int]]] = {}
 
-    def add(self, values: Iterable[str], value: float) -> None:
+    def add(self, values: Iterable[str], value: float, scope: Scope | None = None) -> None:
         v = list(values)
-        pairs = ",".join(f'{n}="{escape(v[i])}"' for n, i in zip(self.names, self.order, strict=True))
+        names, order = self.names, self.order
+        if scope is not None:
+            extra = scope.labels()
+            v.extend(label_value for _, label_value in extra)
+            names, order = self._layout(tuple(n for n, _ in extra))
+        pairs = ",".join(f'{n}="{escape(v[i])}"' for n, i in zip(names, order, strict=True))
         self.lines.append(f"{self.name}{{{pairs}}} {floatToGoString(value)}\n")
+
+    def _layout(self, extra: tuple[str, ...]) -> tuple[list[str], list[int]]:
+        if extra not in self._scoped:
+            labels = (*self.labels, *extra)
+            order = sorted(range(len(labels)), key=lambda i: labels[i])
+            self._scoped[extra] = ([labels[i] for i in order], order)
+        return self._scoped[extra]
 
 
 def render_snapshot(
@@ -72,53 +103,57 @@ def render_snapshot(
         fam["expected_prefix_paths"].add((ex, cl, prefix), len(found))
     if snapshot is not None:
         for t in snapshot.tunnels:
-            fam["tunnel_up"].add((ex, cl, t.connection, t.name, t.local_ip, t.peer_ip), 1.0 if t.up else 0.0)
-            fam["tunnel_info"].add((ex, cl, t.connection, t.name, t.status, t.detail), 1.0)
+            sc = t.scope
+            fam["tunnel_up"].add((ex, cl, t.connection, t.name, t.local_ip, t.peer_ip), 1.0 if t.up else 0.0, sc)
+            fam["tunnel_info"].add((ex, cl, t.connection, t.name, t.status, info_detail(t.detail)), 1.0, sc)
             if t.status_change is not None:
-                fam["tunnel_status_change_timestamp_seconds"].add((ex, cl, t.connection, t.name), t.status_change)
+                fam["tunnel_status_change_timestamp_seconds"].add((ex, cl, t.connection, t.name), t.status_change, sc)
         for s in snapshot.bgp_sessions:
+            sc = s.scope
             labels = (ex, cl, s.router, s.peer, s.local_ip, s.peer_ip)
-            fam["bgp_session_up"].add(labels, 1.0 if s.up else 0.0)
+            fam["bgp_session_up"].add(labels, 1.0 if s.up else 0.0, sc)
             if s.uptime_seconds is not None:
-                fam["bgp_session_uptime_seconds"].add(labels, s.uptime_seconds)
+                fam["bgp_session_uptime_seconds"].add(labels, s.uptime_seconds, sc)
             if s.received_prefixes is not None:
-                fam["bgp_received_prefixes"].add((ex, cl, s.router, s.peer), s.received_prefixes)
-        seen: set[tuple[str, str, str]] = set()
+                fam["bgp_received_prefixes"].add((ex, cl, s.router, s.peer), s.received_prefixes, sc)
+        seen: set[tuple[Scope | None, str, str, str]] = set()
         for r in snapshot.routes:
             key = (r.router, r.prefix, r.next_hop)
-            if key not in seen:  # one series per route even if the API lists it twice
-                seen.add(key)
-                fam["learned_prefix"].add((ex, cl, *key), 1.0)
+            if (r.scope, *key) not in seen:  # one series per route even if the API lists it twice
+                seen.add((r.scope, *key))
+                fam["learned_prefix"].add((ex, cl, *key), 1.0, r.scope)
         for g in snapshot.gateways:
-            fam["ha_redundancy_met"].add((ex, cl, g.name), 1.0 if g.redundancy_met else 0.0)
+            fam["ha_redundancy_met"].add((ex, cl, g.name), 1.0 if g.redundancy_met else 0.0, g.scope)
         for p in snapshot.packet_counts:
-            fam["tunnel_packets_total"].add((ex, cl, p.tunnel, p.direction, p.status), p.count)
-        if snapshot.logs is not None:
-            _render_logs(fam, ex, cl, snapshot.logs)
+            fam["tunnel_packets_total"].add((ex, cl, p.tunnel, p.direction, p.status), p.count, p.scope)
+        for part in snapshot.scoped_parts():
+            if part.logs is not None:
+                _render_logs(fam, ex, cl, part.logs, part.scope)
     return {metric: lines.lines for metric, lines in fam.items()}
 
 
-def _render_logs(fam: dict[str, _Lines], ex: str, cl: str, logs: LogView) -> None:
+def _render_logs(fam: dict[str, _Lines], ex: str, cl: str, logs: LogView, sc: Scope | None) -> None:
     for state in logs.ike_states:
         for phase, value in (("1", state.phase1), ("2", state.phase2)):
             if value:
-                fam["tunnel_ike_state"].add((ex, cl, state.connection, state.tunnel, phase, value), 1.0)
+                fam["tunnel_ike_state"].add((ex, cl, state.connection, state.tunnel, phase, value), 1.0, sc)
     for tunnel, event, n in logs.events:
-        fam["tunnel_log_events_total"].add((ex, cl, tunnel, event), n)
+        fam["tunnel_log_events_total"].add((ex, cl, tunnel, event), n, sc)
     for router, peer, reason, n in logs.bgp_downs:
-        fam["bgp_session_down_total"].add((ex, cl, router, peer, reason), n)
+        fam["bgp_session_down_total"].add((ex, cl, router, peer, reason), n, sc)
     if logs.lag_seconds is not None:
-        fam["log_lag_seconds"].add((ex, cl), logs.lag_seconds)
+        fam["log_lag_seconds"].add((ex, cl), logs.lag_seconds, sc)
     for outcome, n in logs.entries:
-        fam["log_entries_total"].add((ex, cl, outcome), n)
+        fam["log_entries_total"].add((ex, cl, outcome), n, sc)
 
 
-def join_families(rendered: Iterable[Rendered]) -> str:
-    """One page section: each family's header once, then every exporter's lines for it."""
+def join_families(rendered: Iterable[Rendered], *, openmetrics: bool = False) -> str:
+    """One page section: each family's header once, then every exporter's lines for it. The sample
+    lines are the same in both formats (no timestamps, no exemplars); only counter headers differ."""
     parts: list[str] = []
     blocks = list(rendered)
     for metric, _ in OBJECT_FAMILIES:
-        parts.append(header(metric))
+        parts.append(header(metric, openmetrics=openmetrics))
         for block in blocks:
             parts.extend(block.get(metric, ()))
     return "".join(parts)

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from watchdog.join import TunnelPair
-from watchdog.model import REKEY_FAILURE_EVENTS, BgpSession, IkeSnapshot, Snapshot, Tunnel
-from watchdog.paths import PathIndex, covers
+from watchdog.model import REKEY_FAILURE_EVENTS, BgpSession, IkeSnapshot, Scope, Snapshot, TargetStatus, Tunnel
+from watchdog.paths import PathIndex, covers, path_qualifier
 
 ALERT_NAMES = (
     "VpnTunnelDown",
@@ -68,8 +68,20 @@ Labels = tuple[tuple[str, str], ...]
 AlertKey = tuple[str, Labels]
 
 
-def _labels(**values: str) -> Labels:
+def _labels(scope: Scope | None = None, **values: str) -> Labels:
+    """Sorted label pairs; a cloud object's scope adds `account`/`project` and `region`."""
+    if scope is not None:
+        values.update(scope.labels())
     return tuple(sorted(values.items()))
+
+
+def target_owner(exporter: str, scope: Scope | None) -> str:
+    return f"{exporter}@{scope.key}" if scope is not None else exporter
+
+
+def _scoped(prefix: str, scope: Scope | None) -> Labels:
+    """`aws_account`/`aws_region` (prefix `aws`) ... for the two ends of a tunnel pair."""
+    return tuple((f"{prefix}_{name}", value) for name, value in scope.labels()) if scope is not None else ()
 
 
 # ---- observation --------------------------------------------------------------------------------
@@ -89,10 +101,17 @@ class ExporterView:
     learned: Mapping[str, frozenset[str]] = field(default_factory=dict)  # learned prefix -> usable paths
     last_success: float | None = None
     last_error: str = ""
+    # A fanned-out exporter's targets that are down now (scope keys), and those down for 3 intervals.
+    down_targets: frozenset[str] = frozenset()
+    stale_targets: tuple[TargetStatus, ...] = ()
 
     @property
     def frozen(self) -> bool:
         return self.stale or not self.up
+
+    def owners(self, scope: Scope | None) -> frozenset[str]:
+        """Whose poll an object's condition depends on: the exporter, and its target if it has one."""
+        return frozenset({self.name, target_owner(self.name, scope)}) if scope else frozenset({self.name})
 
     @classmethod
     def build(
@@ -256,6 +275,7 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
     for condition in _rekey_failing(log_marks):
         conditions.setdefault(condition.key, condition)
     frozen = {e.name for e in obs.exporters if e.frozen}
+    frozen |= {f"{e.name}@{key}" for e in obs.exporters for key in e.down_targets}
     tracked = _merge(state.tracked, conditions, frozen, obs.hold, now, events)
     new = HealthState(
         tracked=_frozen_map(tracked),
@@ -312,9 +332,12 @@ def _merge(
 
 def _existing_paths(snapshot: Snapshot) -> set[str]:
     """Path ids that still name an object in the snapshot (a deleted tunnel is no lost path)."""
-    ids = {f"{t.connection}/{t.name}" for t in snapshot.tunnels}
-    ids |= {s.peer for s in snapshot.bgp_sessions}
-    ids |= {r.next_hop for r in snapshot.routes}
+    ids: set[str] = set()
+    for part in snapshot.scoped_parts():
+        q = path_qualifier(snapshot, part.scope)
+        ids |= {f"{q}{t.connection}/{t.name}" for t in part.tunnels}
+        ids |= {q + s.peer for s in part.bgp_sessions}
+        ids |= {q + r.next_hop for r in part.routes}
     return ids
 
 
@@ -480,6 +503,27 @@ def _stale(views: Iterable[ExporterView], now: float) -> Iterable[Condition]:
             " no VPN alerts are raised or resolved from it until it polls again.",
             immediate=True,
         )
+    for view in views:
+        if view.stale:
+            continue  # the whole exporter's alert says it
+        for target in view.stale_targets:
+            scope = target.scope
+            since = (
+                f"no successful poll since {_utc(target.last_success)}"
+                if target.last_success is not None
+                else "no successful poll since the watchdog started"
+            )
+            error = f" (last error: {target.last_error})" if target.last_error else ""
+            ident = _labels(scope, exporter=view.name)
+            yield Condition(
+                "VpnWatchdogExporterStale",
+                ident,
+                ident,
+                f"exporter {view.name} ({view.cloud}) is stale for {scope.kind} {scope.key}",
+                f"{since}{error}. The tunnels, BGP sessions and prefixes of {scope.kind} {scope.id or '?'} in"
+                f" {scope.region} keep their last known state; the exporter's other targets poll on.",
+                immediate=True,
+            )
 
 
 def _utc(ts: float) -> str:
@@ -503,14 +547,14 @@ def _still_up(views: Iterable[ExporterView]) -> str:
     return "; ".join(parts)
 
 
-def _find_tunnel(view: ExporterView | None, name: str) -> Tunnel | None:
+def _find_tunnel(view: ExporterView | None, name: str, scope: Scope | None = None) -> Tunnel | None:
     if view is None or view.snapshot is None:
         return None
-    return next((t for t in view.snapshot.tunnels if t.name == name), None)
+    return next((t for t in view.snapshot.tunnels if t.name == name and t.scope == scope), None)
 
 
 def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -> Iterable[Condition]:
-    paired: set[tuple[str, str]] = set()
+    paired: set[tuple[str, Scope | None, str]] = set()
     peers_of_gcp = {t.peer_ip for v in views.values() if v.cloud == "gcp" and v.snapshot for t in v.snapshot.tunnels}
     gcp_known = any(v.cloud == "gcp" and v.snapshot is not None for v in views.values())
     # A cloud exporter that has not polled yet (and is not stale) may still pair these tunnels:
@@ -518,23 +562,35 @@ def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -
     joining = any(v.cloud in ("aws", "gcp") and v.snapshot is None and not v.stale for v in views.values())
     for pair in pairs:
         aws_view, gcp_view = views.get(pair.aws_exporter), views.get(pair.gcp_exporter)
-        aws_t, gcp_t = _find_tunnel(aws_view, pair.aws_tunnel), _find_tunnel(gcp_view, pair.gcp_tunnel)
+        aws_t = _find_tunnel(aws_view, pair.aws_tunnel, pair.aws_scope)
+        gcp_t = _find_tunnel(gcp_view, pair.gcp_tunnel, pair.gcp_scope)
         if aws_t is None or gcp_t is None or aws_view is None or gcp_view is None:
             continue
-        paired |= {(pair.aws_exporter, pair.aws_tunnel), (pair.gcp_exporter, pair.gcp_tunnel)}
+        paired |= {
+            (pair.aws_exporter, pair.aws_scope, pair.aws_tunnel),
+            (pair.gcp_exporter, pair.gcp_scope, pair.gcp_tunnel),
+        }
         down = [(v, t) for v, t in ((aws_view, aws_t), (gcp_view, gcp_t)) if not t.up]
         if not down:
             continue
-        ident = _labels(
-            aws_exporter=pair.aws_exporter,
-            aws_connection=pair.aws_connection,
-            aws_tunnel=pair.aws_tunnel,
-            gcp_exporter=pair.gcp_exporter,
-            gcp_tunnel=pair.gcp_tunnel,
+        ident = tuple(
+            sorted(
+                (
+                    *_labels(
+                        aws_exporter=pair.aws_exporter,
+                        aws_connection=pair.aws_connection,
+                        aws_tunnel=pair.aws_tunnel,
+                        gcp_exporter=pair.gcp_exporter,
+                        gcp_tunnel=pair.gcp_tunnel,
+                    ),
+                    *_scoped("aws", pair.aws_scope),
+                    *_scoped("gcp", pair.gcp_scope),
+                )
+            )
         )
         reporters = "+".join(v.name for v, _ in down)
         labels = tuple(sorted((*ident, ("exporter", reporters), ("tunnel", pair.gcp_tunnel))))
-        owners = frozenset(v.name for v, _ in down)
+        owners = frozenset().union(*(v.owners(t.scope) for v, t in down))
         what = "; ".join(_tunnel_text(v.name, t) for v, t in down)
         still = _still_up([aws_view, gcp_view])
         if len(down) == 2:
@@ -563,18 +619,21 @@ def _tunnels(views: Mapping[str, ExporterView], pairs: tuple[TunnelPair, ...]) -
         if view.snapshot is None:
             continue
         for tunnel in view.snapshot.tunnels:
-            if tunnel.up or (view.name, tunnel.name) in paired or (joining and view.cloud in ("aws", "gcp")):
+            if tunnel.up or (view.name, tunnel.scope, tunnel.name) in paired:
+                continue
+            if joining and view.cloud in ("aws", "gcp"):
                 continue
             if view.cloud == "aws" and gcp_known and tunnel.local_ip not in peers_of_gcp:
                 continue  # no GCP tunnel uses this AWS end: the idle second tunnel of a cheap setup
-            ident = _labels(exporter=view.name, connection=tunnel.connection, tunnel=tunnel.name)
+            ident = _labels(tunnel.scope, exporter=view.name, connection=tunnel.connection, tunnel=tunnel.name)
+            where = f" in {tunnel.scope.key}" if tunnel.scope is not None else ""
             yield Condition(
                 "VpnTunnelDown",
                 ident,
                 ident,
-                f"tunnel {tunnel.connection}/{tunnel.name} is down ({view.name})",
+                f"tunnel {tunnel.connection}/{tunnel.name} is down ({view.name}{where})",
                 f"{_tunnel_text(view.name, tunnel)}. Still carrying traffic: {_still_up([view])}.",
-                frozenset({view.name}),
+                view.owners(tunnel.scope),
             )
 
 
@@ -582,14 +641,14 @@ def _sessions(views: Iterable[ExporterView]) -> Iterable[Condition]:
     for view in views:
         if view.snapshot is None:
             continue
-        tunnels = {t.name: t for t in view.snapshot.tunnels}
+        tunnels = {(t.scope, t.name): t for t in view.snapshot.tunnels}
         sessions = view.snapshot.bgp_sessions
         up = [s for s in sessions if s.up]
         for session in sessions:
             if session.up or _tunnel_explains(session, tunnels):
                 continue
             others = ", ".join(f"{s.peer} ({s.peer_ip})" for s in up) or "none"
-            ident = _labels(exporter=view.name, router=session.router, peer=session.peer)
+            ident = _labels(session.scope, exporter=view.name, router=session.router, peer=session.peer)
             yield Condition(
                 "VpnBgpSessionDown",
                 ident,
@@ -598,13 +657,13 @@ def _sessions(views: Iterable[ExporterView]) -> Iterable[Condition]:
                 f"{view.name}: BGP {session.local_ip} -> {session.peer_ip} on router {session.router} is"
                 f" {session.state} while its tunnel is up; routes over it are withdrawn."
                 f" {len(up)} of {len(sessions)} sessions still Established: {others}.",
-                frozenset({view.name}),
+                view.owners(session.scope),
             )
 
 
-def _tunnel_explains(session: BgpSession, tunnels: Mapping[str, Tunnel]) -> bool:
+def _tunnel_explains(session: BgpSession, tunnels: Mapping[tuple[Scope | None, str], Tunnel]) -> bool:
     """A session down because its tunnel is down is covered by the tunnel alert."""
-    tunnel = tunnels.get(session.tunnel) if session.tunnel else None
+    tunnel = tunnels.get((session.scope, session.tunnel)) if session.tunnel else None
     return tunnel is not None and not tunnel.up
 
 

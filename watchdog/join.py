@@ -11,14 +11,17 @@ This module must not do I/O or read the clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from watchdog.model import Snapshot, Tunnel
+from watchdog.model import Scope, Snapshot, Tunnel
+
+Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, order=True)
 class TunnelPair:
-    """One tunnel seen from both clouds."""
+    """One tunnel seen from both clouds; the scopes say which AWS account / GCP project and regions
+    (an AWS account's tunnels join a GCP project's, whatever the entries they come from)."""
 
     aws_exporter: str
     aws_connection: str
@@ -26,10 +29,25 @@ class TunnelPair:
     gcp_exporter: str
     gcp_tunnel: str
     gcp_connection: str = ""
+    aws_scope: Scope | None = field(default=None, compare=False)
+    gcp_scope: Scope | None = field(default=None, compare=False)
 
     def info_labels(self) -> tuple[str, str, str, str, str]:
-        """Label values of `vpn_watchdog_tunnel_pair_info` (and `WatchdogState.tunnel_pairs`)."""
+        """The five identifying label values of `vpn_watchdog_tunnel_pair_info`."""
         return (self.aws_exporter, self.aws_connection, self.aws_tunnel, self.gcp_exporter, self.gcp_tunnel)
+
+    def scope_labels(self) -> Labels:
+        """`aws_account`, `aws_region`, `gcp_project`, `gcp_region`, where known."""
+        out: list[tuple[str, str]] = []
+        for side, scope in (("aws", self.aws_scope), ("gcp", self.gcp_scope)):
+            if scope is not None:
+                out += [(f"{side}_{name}", value) for name, value in scope.labels()]
+        return tuple(out)
+
+    def labels(self) -> Labels:
+        """Every label of its `vpn_watchdog_tunnel_pair_info` series (`WatchdogState.tunnel_pairs`)."""
+        names = ("aws_exporter", "aws_connection", "aws_tunnel", "gcp_exporter", "gcp_tunnel")
+        return tuple(sorted((*zip(names, self.info_labels(), strict=True), *self.scope_labels())))
 
 
 def join_tunnels(snapshots: Iterable[Snapshot]) -> tuple[TunnelPair, ...]:
@@ -61,6 +79,7 @@ def join_tunnels(snapshots: Iterable[Snapshot]) -> tuple[TunnelPair, ...]:
             continue
         gcp_exporter, gcp_tunnel = ends[0]
         aws_tunnel = next(t for e, t in aws[gcp_tunnel.peer_ip] if e == aws_exporter and t.name == aws_name)
+        aws_scope, gcp_scope = aws_tunnel.scope, gcp_tunnel.scope
         pairs.append(
             TunnelPair(
                 aws_exporter=aws_exporter,
@@ -69,6 +88,8 @@ def join_tunnels(snapshots: Iterable[Snapshot]) -> tuple[TunnelPair, ...]:
                 gcp_exporter=gcp_exporter,
                 gcp_tunnel=gcp_tunnel.name,
                 gcp_connection=gcp_tunnel.connection,
+                aws_scope=aws_scope,
+                gcp_scope=gcp_scope,
             )
         )
     return tuple(sorted(pairs))

@@ -11,6 +11,37 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Scope:
+    """Where a cloud object lives: its AWS account (`kind` "account") or GCP project ("project"), and
+    its region. Label values of every series taken from it; `id` is "" when it cannot be known."""
+
+    kind: str
+    id: str
+    region: str
+
+    @property
+    def key(self) -> str:
+        """Unique within one exporter: `111111111111/us-west-2`, `net-hub-prod/asia-northeast1`."""
+        return f"{self.id}/{self.region}"
+
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """`(("account", id), ("region", region))`; an unknown id is left out (an empty label is none)."""
+        return ((self.kind, self.id), ("region", self.region)) if self.id else (("region", self.region),)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """One (account|project, region) target of a fanned-out exporter: its health since it started."""
+
+    scope: Scope
+    up: bool
+    last_success: float | None = None
+    api_calls: int = 0  # cumulative
+    errors: tuple[tuple[str, int], ...] = ()  # reason -> cumulative count
+    last_error: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Tunnel:
     """One IPsec tunnel as one side sees it.
@@ -32,6 +63,7 @@ class Tunnel:
     gateway_interface: int | None = None
     peer_interface: int | None = None
     accepted_routes: int | None = None
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +79,7 @@ class BgpSession:
     uptime_seconds: float | None = None
     received_prefixes: int | None = None
     tunnel: str | None = None
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +96,7 @@ class LearnedRoute:
     peer: str | None = None
     tunnel: str | None = None
     connection: str | None = None
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +106,7 @@ class HaGateway:
     name: str
     redundancy_met: bool
     reason: str = ""
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +117,7 @@ class PacketCount:
     direction: str
     status: str
     count: float
+    scope: Scope | None = None
 
 
 # The `event` vocabulary of tunnel_log_events_total, and the events that mean a rekey or a
@@ -159,6 +195,15 @@ class Snapshot:
     packet_counts: tuple[PacketCount, ...] = ()
     api_calls: int = 0
     logs: LogView | None = None
+    # A fanned-out exporter (several accounts/projects or regions): each target's own snapshot (their
+    # objects, stamped with their scope, are the tuples above) and its health.
+    scope: Scope | None = None
+    parts: tuple[Snapshot, ...] = ()
+    targets: tuple[TargetStatus, ...] = ()
+
+    def scoped_parts(self) -> tuple[Snapshot, ...]:
+        """The per-target snapshots, or this one alone."""
+        return self.parts or (self,)
 
 
 class ProbeIdentity(Protocol):

@@ -19,7 +19,7 @@ from watchdog import topology_view
 from watchdog.config import Config, default_config_path, load_config
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.join import join_tunnels
-from watchdog.model import REKEY_FAILURE_EVENTS, IkeSnapshot, LogView
+from watchdog.model import REKEY_FAILURE_EVENTS, IkeSnapshot, LogView, Scope
 from watchdog.runners import ExporterRunner, ProbeRunner
 from watchdog.wiring import build_runners
 
@@ -101,15 +101,26 @@ def build_report(
                 "error": h.last_error,
                 "duration_seconds": round(h.last_poll_duration or 0.0, 3),
                 "last_success": h.last_success,
+                **(
+                    {
+                        "targets": [
+                            {**dict(t.scope.labels()), "where": t.scope.key, "up": t.up, "error": t.last_error}
+                            for t in h.targets
+                        ]
+                    }
+                    if h.targets
+                    else {}
+                ),
             }
         )
         snap = runner.snapshot
         if snap is not None:
-            for t in sorted(snap.tunnels, key=lambda t: (t.connection, t.name)):
+            for t in sorted(snap.tunnels, key=lambda t: (_where(t.scope), t.connection, t.name)):
                 tunnels.append(
                     {
                         "exporter": ec.name,
                         "cloud": runner.cloud,
+                        **_scope_fields(t.scope),
                         "connection": t.connection,
                         "tunnel": t.name,
                         "local_ip": t.local_ip,
@@ -119,11 +130,12 @@ def build_report(
                         "detail": t.detail,
                     }
                 )
-            for s in sorted(snap.bgp_sessions, key=lambda s: (s.router, s.peer)):
+            for s in sorted(snap.bgp_sessions, key=lambda s: (_where(s.scope), s.router, s.peer)):
                 sessions.append(
                     {
                         "exporter": ec.name,
                         "cloud": runner.cloud,
+                        **_scope_fields(s.scope),
                         "router": s.router,
                         "peer": s.peer,
                         "local_ip": s.local_ip,
@@ -190,6 +202,9 @@ def build_report(
                 "aws_tunnel": p.aws_tunnel,
                 "gcp_exporter": p.gcp_exporter,
                 "gcp_tunnel": p.gcp_tunnel,
+                **dict(p.scope_labels()),
+                "aws_where": _where(p.aws_scope),
+                "gcp_where": _where(p.gcp_scope),
             }
             for p in join_tunnels(r.snapshot for r in runners if r.snapshot is not None)
         ],
@@ -198,6 +213,18 @@ def build_report(
         # Only where a cloud log is read: the managed endpoints' own IKE/BGP events, oldest first.
         report["log_events"] = sorted(log_events, key=lambda e: (e["at"], e["exporter"]))
     return report
+
+
+def _where(scope: Scope | None) -> str:
+    """`111111111111/us-west-2`: where a cloud object lives ("" for on-prem ones)."""
+    return scope.key if scope is not None else ""
+
+
+def _scope_fields(scope: Scope | None) -> dict[str, str]:
+    """`account` (or `project`), `region` and `where` of a report row; nothing for on-prem objects."""
+    if scope is None:
+        return {}
+    return {**dict(scope.labels()), "where": scope.key}
 
 
 def log_event_rows(exporter: str, cloud: str, logs: LogView) -> list[dict[str, Any]]:
@@ -288,11 +315,12 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
     )
     table(
         "TUNNELS",
-        ["", "EXPORTER", "CONNECTION", "TUNNEL", "LOCAL", "PEER", "STATUS", "DETAIL"],
+        ["", "EXPORTER", "WHERE", "CONNECTION", "TUNNEL", "LOCAL", "PEER", "STATUS", "DETAIL"],
         [
             [
                 _mark(t["up"]),
                 t["exporter"],
+                t.get("where") or "-",
                 t["connection"],
                 t["tunnel"],
                 t["local_ip"],
@@ -305,11 +333,12 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
     )
     table(
         "BGP SESSIONS",
-        ["", "EXPORTER", "ROUTER", "PEER", "PEER IP", "STATE", "UPTIME", "PREFIXES"],
+        ["", "EXPORTER", "WHERE", "ROUTER", "PEER", "PEER IP", "STATE", "UPTIME", "PREFIXES"],
         [
             [
                 _mark(s["up"]),
                 s["exporter"],
+                s.get("where") or "-",
                 s["router"],
                 s["peer"],
                 s["peer_ip"],

@@ -12,7 +12,13 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from watchdog.model import BgpSession, LearnedRoute, Snapshot, Tunnel
+from watchdog.model import BgpSession, LearnedRoute, Scope, Snapshot, Tunnel
+
+
+def path_qualifier(snapshot: Snapshot, scope: Scope | None) -> str:
+    """What a path id starts with: `111111111111/us-west-2:` in a snapshot of several targets (their
+    tunnel and peer names may repeat: two projects built from one template), else nothing."""
+    return f"{scope.key}:" if scope is not None and len(snapshot.parts) > 1 else ""
 
 
 def _parse(prefix: str) -> tuple[int, int, int] | None:
@@ -50,8 +56,17 @@ class PathIndex:
     _sessions: dict[str, BgpSession] = field(init=False, repr=False, compare=False)
     _up_by_connection: dict[str, set[str]] = field(init=False, repr=False, compare=False)
     _by_length: dict[tuple[int, int], dict[int, list[LearnedRoute]]] = field(init=False, repr=False, compare=False)
+    _parts: tuple[tuple[str, PathIndex], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        parts = self.snapshot.parts
+        # Several targets: one index each, their path ids qualified by the target.
+        indexes = tuple((path_qualifier(self.snapshot, p.scope), PathIndex(p)) for p in parts) if len(parts) > 1 else ()
+        object.__setattr__(self, "_parts", indexes)
+        if indexes:
+            for name in ("_tunnels", "_sessions", "_up_by_connection", "_by_length"):
+                object.__setattr__(self, name, {})
+            return
         tunnels = {t.name: t for t in self.snapshot.tunnels}
         sessions = {s.peer: s for s in self.snapshot.bgp_sessions}
         up_by_connection: dict[str, set[str]] = {}
@@ -73,6 +88,8 @@ class PathIndex:
 
     def covering_routes(self, prefix: str) -> list[LearnedRoute]:
         """Learned routes equal to or containing `prefix`."""
+        if self._parts:
+            return [r for _, index in self._parts for r in index.covering_routes(prefix)]
         target = _parse(prefix)
         if target is None:
             return []
@@ -104,6 +121,8 @@ class PathIndex:
         return {route.peer or route.next_hop}
 
     def paths_to(self, prefix: str) -> frozenset[str]:
+        if self._parts:
+            return frozenset(q + path for q, index in self._parts for path in index.paths_to(prefix))
         paths: set[str] = set()
         for route in self.covering_routes(prefix):
             paths |= self.route_paths(route)

@@ -79,6 +79,10 @@ class Drawing:
 def build_drawing(report: Mapping[str, Any]) -> Drawing:
     """The drawing of one report (see the module docstring for the states)."""
     stale = {e["name"] for e in report.get("exporters", ()) if not e.get("up", False)}
+    # One account's or project's target down: its objects are stale, the exporter's others are not.
+    stale |= {
+        f"{e['name']}@{t['where']}" for e in report.get("exporters", ()) for t in e.get("targets", ()) if not t["up"]
+    }
     tunnels: Sequence[Mapping[str, Any]] = report.get("tunnels", ())
     sessions: Sequence[Mapping[str, Any]] = report.get("bgp_sessions", ())
     pairs: Sequence[Mapping[str, Any]] = report.get("pairs", ())
@@ -86,35 +90,44 @@ def build_drawing(report: Mapping[str, Any]) -> Drawing:
     def side_state(t: Mapping[str, Any] | None) -> str:
         if t is None:
             return UNSEEN
-        if t["exporter"] in stale:
+        if t["exporter"] in stale or f"{t['exporter']}@{t.get('where', '')}" in stale:
             return STALE
         return UP if t["up"] else DOWN
 
-    aws = {(t["exporter"], t["tunnel"]): t for t in tunnels if t["cloud"] == "aws"}
-    gcp = {(t["exporter"], t["tunnel"]): t for t in tunnels if t["cloud"] == "gcp"}
-    gcp_session = {(s["exporter"], s.get("tunnel")): s for s in sessions if s["cloud"] == "gcp" and s.get("tunnel")}
-    aws_session = {(s["exporter"], s.get("tunnel")): s for s in sessions if s["cloud"] == "aws" and s.get("tunnel")}
+    # Keyed by exporter, where (account|project/region: names repeat across them) and tunnel.
+    aws = {_key(t, "tunnel"): t for t in tunnels if t["cloud"] == "aws"}
+    gcp = {_key(t, "tunnel"): t for t in tunnels if t["cloud"] == "gcp"}
+    gcp_session = {_key(s, "tunnel"): s for s in sessions if s["cloud"] == "gcp" and s.get("tunnel")}
+    aws_session = {_key(s, "tunnel"): s for s in sessions if s["cloud"] == "aws" and s.get("tunnel")}
 
+    wheres = {c: {t.get("where", "") for t in tunnels if t["cloud"] == c} for c in ("aws", "gcp")}
+    many = any(len(w) > 1 for w in wheres.values())  # several accounts/projects or regions: say which
     lines: list[TunnelLine] = []
     paired_aws, paired_gcp = set(), set()
     for pair in pairs:
-        a = aws.get((pair["aws_exporter"], pair["aws_tunnel"]))
-        g = gcp.get((pair["gcp_exporter"], pair["gcp_tunnel"]))
-        paired_aws.add((pair["aws_exporter"], pair["aws_tunnel"]))
-        paired_gcp.add((pair["gcp_exporter"], pair["gcp_tunnel"]))
-        lines.append(_line(pair["gcp_tunnel"], a, g, side_state, gcp_session, aws_session))
+        aws_key = (pair["aws_exporter"], pair.get("aws_where", ""), pair["aws_tunnel"])
+        gcp_key = (pair["gcp_exporter"], pair.get("gcp_where", ""), pair["gcp_tunnel"])
+        a, g = aws.get(aws_key), gcp.get(gcp_key)
+        paired_aws.add(aws_key)
+        paired_gcp.add(gcp_key)
+        lines.append(_line(pair["gcp_tunnel"], a, g, side_state, gcp_session, aws_session, many))
     for key, a in sorted(aws.items()):
         if key not in paired_aws:
-            lines.append(_line(a["tunnel"], a, None, side_state, gcp_session, aws_session))
+            lines.append(_line(a["tunnel"], a, None, side_state, gcp_session, aws_session, many))
     for key, g in sorted(gcp.items()):
         if key not in paired_gcp:
-            lines.append(_line(g["tunnel"], None, g, side_state, gcp_session, aws_session))
+            lines.append(_line(g["tunnel"], None, g, side_state, gcp_session, aws_session, many))
 
     def groups(cloud: str) -> tuple[tuple[str, tuple[Endpoint, ...]], ...]:
         found: dict[str, dict[str, Endpoint]] = {}
         for t in tunnels:
             if t["cloud"] == cloud:
-                found.setdefault(t["connection"], {})[t["local_ip"]] = _endpoint(t)
+                group = (
+                    f"{t['connection']} ({t['where']})"
+                    if t.get("where") and len(wheres[cloud]) > 1
+                    else t["connection"]
+                )
+                found.setdefault(group, {})[t["local_ip"]] = _endpoint(t)
         return tuple(
             (name, tuple(sorted(eps.values(), key=lambda e: e.address))) for name, eps in sorted(found.items())
         )
@@ -141,6 +154,10 @@ def build_drawing(report: Mapping[str, Any]) -> Drawing:
     return Drawing(groups("aws"), groups("gcp"), tuple(transit), tuple(routers), tuple(lines), tuple(managed))
 
 
+def _key(row: Mapping[str, Any], name: str) -> tuple[str, str, Any]:
+    return (row["exporter"], row.get("where", ""), row.get(name))
+
+
 def _endpoint(t: Mapping[str, Any]) -> Endpoint:
     return Endpoint(t["exporter"], t["connection"], t["local_ip"] or t["tunnel"])
 
@@ -150,15 +167,19 @@ def _line(
     a: Mapping[str, Any] | None,
     g: Mapping[str, Any] | None,
     side_state: Any,
-    gcp_session: Mapping[tuple[str, Any], Mapping[str, Any]],
-    aws_session: Mapping[tuple[str, Any], Mapping[str, Any]],
+    gcp_session: Mapping[tuple[str, str, Any], Mapping[str, Any]],
+    aws_session: Mapping[tuple[str, str, Any], Mapping[str, Any]],
+    many: bool = False,
 ) -> TunnelLine:
     session = None
     if g is not None:
-        session = gcp_session.get((g["exporter"], g["tunnel"]))
+        session = gcp_session.get(_key(g, "tunnel"))
     if session is None and a is not None:
-        session = aws_session.get((a["exporter"], a["tunnel"]))
+        session = aws_session.get(_key(a, "tunnel"))
     label = key if a is None or g is None else f"{g['tunnel']} ({a['tunnel']})"
+    where = (g or a or {}).get("where")
+    if where and many:
+        label = f"{label} [{where}]"
     details = [t["detail"] for t in (a, g) if t is not None and t.get("detail") and not t["up"]]
     return TunnelLine(
         key=key,

@@ -400,6 +400,7 @@ class Lab:
             gcp_monitoring_port=gcp_monitoring_port,
             aws_api_port=aws_port,
         )
+        aws_api = self._start_aws_api(aws_port)  # first: moto takes seconds to import and seed
         alertmanager = self._start_alertmanager(am_port)
         self._build_network()
         for side in topo.SIDES:
@@ -427,7 +428,6 @@ class Lab:
             self.gcp_api_log,
             self.gcp_api_pidfile,
         )
-        aws_api = self._start_aws_api(aws_port)
         self._wait_serving("alertmanager", alertmanager, f"http://127.0.0.1:{am_port}/-/ready")
         prometheus = self._start_prometheus(prom_port)
         n = len(topo.TUNNELS)

@@ -41,7 +41,9 @@ API summary (every method takes `region=` and defaults to `MotoAws.region`):
 - `enable_modify_vpn_tunnel_options()`: adds the missing action; `modify_calls` lists every call in order
 - recording / faults: `requests` (every request: action, params, access key, region; JSON-protocol
   services such as CloudWatch Logs by their X-Amz-Target action), `calls(action)`,
-  `fail(action, status=, code=, message=, headers=, body=, delay=, times=)`, `clear_faults()`
+  `fail(action, status=, code=, message=, headers=, body=, delay=, times=, where=)` (`where`: a
+  predicate on the `RecordedRequest`, e.g. one account's), `clear_faults()`; several accounts:
+  `tests.fakes.aws_accounts`
 - `before_request`: callables run with the action name before moto answers a request (the lab
   emulator refreshes its live values there)
 - an action moto does not implement answers AWS's own error at once, and is logged (WARNING): EC2
@@ -135,6 +137,7 @@ class Fault:
     body: bytes | None = None
     delay: float = 0.0
     times: int | None = None
+    where: Callable[[RecordedRequest], bool] | None = None  # only requests this accepts (e.g. one account's)
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,9 @@ class _Middleware:
         if not action:
             return self._app(environ, start_response)  # moto-api, dashboard, ...
         access_key, region, service = _credential_scope(environ.get("HTTP_AUTHORIZATION", ""))
-        self._owner._record(RecordedRequest(action, params, access_key, region))
-        fault = self._owner._take_fault(action)
+        recorded = RecordedRequest(action, params, access_key, region)
+        self._owner._record(recorded)
+        fault = self._owner._take_fault(action, recorded)
         if fault is not None and fault.delay:
             self._owner._stopping.wait(fault.delay)
         if fault is None or (fault.code is None and fault.body is None):
@@ -400,9 +404,10 @@ class MotoAws:
         body: bytes | None = None,
         delay: float = 0.0,
         times: int | None = None,
+        where: Callable[[RecordedRequest], bool] | None = None,
     ) -> Fault:
         """Answer matching requests with an EC2 error (`code`), a raw `body`, and/or after `delay` s."""
-        fault = Fault(action, status, code, message, dict(headers or {}), body, delay, times)
+        fault = Fault(action, status, code, message, dict(headers or {}), body, delay, times, where)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -411,9 +416,11 @@ class MotoAws:
         with self._lock:
             self._faults.clear()
 
-    def _take_fault(self, action: str) -> Fault | None:
+    def _take_fault(self, action: str, request: RecordedRequest | None = None) -> Fault | None:
         with self._lock:
             for fault in self._faults:
+                if fault.where is not None and (request is None or not fault.where(request)):
+                    continue
                 if fault.action in (None, action) and (fault.times is None or fault.times > 0):
                     if fault.times is not None:
                         fault.times -= 1

@@ -262,7 +262,8 @@ class LabAws:
                 self._logs,
                 topo.AWS_TUNNEL_LOG_GROUP,
                 streams,
-                initial=self.reader.list_sas(),
+                # Started with the lab, before its charon: then the log itself tells how the SAs came up.
+                initial=self.reader.list_sas() if self.lab.layout.vici(topo.AWS).exists() else (),
             ).start()
         return self
 

@@ -1,0 +1,199 @@
+"""The targets of one `type: aws` entry: every (account, region), each account's credentials.
+
+An account is either the base credentials' own (default chain or `profile`; its id learnt once with
+STS GetCallerIdentity) or one of `assume_roles`: the base credentials call STS AssumeRole and the
+temporary credentials are renewed before they expire (15 minutes ahead, by the poll itself, so a
+role that can no longer be assumed is that poll's clean `auth` error; botocore's own refresh is the
+fallback for a poll that spans the window). Credentials are held by botocore only: never logged,
+returned or put in a message. A role that cannot be assumed fails that account's targets only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.credentials import DeferredRefreshableCredentials
+
+from exporters.aws import AwsExporter
+from exporters.aws_client import AwsClient
+from exporters.fanout import FanoutExporter, Group, Target, waves
+from watchdog.config import AssumeRoleConfig, AwsExporterConfig
+from watchdog.errors import ExporterError
+from watchdog.model import Scope, Snapshot
+
+log = logging.getLogger(__name__)
+
+IDENTITY_RETRY = 300.0  # seconds between GetCallerIdentity attempts while the account id is unknown
+RENEW_AHEAD = 15 * 60  # renew assumed-role credentials this long before they expire (botocore's advisory window)
+SESSION_SECONDS = 3600
+
+
+class _RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
+    """botocore's refreshable credentials, which the poll can also renew itself (`prime`)."""
+
+    def prime(self, metadata: dict[str, Any]) -> None:
+        with self._refresh_lock:
+            self._set_from_data(metadata)
+            self._frozen_credentials = None
+            self._publish_refresh()
+
+
+class Account:
+    """One account's credentials and STS calls (shared by its regions' targets; thread-safe)."""
+
+    def __init__(self, config: AwsExporterConfig, role: AssumeRoleConfig | None, *, timeout: float) -> None:
+        self.role = role
+        self.id = role.account if role is not None else ""
+        self.key = self.id or "default"
+        self.calls = 0  # STS calls, cumulative
+        self._config = config
+        self._lock = threading.Lock()
+        self._identity_after = 0.0
+        self._sts = AwsClient(
+            config.name,
+            config.region,
+            profile=config.profile,
+            endpoint_url=config.sts_endpoint_url or config.endpoint_url,
+            timeout=timeout,
+            credentials_file=config.credentials_file,
+        )
+        self._sts_client = self._sts.client("sts")
+        self._credentials: _RoleCredentials | None = None
+        self._boto: Any = None
+        if role is not None:
+            self._credentials = _RoleCredentials(refresh_using=self._assume, method="sts-assume-role")
+            core = botocore.session.Session()
+            core._credentials = self._credentials  # the documented way to hand botocore refreshable credentials
+            self._boto = core
+
+    def session(self, region: str) -> Any:
+        """The boto3 session for clients of `region` (None: the client builds its own on the base chain)."""
+        if self._boto is None:
+            return None
+        return boto3.session.Session(botocore_session=self._boto, region_name=region)
+
+    def ensure(self) -> None:
+        """Before a poll: assumed-role credentials present and not about to expire; the account id known."""
+        with self._lock:
+            if self._credentials is not None and self._credentials.refresh_needed(RENEW_AHEAD):
+                self._credentials.prime(self._assume())
+            elif self.role is None and not self.id and time.monotonic() >= self._identity_after:
+                self._identify()
+
+    def _assume(self) -> dict[str, Any]:
+        role = self.role
+        assert role is not None
+        params: dict[str, Any] = {
+            "RoleArn": role.role_arn,
+            "RoleSessionName": role.session_name,
+            "DurationSeconds": SESSION_SECONDS,
+        }
+        if role.external_id:
+            params["ExternalId"] = role.external_id
+        self.calls += 1
+        try:
+            answer = self._sts.call("AssumeRole", self._sts_client.assume_role, **params)
+        except ExporterError as exc:
+            raise ExporterError(
+                exc.reason, f"cannot assume {role.role_arn}: {exc}", retry_after=exc.retry_after
+            ) from None
+        try:
+            given = answer["Credentials"]
+            expiry = given["Expiration"]
+            return {
+                "access_key": given["AccessKeyId"],
+                "secret_key": given["SecretAccessKey"],
+                "token": given["SessionToken"],
+                "expiry_time": expiry.isoformat() if hasattr(expiry, "isoformat") else str(expiry),
+            }
+        except (KeyError, TypeError):
+            raise ExporterError("malformed", f"AssumeRole of {role.role_arn} answered without credentials") from None
+
+    def _identify(self) -> None:
+        self.calls += 1
+        try:
+            answer = self._sts.call("GetCallerIdentity", self._sts_client.get_caller_identity)
+            self.id = str(answer["Account"])
+        except (ExporterError, KeyError, TypeError) as exc:
+            self._identity_after = time.monotonic() + IDENTITY_RETRY
+            log.info("%s: the account id is unknown for now (GetCallerIdentity: %s)", self._config.name, exc)
+
+    def close(self) -> None:
+        self._sts.close()
+
+
+class AwsTarget:
+    """One (account, region): its own `AwsExporter` on the account's credentials."""
+
+    def __init__(self, account: Account, exporter: AwsExporter, region: str) -> None:
+        self.account = account
+        self.exporter = exporter
+        self.region = region
+        self._calls = 0
+
+    @property
+    def scope(self) -> Scope:
+        return Scope("account", self.account.id, self.region)
+
+    @property
+    def group(self) -> str:
+        return self.account.key
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    def poll(self) -> Snapshot:
+        before = self.account.calls
+        self.exporter.client.calls = 0
+        try:
+            self.account.ensure()
+            return self.exporter.poll()
+        finally:
+            self._calls = self.exporter.client.calls + self.account.calls - before
+
+    def close(self) -> None:
+        self.exporter.close()
+
+
+class AwsTargets:
+    """The fixed targets of one entry: every account x every region."""
+
+    def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
+        roles: Sequence[AssumeRoleConfig | None] = config.assume_roles or (None,)
+        self.accounts = [Account(config, role, timeout=timeout) for role in roles]
+        regions = config.all_regions
+        share = timeout / waves([len(regions)], config.budget)
+        self._targets: list[Target] = []
+        for account in self.accounts:
+            for region in regions:
+                child = config.model_copy(update={"region": region, "regions": (), "assume_roles": ()})
+                exporter = AwsExporter(child, timeout=share, session=account.session(region))
+                self._targets.append(AwsTarget(account, exporter, region))
+        self.groups = {account.key: Group.of(config.budget) for account in self.accounts}
+        for target in self._targets:
+            rate = self.groups[target.group].rate
+            if rate is not None:
+                assert isinstance(target, AwsTarget)
+                target.exporter.client.pace = rate.wait
+                target.account._sts.pace = rate.wait
+
+    def targets(self) -> tuple[Sequence[Target], ExporterError | None]:
+        return self._targets, None
+
+    def close(self) -> None:
+        for target in self._targets:
+            target.close()
+        for account in self.accounts:
+            account.close()
+
+
+def build_aws(config: AwsExporterConfig, *, timeout: float) -> FanoutExporter:
+    source = AwsTargets(config, timeout=timeout)
+    return FanoutExporter(config.name, "aws", source, source.groups.__getitem__)
