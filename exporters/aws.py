@@ -81,6 +81,7 @@ class AwsExporter:
             profile=config.profile,
             endpoint_url=config.endpoint_url,
             timeout=self._timeout,
+            credentials_file=config.credentials_file,
             session=session,
         )
         self.logs = AwsTunnelLogReader(self.client, config.tunnel_logs.log_group) if config.tunnel_logs else None

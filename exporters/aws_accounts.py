@@ -61,6 +61,7 @@ class Account:
             profile=config.profile,
             endpoint_url=config.sts_endpoint_url or config.endpoint_url,
             timeout=timeout,
+            credentials_file=config.credentials_file,
         )
         self._sts_client = self._sts.client("sts")
         self._credentials: _RoleCredentials | None = None

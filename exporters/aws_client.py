@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.credentials import SharedCredentialProvider
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from botocore.parsers import ResponseParserError
 
@@ -103,6 +104,26 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
+def _file_session(name: str, path: str, profile: str | None, region: str) -> boto3.session.Session:
+    """A session with the keys of one section of a shared credentials file, and nothing else of the
+    default chain (no environment keys, no instance metadata)."""
+    section = profile or "default"
+    try:
+        with open(path, encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"exporter {name!r}: credentials_file {path}: {exc.strerror}") from None
+    found = SharedCredentialProvider(creds_filename=path, profile_name=section).load()
+    if found is None:
+        raise ConfigError(f"exporter {name!r}: credentials_file {path} has no keys in section [{section}]")
+    return boto3.session.Session(
+        aws_access_key_id=found.access_key,
+        aws_secret_access_key=found.secret_key,
+        aws_session_token=found.token,
+        region_name=region,
+    )
+
+
 class AwsClient:
     """boto3 clients of one exporter entry (`name`, region, profile, endpoint) behind one boundary.
 
@@ -118,6 +139,7 @@ class AwsClient:
         profile: str | None,
         endpoint_url: str | None,
         timeout: float,
+        credentials_file: str | None = None,
         session: Any = None,
     ) -> None:
         self.name = name
@@ -134,7 +156,7 @@ class AwsClient:
         if session is not None:
             self._session = session  # e.g. an assumed role's (exporters.aws_accounts)
         else:
-            self._session = base_session(name, profile, region)
+            self._session = base_session(name, profile, region, credentials_file)
         self.ec2 = self.client("ec2")
         self.where = f"region {region} at {self.ec2.meta.endpoint_url}"
 
@@ -256,8 +278,10 @@ class AwsClient:
                 return
 
 
-def base_session(name: str, profile: str | None, region: str) -> Any:
-    """A boto3 session on the default credential chain (or `profile`)."""
+def base_session(name: str, profile: str | None, region: str, credentials_file: str | None = None) -> Any:
+    """A boto3 session on the default credential chain (or `profile`), or on `credentials_file` alone."""
+    if credentials_file is not None:
+        return _file_session(name, credentials_file, profile, region)
     try:
         return boto3.session.Session(profile_name=profile, region_name=region)
     except ProfileNotFound:

@@ -39,7 +39,12 @@ class AwsInventoryReader:
         self.name = config.name
         self.config = config
         self.client = AwsClient(
-            config.name, config.region, profile=config.profile, endpoint_url=config.endpoint_url, timeout=timeout
+            config.name,
+            config.region,
+            profile=config.profile,
+            endpoint_url=config.endpoint_url,
+            timeout=timeout,
+            credentials_file=config.credentials_file,
         )
 
     def close(self) -> None:

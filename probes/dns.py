@@ -136,7 +136,8 @@ class DnsProbe:
             family = dns.inet.af_for_address(host)
             # A connected socket, so an ICMP port/host unreachable surfaces as an error at once
             # instead of waiting out the whole timeout.
-            sock = await backend.make_socket(family, socket.SOCK_DGRAM, 0, None, (host, port))
+            source = (self.config.source, 0) if self.config.source else None
+            sock = await backend.make_socket(family, socket.SOCK_DGRAM, 0, source, (host, port))
             async with sock:
                 sent = time.monotonic()
                 try:
@@ -149,7 +150,9 @@ class DnsProbe:
                     attempt.latencies.append(time.monotonic() - sent)
             attempt.used_tcp = True
             sent = time.monotonic()
-            reply = await dns.asyncquery.tcp(query, host, timeout=max(deadline - sent, 0.001), port=port)
+            reply = await dns.asyncquery.tcp(
+                query, host, timeout=max(deadline - sent, 0.001), port=port, source=self.config.source
+            )
             attempt.latencies.append(time.monotonic() - sent)
             return reply
         except OSError as exc:

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The demo on a fresh Debian/Ubuntu machine, as root: install what is needed, build the built-in
 # 4-tunnel AWS <-> GCP lab (network namespaces, real strongSwan/FRR/dnsmasq, Prometheus, Alertmanager)
-# and run the watchdog daemon on it. `scripts/demo.sh down` stops it all. Safe to run again.
+# and run the watchdog daemon on it. `scripts/demo.sh down` stops it all. Safe to run again: a second
+# run only checks the installation and rebuilds the lab.
+#   scripts/demo.sh [up [LABCTL-UP-OPTIONS...]]   e.g. up --prefix vwx- --prom-port 29090 (see labctl.py up -h)
+#   scripts/demo.sh down
+# WATCHDOG_DEMO_NO_INSTALL=1 skips scripts/install-deps.sh on a machine already set up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,16 +43,16 @@ case "${1:-up}" in
     python3 deploy/lab/labctl.py down
     exit 0
     ;;
-  up) ;;
+  up) [ $# -gt 0 ] && shift ;;
   *)
-    echo "usage: $0 [up|down]" >&2
+    echo "usage: $0 [up [labctl up options]|down]" >&2
     exit 2
     ;;
 esac
 
-scripts/install-deps.sh
+[ -n "${WATCHDOG_DEMO_NO_INSTALL:-}" ] || scripts/install-deps.sh
 stop_daemon
-python3 deploy/lab/labctl.py up --watchdog-addr "$LISTEN"   # tears down any previous (half-made) lab first
+python3 deploy/lab/labctl.py up --watchdog-addr "$LISTEN" "$@"   # tears down any previous (half-made) lab first
 .venv/bin/watchdog config check -c "$CONFIG"
 
 # setsid: the daemon outlives this shell; without job control `$!` is the daemon itself.
@@ -67,19 +71,34 @@ done
 
 PROM_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prom_port"])' "$LAB_DIR/state.json")
 AM_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["am_port"])' "$LAB_DIR/state.json")
+W=".venv/bin/watchdog"
 cat <<TXT
 
-vpn-watchdog is running on the lab (pid $(cat "$PIDFILE"), log $LAB_DIR/watchdog.log).
+vpn-watchdog is running on the lab (pid $(cat "$PIDFILE"), log $LAB_DIR/watchdog.log), watching it
+through the clouds' APIs (the lab's EC2/CloudWatch Logs and Compute/Monitoring/Logging endpoints)
+and the on-prem view (strongSwan, FRR). Config: $CONFIG
 
+  status page    http://$LISTEN/
   metrics        http://$LISTEN/metrics
-  Prometheus     http://127.0.0.1:$PROM_PORT/alerts
-  Alertmanager   http://127.0.0.1:$AM_PORT
-  one-shot check .venv/bin/watchdog probe --once -c $CONFIG
+  Alertmanager   http://127.0.0.1:$AM_PORT/#/alerts      (the daemon's alerts, one per problem)
+  Prometheus     http://127.0.0.1:$PROM_PORT/classic/alerts  (the shipped rules, evaluated; they send nothing)
+                 http://127.0.0.1:$PROM_PORT/classic/graph?g0.expr=vpn_watchdog_tunnel_up
+  one-shot check $W probe --once -c $CONFIG
 
-Break something and watch it page:
-  scripts/lab cut 1          # drop tunnel 1 in the router; BGP fails over to 3 of 4 paths
-  scripts/lab restore 1
-  scripts/lab mtu 576 && scripts/lab proposals big    # large IKE messages get IP-fragmented
+Try this (each lab verb prints what it changed and what to look at):
+  scripts/lab cut 2                   # tunnel 2 down on both clouds: VpnTunnelDown + VpnRedundancyDegraded
+  scripts/lab restore 2               # resolved within seconds
+  $W audit -c $CONFIG       # both clouds audited: clean
+  scripts/lab mtu 1000 && scripts/lab proposals big && scripts/lab rekey 1 --from aws
+                                      # AWS-side proposals fragment: VpnIkeFragmentation
+  $W audit -c $CONFIG       # ipsec.single-transform on every AWS tunnel
+  $W audit --fix-ipsec --apply -c $CONFIG   # ModifyVpnTunnelOptions narrows them; rekeys fit again
+  scripts/lab advertise no-spoke      # VpnExpectedPrefixMissing on AWS + routing.spoke-not-advertised
+  scripts/lab advertise spoke
+  scripts/lab dns-return off          # the DNS probe times out + dns.return-route
+  scripts/lab dns-return on
+  scripts/lab aws-view 3 down         # only the EC2 API says tunnel 3 is down: VpnTunnelAsymmetric
+  scripts/lab aws-view 3 up
   scripts/lab status
 
 Stop everything:  scripts/demo.sh down

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything vpn-watchdog's tests, lab and demo need on a fresh Debian 12 machine (as root):
 # Debian packages for the real VPN/BGP/DNS/monitoring software, and a virtual environment in .venv.
-# Idempotent: a second run only checks. Fails loudly if anything is missing afterwards.
+# Idempotent: a second run only checks (apt only for missing packages, pip only when pyproject.toml
+# changed). Fails loudly if anything is missing afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,18 +25,36 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another apt (unattended-upgrades, a second shell) may hold the dpkg lock: wait for it, not exit 100.
+  APT=(apt-get -o DPkg::Lock::Timeout=300)
+  "${APT[@]}" update -qq
+  "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: Debian packages present"
 fi
 
+# The virtual environment is rebuilt only when pyproject.toml changed since the last good install
+# (its hash is kept in the stamp) or the environment lost its packages.
 PYTHON=${PYTHON:-python3}
+STAMP=.venv/.install-deps-stamp
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then
   echo "install-deps: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-echo "install-deps: pip install -e .[test]"
-.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+if [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] && .venv/bin/python -c "import watchdog" >/dev/null 2>&1; then
+  echo "install-deps: .venv up to date (pyproject.toml unchanged)"
+else
+  rm -f "$STAMP"
+  echo "install-deps: pip install -e .[test] (log: .venv/pip.log)"
+  .venv/bin/python -m pip install -q --upgrade pip >.venv/pip.log 2>&1 || true
+  if ! .venv/bin/python -m pip install -q -e ".[test]" >>.venv/pip.log 2>&1; then
+    tail -n 20 .venv/pip.log >&2
+    echo "install-deps: pip install failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
+  echo "$want" >"$STAMP"
+fi
 
 # Fail loudly rather than let tests skip silently.
 for tool in swanctl charon-systemd /usr/lib/frr/bgpd /usr/lib/frr/zebra vtysh dnsmasq tshark tcpdump \

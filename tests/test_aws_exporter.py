@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,11 @@ def aws(moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
 
 
 _EXPORTERS: dict[tuple[AwsExporterConfig, float], AwsExporter] = {}
+
+
+def make_config(aws: MotoAws, **overrides: Any) -> AwsExporterConfig:
+    fields: dict[str, Any] = {"name": "aws-tokyo", "type": "aws", "region": REGION, "endpoint_url": aws.endpoint_url}
+    return AwsExporterConfig(**{**fields, **overrides})
 
 
 def make_exporter(aws: MotoAws, timeout: float = 5.0, **overrides: Any) -> AwsExporter:
@@ -506,6 +512,36 @@ def test_named_profile_selects_its_credentials(aws: MotoAws, monkeypatch: pytest
     make_exporter(aws, profile="lab").poll()
 
     assert {(r.access_key, r.region) for r in aws.calls()} == {("AKIAPROFILELAB000001", REGION)}
+
+
+def test_credentials_file_is_used_instead_of_the_environment(aws: MotoAws, tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = AKIAFILEDEFAULT00001\naws_secret_access_key = x\n"
+        "[lab]\naws_access_key_id = AKIAFILELAB000000001\naws_secret_access_key = y\n"
+    )
+    # The environment keeps its own keys (the fixture's); the file wins for this exporter only.
+    AwsExporter(make_config(aws, credentials_file=str(credentials)), timeout=5.0).poll()
+    AwsExporter(make_config(aws, credentials_file=str(credentials), profile="lab"), timeout=5.0).poll()
+    assert {r.access_key for r in aws.calls()} == {"AKIAFILEDEFAULT00001", "AKIAFILELAB000000001"}
+
+
+@pytest.mark.parametrize(
+    ("text", "profile", "message"),
+    [
+        (None, None, "No such file or directory"),
+        ("[other]\naws_access_key_id = A\naws_secret_access_key = b\n", None, "has no keys in section [default]"),
+        ("[default]\naws_access_key_id = A\naws_secret_access_key = b\n", "lab", "has no keys in section [lab]"),
+    ],
+)
+def test_unusable_credentials_file_is_a_config_error(
+    aws: MotoAws, tmp_path: Path, text: str | None, profile: str | None, message: str
+) -> None:
+    path = tmp_path / "credentials"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AwsExporter(make_config(aws, credentials_file=str(path), profile=profile), timeout=5.0)
 
 
 def test_unknown_profile_is_a_config_error(aws: MotoAws) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -238,6 +238,35 @@ def test_expected_prefix_missing_pages() -> None:
     (alert,) = state.firing()
     assert alert.name == "VpnExpectedPrefixMissing" and labels(alert)["severity"] == "page"
     assert labels(alert)["prefix"] == AWS_PREFIX
+
+
+@pytest.mark.parametrize(
+    ("cloud", "snapshot", "withdrawn"),
+    [
+        ("aws", aws_snapshot, lambda: aws_snapshot(routes=False)),
+        ("gcp", gcp_snapshot, lambda: gcp_snapshot(routes=False)),
+        ("gcp", gcp_snapshot, lambda: gcp_snapshot(bgp_down={1, 2, 3, 4})),
+    ],
+    ids=["aws-withdrawn", "gcp-withdrawn", "gcp-sessions-down"],
+)
+def test_prefix_withdrawn_over_up_paths_is_missing_but_lost_paths_are_unreachable(
+    cloud: str, snapshot: Callable[[], Snapshot], withdrawn: Callable[[], Snapshot]
+) -> None:
+    # The far side stops advertising it (e.g. a custom advertisement removed) while every tunnel and
+    # session stays up: "not learned at all", not "no usable path" (that is for paths that died).
+    name, prefix = (AWS, AWS_PREFIX) if cloud == "aws" else (GCP, GCP_PREFIX)
+    state = HealthState()
+    for t in range(3):
+        state, _ = step(state, Observation((ExporterView.build(name, cloud, snapshot(), {prefix: 2}),)), START + t)
+    for t in range(3, 15):
+        state, _ = step(state, Observation((ExporterView.build(name, cloud, withdrawn(), {prefix: 2}),)), START + t)
+    firing = {a.name for a in state.firing()}
+    sessions_died = not all(s.up for s in withdrawn().bgp_sessions)
+    if sessions_died:
+        expected, other = "VpnPrefixUnreachable", "VpnExpectedPrefixMissing"
+    else:
+        expected, other = "VpnExpectedPrefixMissing", "VpnPrefixUnreachable"
+    assert expected in firing and other not in firing, firing
 
 
 def test_probe_failing_after_hold() -> None:

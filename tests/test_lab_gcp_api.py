@@ -65,6 +65,8 @@ def lab() -> Iterator[dict[str, Any]]:
             str(ports["gcp"]),
             "--gcp-monitoring-port",
             str(ports["monitoring"]),
+            "--aws-port",
+            str(free_port()),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         state = json.loads((directory / "state.json").read_text())
@@ -111,14 +113,6 @@ def poll_until(exporter: GcpExporter, check: Callable[[Snapshot], bool], timeout
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not within {timeout:g} s: {snapshot}")
         time.sleep(0.2)
-
-
-def gcp_vtysh(lab: dict[str, Any], *commands: str) -> None:
-    frr = lab["dir"] / "gcp" / "frr"
-    argv = ["vtysh", "--vty_socket", str(frr)]
-    for command in commands:
-        argv += ["-c", command]
-    subprocess.run(argv, check=True, capture_output=True, timeout=10)
 
 
 def test_healthy_lab_seen_through_the_gcp_api(lab: dict[str, Any], exporter: GcpExporter) -> None:
@@ -194,20 +188,21 @@ def test_removing_the_spoke_network_drops_it_from_the_advertisements(lab: dict[s
         _, router = get(lab, f"{REGIONAL}/routers/{topo.CLOUD_ROUTER}")
         return [r["range"] for r in router["bgp"]["advertisedIpRanges"]]
 
-    assert advertised() == [topo.GCP_VPC[0], topo.SPOKE_RANGE]
-    af = ("configure terminal", f"router bgp {topo.GCP_ASN}", "address-family ipv4 unicast")
-    gcp_vtysh(lab, *af, f"no network {topo.SPOKE_RANGE}")
+    # The DNS forwarders' stand-in range is advertised as the real one.
+    every = [topo.GCP_VPC[0], topo.SPOKE_RANGE, topo.DNS_FORWARDING_RANGE]
+    assert advertised() == every
+    assert labctl(lab["dir"], "advertise", "no-spoke").returncode == 0
     try:
         deadline = time.monotonic() + 15
-        while advertised() != [topo.GCP_VPC[0]] and time.monotonic() < deadline:
+        while advertised() != [topo.GCP_VPC[0], topo.DNS_FORWARDING_RANGE] and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert advertised() == [topo.GCP_VPC[0]]
+        assert advertised() == [topo.GCP_VPC[0], topo.DNS_FORWARDING_RANGE]
     finally:
-        gcp_vtysh(lab, *af, f"network {topo.SPOKE_RANGE}")
+        assert labctl(lab["dir"], "advertise", "spoke").returncode == 0
     deadline = time.monotonic() + 15
-    while advertised() != [topo.GCP_VPC[0], topo.SPOKE_RANGE] and time.monotonic() < deadline:
+    while advertised() != every and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert advertised() == [topo.GCP_VPC[0], topo.SPOKE_RANGE]
+    assert advertised() == every
 
 
 def test_what_the_emulator_does_not_implement_answers_at_once(lab: dict[str, Any]) -> None:

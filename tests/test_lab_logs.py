@@ -56,6 +56,8 @@ def lab() -> Iterator[dict[str, Any]]:
             str(port),
             "--gcp-monitoring-port",
             str(free_port()),
+            "--aws-port",
+            str(free_port()),
         )
         assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
         assert json.loads((directory / "state.json").read_text())["gcp_api_port"] == port

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lab import topology as topo
 from exporters import build_exporter
 from tests.conftest import free_port, lab_prefix, require_root
 from watchdog.config import Config, load_config
@@ -49,8 +50,8 @@ def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.Complet
 
 
 def gcp_ports() -> list[str]:
-    """Free ports for the lab's GCP API emulator (its defaults belong to the demo lab)."""
-    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port())]
+    """Free ports for the lab's cloud API emulators (their defaults belong to the demo lab)."""
+    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port()), "--aws-port", str(free_port())]
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +114,14 @@ def session_up(snapshot: Snapshot, peer: str) -> bool:
 
 
 def test_generated_daemon_config_is_valid_and_complete(config: Config, lab_dir: Path) -> None:
-    assert sorted(e.name for e in config.exporters) == ["aws-frr", "aws-strongswan", "gcp-frr", "gcp-strongswan"]
-    assert {(e.exporter, e.prefixes, e.min_paths) for e in config.expected_prefixes} == {
+    on_prem = {"aws-frr", "aws-strongswan", "gcp-frr", "gcp-strongswan"}
+    clouds = {e.name: e.type for e in config.exporters if e.name not in on_prem}
+    assert on_prem < {e.name for e in config.exporters} and set(clouds.values()) <= {"aws", "gcp"}
+    assert clouds.get("gcp-hub") == "gcp"  # the lab's GCP API emulator
+    assert {(e.exporter, e.prefixes, e.min_paths) for e in config.expected_prefixes} >= {
         ("gcp-frr", tuple(sorted(AWS_PREFIXES)), 4),
         ("aws-frr", tuple(sorted(GCP_PREFIXES)), 4),
+        ("gcp-hub", tuple(sorted(AWS_PREFIXES)), 4),
     }
     assert config.ike is not None
     assert (config.ike.netns, config.ike.interfaces, len(config.ike.peers)) == (f"{PREFIX}aws", ("aws-wan",), 4)
@@ -151,10 +156,11 @@ def test_strongswan_sees_four_tunnels_up_from_both_sides(exporters: dict[str, Ex
 
 
 def test_frr_sees_four_sessions_and_each_prefix_over_four_paths(exporters: dict[str, Exporter]) -> None:
-    for side, learned in (("gcp", AWS_PREFIXES), ("aws", GCP_PREFIXES)):
+    # GCP also advertises its DNS forwarders' range (the lab's stand-in for 35.199.192.0/19).
+    for side, learned in (("gcp", AWS_PREFIXES), ("aws", GCP_PREFIXES | {topo.DNS_FORWARDING_STANDIN})):
         snapshot = exporters[f"{side}-frr"].poll()
         sessions = snapshot.bgp_sessions
-        assert len(sessions) == 4 and all(s.up and s.received_prefixes == 2 for s in sessions), sessions
+        assert len(sessions) == 4 and all(s.up and s.received_prefixes == len(learned) for s in sessions), sessions
         assert all(s.local_ip.startswith("169.254.") for s in sessions)
         paths = {prefix: {r.peer for r in snapshot.routes if r.prefix == prefix} for prefix in learned}
         assert paths == {prefix: {s.peer for s in sessions} for prefix in learned}

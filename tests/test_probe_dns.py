@@ -91,6 +91,25 @@ def test_truncated_udp_reply_falls_back_to_tcp(server: FakeDnsServer) -> None:
     assert "over TCP" in result.detail and f"+{BIG_COUNT - 4} more" in result.detail
 
 
+def test_query_leaves_from_the_configured_source_over_udp_and_tcp(server: FakeDnsServer) -> None:
+    # Cloud DNS forwards from its own range; the probe's `source` plays it (any 127/8 address is local).
+    result = run(build_probe(config("big.probe.test", server.address, source="127.0.0.7")))
+    assert result.success, result
+    assert set(server.clients) == {("udp", "127.0.0.7"), ("tcp", "127.0.0.7")}
+
+
+def test_source_that_is_no_local_address_is_a_network_error_at_once(server: FakeDnsServer) -> None:
+    result = run(build_probe(config("ok.probe.test", server.address, source="198.51.100.77")))
+    assert (result.success, result.reason) == (False, "network_error")
+    assert "Cannot assign requested address" in result.detail
+    assert result.duration_seconds < 0.5 and not server.clients
+
+
+def test_source_of_another_ip_version_than_the_server_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="source ::1 and server 127.0.0.1:53 are of different IP versions"):
+        config("ok.probe.test", "127.0.0.1:53", source="::1")
+
+
 def test_silent_server_times_out_within_timeout(server: FakeDnsServer) -> None:
     result = run(build_probe(config("silent.probe.test", server.address, timeout="300ms")))
     assert (result.success, result.reason) == (False, "timeout")

@@ -232,6 +232,9 @@ class AwsExporterConfig(_ExporterBase):
     transit_gateway_route_tables: tuple[str, ...] = ()
     endpoint_url: str | None = None
     profile: str | None = None
+    # A shared credentials file (INI, as ~/.aws/credentials) for this exporter instead of the default
+    # chain's; `profile` picks the section (default `default`). The lab writes one with test keys.
+    credentials_file: str | None = None
     # VPC route tables of the DNS resolvers (audit: the 35.199.192.0/19 return route must be there too).
     dns_resolver_route_tables: tuple[str, ...] = ()
     tunnel_logs: TunnelLogsConfig | None = None
@@ -352,6 +355,9 @@ class DnsProbeConfig(_ProbeBase):
     server: str | None = None
     record_type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: tuple[str, ...] = ()
+    # Send the query from this local address, e.g. one inside the range a forwarder really uses
+    # (Cloud DNS forwards from 35.199.192.0/19), so the probe proves the reply finds its way back.
+    source: IpAddress | None = None
 
     @field_validator("query")
     @classmethod
@@ -372,6 +378,14 @@ class DnsProbeConfig(_ProbeBase):
                 ok = False
             if not ok:
                 raise ValueError(f"expect: {value!r} is not an IPv{version} address (record_type {self.record_type})")
+        return self
+
+    @model_validator(mode="after")
+    def _source_matches_server(self) -> DnsProbeConfig:
+        if self.source is not None and self.server is not None:
+            host, _ = split_server(self.server)
+            if ipaddress.ip_address(host).version != ipaddress.ip_address(self.source).version:
+                raise ValueError(f"source {self.source} and server {self.server} are of different IP versions")
         return self
 
     @field_validator("server")

@@ -301,6 +301,10 @@ class Daemon:
         swept = {r.name for sweep in txn.sweeps.values() for r in sweep.members}
         funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items() if n not in swept})
         funcs.update({job_id: sweep.run_once for job_id, sweep in txn.sweeps.items()})
+        # A new exporter's "no successful poll for 3 intervals" counts from when it can first poll,
+        # not from when it was built: building the others (SDK clients) can take longer than that.
+        for runner in txn.built.exporters.values():
+            runner.created_at = runner.clock()
         self.scheduler.start(txn.prepared, funcs)
         for job_id, sweep in txn.sweeps.items():
             if self._sweeps.get(job_id) is not sweep:

@@ -687,7 +687,9 @@ def _prefixes(views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], 
                 routes = []  # only the no-path cases need to know which routes cover it
             else:
                 routes = sorted({r.prefix for r in view.snapshot.routes if covers(r.prefix, prefix)})
-            if not paths and not routes and not known:
+            if not paths and not routes and (not known or _carriers_up(view.snapshot, known)):
+                # Never learned, or withdrawn while a path that carried it is still up: the far side
+                # stopped advertising it (a dead path would make it unreachable instead).
                 learned = sorted({r.prefix for r in view.snapshot.routes})
                 yield Condition(
                     "VpnExpectedPrefixMissing",
@@ -730,6 +732,16 @@ def _prefixes(views: Iterable[ExporterView], baseline: Mapping[tuple[str, str], 
                         f"{prefix} now on {len(paths)} of {len(known)} paths: still carried by {carried}{lost_text}.",
                         owners,
                     )
+
+
+def _carriers_up(snapshot: Snapshot, path_ids: Iterable[str]) -> bool:
+    """Whether any of these path ids (`connection/tunnel`, a BGP peer or a next hop) is still up: a
+    tunnel path counts while the tunnel and the BGP sessions over it are up."""
+    down_sessions = {s.tunnel for s in snapshot.bgp_sessions if s.tunnel and not s.up}
+    up = {f"{t.connection}/{t.name}" for t in snapshot.tunnels if t.up and t.name not in down_sessions}
+    up |= {s.peer for s in snapshot.bgp_sessions if s.up}
+    up |= {s.peer_ip for s in snapshot.bgp_sessions if s.up and s.peer_ip}
+    return any(path in up for path in path_ids)
 
 
 def _probes(probes: Iterable[ProbeView]) -> Iterable[Condition]:

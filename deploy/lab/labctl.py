@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build, break and tear down the built-in AWS <-> GCP HA VPN lab (root, Linux network namespaces).
 
-`python3 deploy/lab/labctl.py up|down|status|cut N|restore N|rekey N [--ike]|mtu BYTES|proposals big|small`
+`python3 deploy/lab/labctl.py up|down|status|cut N|restore N|rekey N [--ike]|mtu BYTES|proposals big|small|
+advertise spoke|no-spoke|dns-return on|off|aws-view N down|up`
 
 Real strongSwan (charon-systemd, kernel-libipsec), FRR (zebra+bgpd), dnsmasq, Prometheus and
 Alertmanager, one set per namespace, all state under one directory (default `<repo>/.lab`, or
@@ -44,6 +45,7 @@ DEFAULT_WATCHDOG_ADDR = "127.0.0.1:9687"
 DEFAULT_GCP_PORT = 19095  # the GCP emulator: Compute + Cloud DNS REST
 DEFAULT_GCP_MONITORING_PORT = 19096  # its Cloud Monitoring gRPC
 GCP_EMULATOR = "deploy.lab.emulators.gcp_lab"
+FRAGMENT_TABLE = "vw_fragments"  # nft table in the GCP namespace counting IP fragments from AWS
 DEFAULT_AWS_PORT = 19097  # the AWS emulator: EC2 + CloudWatch Logs
 AWS_EMULATOR = "deploy.lab.emulators.aws_lab"
 STOP_GRACE_SECONDS = 3.0
@@ -319,7 +321,7 @@ class Lab:
 
     def bgp_ready(self, side: topo.Side) -> int:
         """Established sessions that carry all of the other side's prefixes."""
-        want = len(topo.other(side).vpc)
+        want = len(topo.other(side).routed)
         return sum(
             1
             for p in self.bgp_peers(side).values()
@@ -391,6 +393,9 @@ class Lab:
             cuts=[],
             mtu=1500,
             proposals="small",
+            advertise_spoke=True,
+            dns_return=True,
+            aws_view_down=[],
             gcp_api_port=gcp_port,
             gcp_monitoring_port=gcp_monitoring_port,
             aws_api_port=aws_port,
@@ -449,6 +454,7 @@ class Lab:
             lambda: _http_ok(f"http://127.0.0.1:{gcp_port}{gateways}") and port_open(gcp_monitoring_port),
         )
         self._wait_aws_api(aws_api, aws_port)
+        self._write_watchdog_yaml()
         return {"total": time.monotonic() - t0, "child_sas": t_sas - t_charon, "bgp": t_bgp - t_charon}
 
     def _start_aws_api(self, port: int) -> subprocess.Popen[bytes]:
@@ -498,7 +504,24 @@ class Lab:
             topo.prometheus_yml(am_port=am_port, watchdog_addr=watchdog_addr, rules_glob=rules_glob)
         )
         (L.prom_dir / "alertmanager.yml").write_text(topo.alertmanager_yml())
-        L.watchdog_yaml.write_text(topo.watchdog_yaml(L, watchdog_addr=watchdog_addr, am_port=am_port, netns=self.ns))
+        L.watchdog_yaml.unlink(missing_ok=True)  # written once the cloud endpoints answer
+
+    def _write_watchdog_yaml(self) -> None:
+        state = self.load_state()
+        self.layout.aws_credentials.write_text(topo.LAB_AWS_CREDENTIALS)
+        self.layout.aws_credentials.chmod(0o600)
+        gcp = f"http://127.0.0.1:{state['gcp_api_port']}"
+        self.layout.watchdog_yaml.write_text(
+            topo.watchdog_yaml(
+                self.layout,
+                watchdog_addr=str(state["watchdog_addr"]),
+                am_port=int(str(state["am_port"])),
+                netns=self.ns,
+                gcp_endpoint=gcp,
+                gcp_monitoring_endpoint=f"http://127.0.0.1:{state['gcp_monitoring_port']}",
+                aws_endpoint=f"http://127.0.0.1:{state['aws_api_port']}" if "aws_api_port" in state else None,
+            )
+        )
 
     def _build_network(self) -> None:
         for ns in self.ns.values():
@@ -537,7 +560,45 @@ class Lab:
             run(["ip", "-n", ns, "route", "add", far_net, "via", side.router_ip])
             for host in side.vpc_hosts:
                 run(["ip", "-n", ns, "addr", "add", host, "dev", "lo"])
+        self._count_fragments()
         self._build_tap()
+
+    def _count_fragments(self) -> None:
+        """Count the IP fragments each AWS outside IP sends the GCP side, before the kernel reassembles
+        them: Cloud VPN drops such fragments, and the GCP emulator reports them as it does (a
+        `fragment_received` packet count and a Cloud VPN log entry). The lab itself still delivers them."""
+        rules = "".join(
+            f'    ip saddr {spec.aws_outside} ip frag-off & 0x3fff != 0 counter comment "{spec.name}"\n'
+            for spec in topo.TUNNELS
+        )
+        nsrun(
+            self.ns["gcp"],
+            "nft",
+            "-f",
+            "-",
+            stdin=(
+                f"table ip {FRAGMENT_TABLE} {{\n  chain count {{\n"
+                "    type filter hook prerouting priority -450; policy accept;\n"
+                f"{rules}  }}\n}}\n"
+            ),
+        )
+
+    def fragments_received(self) -> dict[str, int]:
+        """Tunnel name -> IP fragments the GCP side received from its AWS end since `up`."""
+        out = nsrun(self.ns["gcp"], "nft", "-j", "list", "table", "ip", FRAGMENT_TABLE, check=False).stdout
+        try:
+            items = json.loads(out or "{}").get("nftables", [])
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+        counts: dict[str, int] = {}
+        for item in items:
+            rule = item.get("rule") if isinstance(item, dict) else None
+            if not isinstance(rule, dict) or "comment" not in rule:
+                continue
+            for expr in rule.get("expr", []):
+                if isinstance(expr, dict) and "counter" in expr:
+                    counts[str(rule["comment"])] = int(expr["counter"].get("packets", 0))
+        return counts
 
     def _build_tap(self) -> None:
         """Mirror the aws underlay (router side) to a root-namespace link, `<prefix>aws-tap`, so
@@ -765,6 +826,66 @@ class Lab:
         wait_for(f"{n}/{n} CHILD SAs", lambda: all(self.installed_children(s) >= n for s in topo.SIDES), 30)
         return time.monotonic() - start
 
+    def vtysh_config(self, side: topo.Side, *lines: str) -> None:
+        """Apply configuration lines to one side's running bgpd (`configure terminal` first)."""
+        argv = ["vtysh", "--vty_socket", str(self.layout.frr_dir(side)), "-c", "configure terminal"]
+        for line in lines:
+            argv += ["-c", line]
+        result = run(argv, check=False)
+        # vtysh exits 0 even when a line is refused; FRR prints the complaint on stdout.
+        if result.returncode != 0 or "% " in result.stdout:
+            raise LabError(f"vtysh ({side.key}) refused {list(lines)}: {(result.stdout + result.stderr).strip()}")
+
+    def advertise(self, spoke: bool) -> None:
+        """Add or drop the spoke VPC's range in the Cloud Router's custom advertisements: the GCP side's
+        FRR stops announcing it (AWS loses the route) and the GCP API's router shows it gone."""
+        self.require_up()
+        verb = "network" if spoke else "no network"
+        self.vtysh_config(
+            topo.GCP, f"router bgp {topo.GCP_ASN}", "address-family ipv4 unicast", f"{verb} {topo.SPOKE_RANGE}"
+        )
+        self.save_state(advertise_spoke=spoke)
+
+    def dns_return(self, on: bool) -> None:
+        """Give or take the AWS side's return route to Cloud DNS's forwarding range (its stand-in): off
+        filters the range from what AWS learns over BGP and routes replies to it out of the underlay
+        router (the "internet gateway"), which has no route to it, so forwarded queries go unanswered."""
+        self.require_up()
+        aws, standin, name = topo.AWS, topo.DNS_FORWARDING_STANDIN, topo.NO_DNS_RETURN_LIST
+        bgp = (f"router bgp {topo.AWS_ASN}", "address-family ipv4 unicast")
+        ns = self.ns[aws.key]
+        if on:
+            run(["ip", "-n", ns, "route", "del", standin, "via", aws.router_ip], check=False)
+            self.vtysh_config(aws, *bgp, f"no neighbor TUN prefix-list {name} in")
+        else:
+            self.vtysh_config(
+                aws,
+                f"ip prefix-list {name} seq 5 deny {standin}",
+                f"ip prefix-list {name} seq 10 permit 0.0.0.0/0 le 32",
+                *bgp,
+                f"neighbor TUN prefix-list {name} in",
+            )
+        run(["vtysh", "--vty_socket", str(self.layout.frr_dir(aws)), "-c", "clear bgp * soft in"])
+        wait_for(
+            f"the AWS side to {'learn' if on else 'drop'} its BGP route to {standin}",
+            lambda: (standin in _as_dict(self.vtysh_json(aws, "show ip bgp json").get("routes"))) == on,
+            10,
+            0.1,
+        )
+        if not on:
+            run(["ip", "-n", ns, "route", "replace", standin, "via", aws.router_ip])
+        self.save_state(dns_return=on)
+
+    def aws_view(self, number: int, down: bool) -> None:
+        """Make the lab's EC2 API report tunnel N DOWN (or as it is again) while the tunnel itself, the
+        on-prem view and GCP's view stay up: the one-sided view of a stale API or a half-open SA. The
+        AWS emulator reads `aws_view_down` from the state file at every request."""
+        topo.tunnel(number)
+        self.require_up()
+        hidden = {int(str(n)) for n in _as_list(self.load_state().get("aws_view_down"))}
+        hidden = hidden | {number} if down else hidden - {number}
+        self.save_state(aws_view_down=sorted(hidden))
+
     # --- status ------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
@@ -792,6 +913,9 @@ class Lab:
             "cuts": state.get("cuts", []),
             "mtu": state.get("mtu"),
             "proposals": state.get("proposals"),
+            "advertise_spoke": state.get("advertise_spoke", True),
+            "dns_return": state.get("dns_return", True),
+            "aws_view_down": state.get("aws_view_down", []),
             "gcp_api": {
                 "endpoint": f"http://127.0.0.1:{state['gcp_api_port']}",
                 "monitoring_endpoint": f"http://127.0.0.1:{state['gcp_monitoring_port']}",
@@ -818,6 +942,10 @@ def _aws_api_status(state: dict[str, object]) -> dict[str, object]:
 def _fast(bgp_timers: tuple[int, int]) -> bool:
     """Fast BGP timers come with fast DPD, so both layers notice a cut within seconds."""
     return bgp_timers[1] <= 10
+
+
+def _as_dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
 
 
 def _as_list(value: object) -> list[object]:
@@ -895,6 +1023,13 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("bytes", type=int)
     pr = sub.add_parser("proposals", help="AWS-side proposals: small (narrowed) or big (default-like)")
     pr.add_argument("size", choices=("small", "big"))
+    ad = sub.add_parser("advertise", help="the spoke range in the Cloud Router's custom advertisements, or not")
+    ad.add_argument("what", choices=("spoke", "no-spoke"))
+    dr = sub.add_parser("dns-return", help="the AWS side's route back to Cloud DNS's forwarding range, or not")
+    dr.add_argument("state", choices=("on", "off"))
+    av = sub.add_parser("aws-view", help="the EC2 API alone reports tunnel N down (the tunnel stays up), or not")
+    av.add_argument("tunnel", type=_tunnel_number)
+    av.add_argument("state", choices=("down", "up"))
     return p
 
 
@@ -961,10 +1096,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "proposals":
             took = lab.set_proposals(args.size)
             print(f"AWS-side proposals {args.size}; 4/4 tunnels re-established from aws in {took:.2f} s")
+        elif args.verb == "advertise":
+            spoke = args.what == "spoke"
+            lab.advertise(spoke)
+            print(_ADVERTISE_TEXT[spoke].format(range=topo.SPOKE_RANGE, router=topo.CLOUD_ROUTER))
+        elif args.verb == "aws-view":
+            lab.aws_view(args.tunnel, args.state == "down")
+            spec = topo.tunnel(args.tunnel)
+            print(_AWS_VIEW_TEXT[args.state == "down"].format(n=spec.number, ip=spec.aws_outside, gcp=spec.name))
+        elif args.verb == "dns-return":
+            on = args.state == "on"
+            lab.dns_return(on)
+            print(
+                _DNS_RETURN_TEXT[on].format(
+                    range=topo.DNS_FORWARDING_RANGE, standin=topo.DNS_FORWARDING_STANDIN, name=topo.DNS_NAME
+                )
+            )
     except LabError as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+_ADVERTISE_TEXT = {
+    False: (
+        "Cloud Router {router} no longer advertises the spoke range {range} (GCP-side FRR withdrew it).\n"
+        "Look at: VpnExpectedPrefixMissing for {range} on the AWS side (Alertmanager, /metrics\n"
+        "  vpn_watchdog_expected_prefix_paths), `watchdog audit` rule routing.spoke-not-advertised.\n"
+        "Undo: scripts/lab advertise spoke"
+    ),
+    True: "Cloud Router {router} advertises the spoke range {range} again; AWS learns it within seconds.",
+}
+_AWS_VIEW_TEXT = {
+    True: (
+        "The lab's EC2 API now reports tunnel {n} ({ip}) DOWN; the tunnel itself, the on-prem view and\n"
+        "  GCP's view of {gcp} stay up.\n"
+        "Look at: VpnTunnelAsymmetric for {ip} <-> {gcp} (Alertmanager), the status page's pair drawing.\n"
+        "Undo: scripts/lab aws-view {n} up"
+    ),
+    False: "The lab's EC2 API reports tunnel {n} ({ip}) as it is again.",
+}
+_DNS_RETURN_TEXT = {
+    False: (
+        "The AWS side has no return route to Cloud DNS's forwarding range {range} (lab stand-in {standin}):\n"
+        "  not learned over BGP, replies leave by the underlay router.\n"
+        "Look at: the DNS probe failing with reason timeout (VpnProbeFailing for {name}),\n"
+        "  `watchdog audit` rule dns.return-route.\n"
+        "Undo: scripts/lab dns-return on"
+    ),
+    True: "The AWS side routes {range} (lab stand-in {standin}) back over the VPN again.",
+}
 
 
 def _print_aws_api(lab: Lab, port: int) -> None:
@@ -988,6 +1169,8 @@ def _print_status(status: dict[str, object]) -> None:
             for peer, info in peers.items():
                 print(f"  bgp {side} {peer:15} {info['state']:12} pfxRcd {info['pfxRcd']}")
     print(f"  cuts: {status['cuts']}  mtu: {status['mtu']}  proposals: {status['proposals']}")
+    print(f"  spoke advertised: {status.get('advertise_spoke')}  DNS return route: {status.get('dns_return')}")
+    print(f"  tunnels the EC2 API alone reports down (aws-view): {status.get('aws_view_down')}")
     gcp_api = status.get("gcp_api")
     if isinstance(gcp_api, dict) and gcp_api:
         print(f"  GCP API {gcp_api['endpoint']}  Monitoring {gcp_api['monitoring_endpoint']} (gRPC)")

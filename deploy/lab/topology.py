@@ -45,6 +45,13 @@ SPOKE_RANGE = GCP_VPC[1]  # a custom advertisement of the Cloud Router (`scripts
 # real range wherever the stand-in is routed or advertised.
 DNS_FORWARDING_RANGE = "35.199.192.0/19"
 DNS_FORWARDING_STANDIN = "198.19.192.0/19"
+# The GCP namespace holds one address of the stand-in (on its loopback) and the Cloud Router (its FRR)
+# advertises the range: the DNS probe sends from it as Cloud DNS does, and the AWS side's route back to
+# it is the "DNS return route" (`scripts/lab dns-return off` takes it away on the AWS side).
+DNS_FORWARDER_ADDRESS = "198.19.192.10"
+# `dns-return off`: the AWS side's FRR filters the range from GCP, and replies to it leave by the
+# underlay router, the lab's "internet gateway", which has no route to it.
+NO_DNS_RETURN_LIST = "NO-DNS-RETURN"
 
 # Small, GCP-compatible proposals (what the write-up narrows AWS to: exactly one transform of each
 # kind per phase, the set `watchdog audit --fix-ipsec` picks, so the healthy lab audits clean) and a
@@ -145,8 +152,16 @@ class Side:
 
     @property
     def vpc_hosts(self) -> tuple[str, ...]:
-        """The .10 host of each VPC prefix, on the namespace's loopback."""
-        return tuple(p.split("/")[0].rsplit(".", 1)[0] + ".10/24" for p in self.vpc)
+        """The .10 host of each VPC prefix, on the namespace's loopback (GCP: and the DNS forwarder)."""
+        hosts = tuple(p.split("/")[0].rsplit(".", 1)[0] + ".10/24" for p in self.vpc)
+        if self.key == "gcp":
+            hosts += (f"{DNS_FORWARDER_ADDRESS}/{DNS_FORWARDING_STANDIN.split('/')[1]}",)
+        return hosts
+
+    @property
+    def routed(self) -> tuple[str, ...]:
+        """Prefixes this side announces over BGP and carries in its traffic selectors."""
+        return (*self.vpc, DNS_FORWARDING_STANDIN) if self.key == "gcp" else self.vpc
 
 
 GCP = Side("gcp", GCP_ASN, GCP_VPC, "gcp-wan", "inet-gcp", ROUTER_GCP_IP)
@@ -192,6 +207,11 @@ class Layout:
     def watchdog_yaml(self) -> Path:
         return self.root / "watchdog.yaml"
 
+    @property
+    def aws_credentials(self) -> Path:
+        """The shared credentials file of the daemon's aws exporter (`LAB_AWS_CREDENTIALS`)."""
+        return self.root / "aws" / "api-credentials"
+
 
 def strongswan_conf(layout: Layout, side: Side, *, fast: bool) -> str:
     """`fast` (the lab default): DPD fails within ~5 s of a cut, like BGP with 1/3 timers."""
@@ -224,8 +244,8 @@ def swanctl_conf(side: Side, *, fast: bool, big_proposals: bool = False) -> str:
     rekey_ike, rekey_child = ("28800s", "3600s") if initiator else ("86400s", "10800s")
     conns, secrets = [], []
     for spec in TUNNELS:
-        local_ts = ",".join((f"{side.inside(spec)}/32", *side.vpc))
-        remote_ts = ",".join((f"{peer.inside(spec)}/32", *peer.vpc))
+        local_ts = ",".join((f"{side.inside(spec)}/32", *side.routed))
+        remote_ts = ",".join((f"{peer.inside(spec)}/32", *peer.routed))
         conns.append(f"""  {spec.name} {{
     version = 2
     local_addrs = {side.outside(spec)}
@@ -308,7 +328,7 @@ def bgpd_conf(layout: Layout, side: Side, *, keepalive: int, hold: int) -> str:
     peer = other(side)
     connect = "\n neighbor TUN timers connect 2" if hold <= 10 else ""
     neighbors = "\n".join(f" neighbor {peer.inside(spec)} peer-group TUN" for spec in TUNNELS)
-    networks = "\n".join(f"  network {prefix}" for prefix in side.vpc)
+    networks = "\n".join(f"  network {prefix}" for prefix in side.routed)
     return f"""hostname {side.key}-bgpd
 log file {layout.frr_dir(side)}/bgpd.log informational
 log timestamp precision 3
@@ -328,10 +348,13 @@ router bgp {side.asn}
 
 
 def prometheus_yml(*, am_port: int, watchdog_addr: str, rules_glob: str) -> str:
-    """JSON is valid YAML; it keeps this module free of a YAML dependency."""
+    """JSON is valid YAML; it keeps this module free of a YAML dependency.
+
+    No `alerting` block: in the lab the daemon is the one alert source. Prometheus still evaluates
+    the shipped rule copies (its /classic/alerts page shows them, so they stay exercised), but sending
+    them to the same Alertmanager would page every problem twice over (one cut made 22 alerts)."""
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "rule_files": [rules_glob],
         "scrape_configs": [
             {"job_name": "vpn-watchdog", "static_configs": [{"targets": [watchdog_addr]}]},
@@ -349,17 +372,45 @@ def alertmanager_yml() -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
+AWS_EXPORTER, GCP_EXPORTER = "aws-tokyo", "gcp-hub"  # the daemon's names of the two clouds' views
+# Test keys for the lab's EC2/CloudWatch Logs endpoint (it checks none): the daemon signs with these,
+# never with whatever AWS keys the machine's environment holds.
+LAB_AWS_CREDENTIALS = "[default]\naws_access_key_id = AKIAVPNWATCHDOGLAB01\naws_secret_access_key = lab-test-only\n"
+CLOUD_INTERVAL = "2s"  # the lab's poll interval of the cloud exporters
+
+
 def watchdog_yaml(
     layout: Layout,
     *,
     watchdog_addr: str,
     am_port: int,
     netns: dict[str, str],
+    gcp_endpoint: str | None = None,
+    gcp_monitoring_endpoint: str | None = None,
+    aws_endpoint: str | None = None,
 ) -> str:
-    """The daemon's config for this lab. The daemon runs in the root namespace: VICI and vty sockets
-    are unix paths reachable from there; probes run inside the gcp namespace and the IKE sniffer
-    inside the aws one (`netns:`)."""
+    """The daemon's config for this lab. The daemon runs in the root namespace: the clouds' APIs are
+    the lab's emulators on loopback, VICI and vty sockets are unix paths reachable from there; probes
+    run inside the gcp namespace and the IKE sniffer inside the aws one (`netns:`)."""
     exporters = []
+    if aws_endpoint is not None:
+        # Static test credentials: boto3 signs, the emulator does not check.
+        exporters.append(f"""  - name: {AWS_EXPORTER}
+    type: aws
+    region: {AWS_REGION}
+    endpoint_url: {aws_endpoint}
+    credentials_file: {layout.aws_credentials}
+    interval: {CLOUD_INTERVAL}
+    tunnel_logs: {{log_group: {AWS_TUNNEL_LOG_GROUP}}}""")
+    if gcp_endpoint is not None:
+        exporters.append(f"""  - name: {GCP_EXPORTER}
+    type: gcp
+    project: {GCP_PROJECT}
+    region: {GCP_REGION}
+    endpoint: {gcp_endpoint}
+    monitoring_endpoint: {gcp_monitoring_endpoint or gcp_endpoint}
+    interval: {CLOUD_INTERVAL}
+    logs: true""")
     for side in SIDES:
         exporters.append(f"""  - name: {side.key}-strongswan
     type: strongswan
@@ -368,19 +419,28 @@ def watchdog_yaml(
     type: frr
     interval: 1s
     vtysh: [vtysh, --vty_socket, {layout.frr_dir(side)}]""")
+    views = [(f"{side.key}-frr", other(side).vpc) for side in SIDES]
+    if aws_endpoint is not None:
+        views.append((AWS_EXPORTER, GCP_VPC))
+    if gcp_endpoint is not None:
+        views.append((GCP_EXPORTER, AWS_VPC))
     expected = "\n".join(
-        f"""  - exporter: {side.key}-frr
-    prefixes: [{", ".join(other(side).vpc)}]
+        f"""  - exporter: {name}
+    prefixes: [{", ".join(prefixes)}]
     min_paths: {len(TUNNELS)}"""
-        for side in SIDES
+        for name, prefixes in views
     )
+    # Asked as Cloud DNS forwards it: from (the stand-in of) 35.199.192.0/19, so the reply needs the AWS
+    # side's return route (`scripts/lab dns-return off` takes it away and this times out).
     probes = [
         f"""  - name: aws-db-dns
     type: dns
     query: {DNS_NAME}
     server: {DNS_ADDRESS}
+    source: {DNS_FORWARDER_ADDRESS}
     expect: [{DNS_ADDRESS}]
-    interval: 5s
+    interval: 2s
+    timeout: 1s
     netns: {netns["gcp"]}"""
     ]
     # One ping per tunnel path (its inside /30), every second: the fastest signal of a dead path.

@@ -35,6 +35,7 @@ class FakeDnsServer:
     host: str = "127.0.0.1"
     port: int = 0
     queries: Counter[tuple[str, str]] = field(default_factory=Counter)  # (transport, name) -> n
+    clients: Counter[tuple[str, str]] = field(default_factory=Counter)  # (transport, client address) -> n
 
     def __post_init__(self) -> None:
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -144,6 +145,9 @@ class FakeDnsServer:
                 wire, peer = self._udp.recvfrom(4096)
             except OSError:
                 return
+            if peer is None:  # shut down while waiting
+                return
+            self.clients[("udp", peer[0])] += 1
             out = self.answer(wire, "udp")
             if out is not None:
                 try:
@@ -154,9 +158,10 @@ class FakeDnsServer:
     def _serve_tcp(self) -> None:
         while not self._stopped.is_set():
             try:
-                conn, _ = self._tcp.accept()
+                conn, peer = self._tcp.accept()
             except OSError:
                 return
+            self.clients[("tcp", peer[0])] += 1
             threading.Thread(target=self._serve_conn, args=(conn,), daemon=True).start()
 
     def _serve_conn(self, conn: socket.socket) -> None:

@@ -99,6 +99,9 @@ def audit_main(
             print(report.plan_json(changes) if fmt == "json" else report.plan_text(changes), file=out)
             return 1 if any(c.needed for c in changes) else 0
         editors: dict[str, TunnelEditor] = {r.name: r for r in aws}
+        # A tunnel's status is worth reading as often as its exporter would poll it (the lab: 2 s).
+        intervals = [e.interval or config.interval for e in config.exporters if e.type == "aws"]
+        poll_interval = min([poll_interval, *intervals])
         outcome = apply_plan(changes, editors, wait_timeout=wait_timeout, poll_interval=poll_interval, settle=settle)
         print(report.plan_json(changes, outcome) if fmt == "json" else report.plan_text(changes, outcome), file=out)
         return 0 if outcome.ok else 1

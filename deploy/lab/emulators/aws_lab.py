@@ -375,9 +375,11 @@ class LabAws:
         backend = self.moto.backend()
         now = dt.datetime.now(dt.UTC)
         by_connection: dict[str, list[dict[str, Any]]] = {}
+        # `labctl aws-view N down`: this API alone reports the tunnel down (a stale or one-sided view).
+        hidden = {str(n) for n in labctl._as_list(self.reader.lab.load_state().get("aws_view_down"))}
         for spec in topo.TUNNELS:
             status, message, accepted = telemetry(view, spec)
-            if spec.name in self._modifying:
+            if spec.name in self._modifying or str(spec.number) in hidden:
                 status, message, accepted = "DOWN", "IPSEC IS DOWN", 0
             before = self._changed.get(spec.name)
             if before is None or before[0] != status:

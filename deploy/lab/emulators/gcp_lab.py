@@ -10,6 +10,8 @@ from the GCP side of the running lab when a request comes (cached `MAX_AGE` seco
 from its charon's SAs (VICI), BGP state, uptime, learned and announced routes from its FRR (vtysh),
 packet and byte counts from the CHILD SAs' counters as Cloud Monitoring DELTA points, and Cloud
 VPN log entries (Cloud Logging `entries:list` on the same port) from its charon log (`logship`).
+IP fragments the AWS side sends (counted by labctl's nft table in the GCP namespace) are what Cloud
+VPN drops: they show as `fragment_received` received packets and as a Cloud VPN entry per burst.
 """
 
 from __future__ import annotations
@@ -327,15 +329,26 @@ class LabGcp:
         )
         self.compute.before_request.append(self._refresh_compute)
         self.monitoring.before_list.append(self._sample_packets)
+        self._fragments: dict[str, int] = {}  # tunnel -> IP fragments from its AWS end since start
+        self._fragments_sampled: dict[str, int] = {}  # ... as of the last Monitoring sample
+        self._tunnel_ids = {str(t["name"]): str(t["id"]) for t in tunnels}
+        self._stop = threading.Event()
+        self._fragment_thread = threading.Thread(target=self._watch_fragments, name="fragments", daemon=True)
 
     def start(self, port: int = 0, monitoring_port: int = 0) -> LabGcp:
         self.compute.start(port)
         self.monitoring.start(monitoring_port)
         if self.shipper is not None:
             self.shipper.start()
+        self._fragments = self.reader.lab.fragments_received()  # what came before us is not ours to report
+        self._fragments_sampled = dict(self._fragments)
+        self._fragment_thread.start()
         return self
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._fragment_thread.is_alive():
+            self._fragment_thread.join(5)
         if self.shipper is not None:
             self.shipper.stop()
         self.compute.stop()
@@ -462,6 +475,29 @@ class LabGcp:
             ]
         }
 
+    # Cloud VPN does not take IP fragments: each burst the AWS side sends is a log entry
+    def _watch_fragments(self, interval: float = 0.5) -> None:
+        region = topo.GCP_REGION
+        while not self._stop.wait(interval):
+            try:
+                counts = self.reader.lab.fragments_received()
+            except Exception:  # a failed nft read must not end the emulator
+                log.exception("reading the fragment counters failed")
+                continue
+            for spec in topo.TUNNELS:
+                new = counts.get(spec.name, 0) - self._fragments.get(spec.name, 0)
+                if new > 0:
+                    self.logging.vpn_entry(
+                        GATEWAY_ID,
+                        self._tunnel_ids[spec.name],
+                        f"dropping IP fragments from {spec.aws_outside} ({new} received): fragmented packets"
+                        " are not supported; enable IKE fragmentation or reduce the proposals on the peer",
+                        region=region,
+                        severity="WARNING",
+                    )
+            with self._sample_lock:
+                self._fragments = {**self._fragments, **counts}
+
     # Monitoring: DELTA points of the CHILD SAs' counters since the previous sample
     def _sample_packets(self, end: float) -> None:
         view = self.reader.view()
@@ -482,9 +518,21 @@ class LabGcp:
                     )
                 )
                 self._sampled[name] = dict(tunnel.children)
+                fragments = self._fragments.get(name, 0) - self._fragments_sampled.get(name, 0)
                 if start is None:
                     continue  # the first sample is the baseline: counts are since the emulator started
                 self._add(name, delta, start, end)
+                if fragments > 0:
+                    labels = {"tunnel_name": name, "status": "fragment_received"}
+                    self.monitoring.add_point(
+                        f"{PACKETS}received_packets_count",
+                        fragments,
+                        labels=labels,
+                        end=end,
+                        seconds=end - start,
+                        gateway_id=GATEWAY_ID,
+                    )
+            self._fragments_sampled = dict(self._fragments)
             self._sampled_at = end
         self.monitoring.prune(end - KEEP_POINTS_SECONDS)
 
