@@ -1,6 +1,7 @@
 """Local emulators of the GCP APIs the watchdog reads (lab and tests): Compute REST and Cloud Monitoring gRPC.
 
-`FakeGcp` is a stdlib `ThreadingHTTPServer` answering the documented Compute v1 JSON shapes from a
+`FakeGcp` is a stdlib `ThreadingHTTPServer` (HTTP/1.1 keep-alive, listen backlog 256, so 32 concurrent
+clients measure themselves, not the fake) answering the documented Compute v1 JSON shapes from a
 mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
 `google.monitoring.v3.MetricService/ListTimeSeries`. Point the real clients at them:
 
@@ -158,6 +159,11 @@ class FakeGcp:
         fake = self
 
         class _Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the real API: a client's pooled connections are what gets measured,
+            # not a TCP handshake per call. An idle connection is dropped after `timeout` seconds.
+            protocol_version = "HTTP/1.1"
+            timeout = 60
+
             def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
@@ -176,7 +182,7 @@ class FakeGcp:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        server = _Server(("127.0.0.1", port), _Handler)
         server.daemon_threads = True
         server.block_on_close = False  # a slow-response fault must not hold up stop()
         self._server = server
@@ -545,6 +551,7 @@ class FakeGcp:
             fault = self._take_fault(request.path)
         if fault is not None and fault.delay:
             if self._stopping.wait(fault.delay):
+                http.close_connection = True
                 return
         if fault is not None and fault.status:
             body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
@@ -662,7 +669,13 @@ class FakeGcp:
             http.end_headers()
             http.wfile.write(body)
         except OSError:
-            pass  # the client gave up (timeout) before we answered
+            http.close_connection = True  # the client gave up (timeout) before we answered
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 drops SYNs when 32 clients connect at once (each drop
+    # costs the client a 1 s retransmit), which would make every concurrent caller look slow.
+    request_queue_size = 256
 
 
 _KEY_PEM: str | None = None
