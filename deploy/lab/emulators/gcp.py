@@ -44,7 +44,8 @@ FakeGcp API (mutate between polls, not during one):
   delay means "slow, then the normal answer"; `times=N` expires after N hits, so a transient error
   is `times=1`. The first live matching fault wins; `clear_faults()` removes all.
 - `requests` records every request as `FakeRequest(method, path, query, headers, body)`;
-  `calls(regex)` counts them, `paths()` lists them.
+  `calls(regex)` counts them, `paths()` lists them; `connections` counts the TCP connections
+  accepted. `stop()` also closes the connections clients keep alive.
 - `exporter_config(name, monitoring=, credentials_file=, **extra)` -> an `exporters[]` YAML dict;
   `hermetic_env(dir)` -> env overrides that keep credential discovery on this machine.
 - `write_credentials(dir)` writes a service-account key file (the clients sign their own JWTs, so
@@ -71,6 +72,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -151,6 +153,8 @@ class FakeGcp:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections = 0  # TCP connections accepted (keep-alive clients reuse theirs)
+        self._open: set[Any] = set()
         if not empty:
             self.load_default_topology()
 
@@ -179,6 +183,17 @@ class FakeGcp:
             def do_DELETE(self) -> None:
                 fake._handle(self, "DELETE")
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -195,6 +210,13 @@ class FakeGcp:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            with self._lock:
+                still_open, self._open = list(self._open), set()
+            for connection in still_open:  # a stopped server answers no kept-alive connection either
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
