@@ -1,12 +1,16 @@
-"""Soak: `watchdog run` on the lab for a long time with a tunnel flap every minute.
+"""Soak: `watchdog run` on the lab for a long time with a tunnel flap every minute and reloads.
 
 Every `--flap-every` seconds tunnel 1 (then 2, 3, 4 in turn) is cut for `--down-for` seconds and
-restored. The daemon's RSS, thread count and open file descriptors are sampled every 10 s; every flap
-must be alerted (VpnRedundancyDegraded from the daemon reaches Alertmanager) and resolved. Prints the
-growth of each resource between the first and the last 5 minutes (target: RSS < 5 %, threads and fds
-flat) and the flaps alerted / resolved. Needs root.
+restored; every flap must be alerted (VpnRedundancyDegraded from the daemon reaches Alertmanager) and
+resolved. Every `--sighup-every` seconds the config file is rewritten, valid and invalid in turn
+(an invalid one has a non-finite interval), and the daemon gets SIGHUP: the valid ones must be taken
+(`config_last_reload_success_timestamp_seconds` moves), the invalid ones refused
+(`config_reload_failures_total` counts them) and polls must never stop (the oldest exporter's last
+success is sampled). The daemon's RSS, threads and open fds are sampled every 10 s; RSS growth is
+measured from the end of the warm-up (`--warmup`, 10 min) to the last 5 minutes (target < 2 MB).
+Needs root.
 
-    .venv/bin/python bench/soak.py [--minutes 30]
+    .venv/bin/python bench/soak.py --minutes 120 --sighup-every 10
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,9 +34,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
-PREFIX = "vws-"
-AM_PORT, PROM_PORT, WD_PORT = 19293, 19290, 19887
-GCP_PORT = 19291  # and 19292: the lab's GCP API emulator
+# Another soak may run beside this one with VW_SOAK_PREFIX and VW_SOAK_PORT_BASE set.
+PREFIX = os.environ.get("VW_SOAK_PREFIX", "vws-")
+_BASE = int(os.environ.get("VW_SOAK_PORT_BASE", "19290"))
+AM_PORT, PROM_PORT, WD_PORT = _BASE + 3, _BASE, _BASE + 597
+GCP_PORT = _BASE + 1  # and +2: the lab's GCP API emulator
 
 
 def lab(lab_dir: Path, *args: str) -> None:
@@ -55,6 +62,23 @@ def sample(pid: int) -> tuple[float, int, int]:
     return rss_kb / 1024, threads, fds
 
 
+def reload_metrics() -> tuple[float, float, float]:
+    """(reload failures, last good reload time, age of the stalest exporter's last success)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{WD_PORT}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    failures = last_good = 0.0
+    successes: list[float] = []
+    for line in text.splitlines():
+        if line.startswith("vpn_watchdog_config_reload_failures_total"):
+            failures = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("vpn_watchdog_config_last_reload_success_timestamp_seconds"):
+            last_good = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("vpn_watchdog_exporter_last_success_timestamp_seconds{"):
+            successes.append(float(line.rsplit(" ", 1)[1]))
+    stalest = time.time() - min(successes) if successes else float("inf")
+    return failures, last_good, stalest
+
+
 def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,6 +96,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--flap-every", type=float, default=60)
     parser.add_argument("--down-for", type=float, default=20)
+    parser.add_argument("--sighup-every", type=float, default=10, help="0: no reloads")
+    parser.add_argument("--warmup", type=float, default=10, help="minutes before RSS growth is measured")
     parser.add_argument(
         "--without",
         choices=("ike", "probes"),
@@ -86,7 +112,9 @@ def main() -> int:
     lab_dir = Path(tempfile.mkdtemp(prefix="vw-soak-"))
     lab_dir.chmod(0o755)
     samples: list[tuple[float, float, int, int]] = []
-    flaps = alerted = resolved = 0
+    flaps = alerted = resolved = hups = 0
+    failures = last_good = worst_stale = 0.0
+    scrape_errors = 0
     daemon = None
     try:
         lab(
@@ -113,15 +141,40 @@ def main() -> int:
                 settings.pop(part, None)
             config = lab_dir / "watchdog.soak.yaml"
             config.write_text(yaml.safe_dump(settings))
+        valid_text = config.read_text()
+        invalid_text = valid_text.replace("\ninterval: 5s", "\ninterval: .inf", 1)
+        assert invalid_text != valid_text, "the lab config has no top-level interval to spoil"
         daemon = subprocess.Popen([*WATCHDOG, "run", "-c", str(config)], stdout=log, stderr=log)
         started = time.monotonic()
         time.sleep(15)  # first polls, sessions settle
-        next_flap, next_sample = time.monotonic(), time.monotonic()
+        stop = threading.Event()
+
+        def tick() -> None:
+            """Samples every 10 s and reloads every --sighup-every s, whatever the flaps are doing."""
+            nonlocal hups, failures, last_good, worst_stale, scrape_errors
+            next_sample = next_hup = time.monotonic()
+            while not stop.wait(0.2):
+                now = time.monotonic()
+                if now >= next_sample:
+                    samples.append((now - started, *sample(daemon.pid)))
+                    try:
+                        failures, last_good, stalest = reload_metrics()
+                        worst_stale = max(worst_stale, stalest)
+                    except OSError as exc:
+                        scrape_errors += 1
+                        print(f"scrape failed: {exc}", file=sys.stderr)
+                    next_sample += 10
+                if args.sighup_every and now >= next_hup:
+                    hups += 1
+                    config.write_text(invalid_text if hups % 2 == 0 else valid_text)
+                    daemon.send_signal(signal.SIGHUP)
+                    next_hup += args.sighup_every
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        next_flap = time.monotonic()
         while time.monotonic() - started < args.minutes * 60:
             now = time.monotonic()
-            if now >= next_sample:
-                samples.append((now - started, *sample(daemon.pid)))
-                next_sample += 10
             if now >= next_flap:
                 tunnel = str(flaps % 4 + 1)
                 flaps += 1
@@ -132,6 +185,9 @@ def main() -> int:
                 resolved += wait_for(lambda: "VpnRedundancyDegraded" not in daemon_alerts(), args.flap_every - 25)
                 next_flap = now + args.flap_every
             time.sleep(0.5)
+        stop.set()
+        ticker.join()
+        config.write_text(valid_text)
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
@@ -139,7 +195,8 @@ def main() -> int:
         subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
         shutil.rmtree(lab_dir, ignore_errors=True)
     window = 300
-    first = [s for s in samples if s[0] <= samples[0][0] + window]
+    warm = [s for s in samples if s[0] >= args.warmup * 60]
+    first = [s for s in warm if s[0] <= warm[0][0] + window] if warm else samples[:30]
     last = [s for s in samples if s[0] >= samples[-1][0] - window]
 
     def med(rows: list[tuple[float, float, int, int]], i: int) -> float:
@@ -150,9 +207,17 @@ def main() -> int:
         f"soak {args.minutes:.0f} min, {len(samples)} samples, {flaps} flaps "
         f"(cut {args.down_for:.0f}s every {args.flap_every:.0f}s)"
     )
-    print(f"RSS     {rss0:.1f} MB -> {rss1:.1f} MB ({100 * (rss1 - rss0) / rss0:+.1f} %, target < 5 %)")
+    print(
+        f"RSS after {args.warmup:.0f} min warm-up {rss0:.1f} MB -> {rss1:.1f} MB ({rss1 - rss0:+.1f} MB, target < 2 MB)"
+    )
     print(f"threads {med(first, 2):.0f} -> {med(last, 2):.0f}   fds {med(first, 3):.0f} -> {med(last, 3):.0f}")
     print(f"flaps alerted {alerted}/{flaps}, resolved {resolved}/{flaps}")
+    print(
+        f"SIGHUPs {hups} ({hups // 2} invalid): reload failures counted {failures:.0f}, "
+        f"last good reload {time.time() - last_good:.0f} s before the end; "
+        f"stalest exporter success seen {worst_stale:.1f} s old (polls never stopped if ~interval); "
+        f"failed scrapes {scrape_errors}"
+    )
     trend = [f"{t / 60:.0f}m {rss:.1f}" for t, rss, _, _ in samples[:: max(1, len(samples) // 12)]]
     print("RSS MB over time: " + ", ".join(trend))
     return 0

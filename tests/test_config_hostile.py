@@ -60,7 +60,7 @@ def test_no_password_in_the_message(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     # `run` in its own process: it sets up logging for the whole interpreter before loading the config.
     run = subprocess.run(
-        [sys.executable, "-m", "watchdog", "run", "-c", str(path), "--listen", "127.0.0.1:0", "--log-level", "debug"],
+        [sys.executable, "-m", "watchdog", "run", "-c", str(path), "--listen", "127.0.0.1:1", "--log-level", "debug"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -265,3 +265,26 @@ def test_any_config_shaped_mapping_gives_a_config_or_a_config_error(raw: dict[st
         return
     durations = [config.interval, *(p.interval for p in config.probes), *(p.timeout for p in config.probes)]
     assert all(math.isfinite(d) and 0 < d <= MAX_INTERVAL for d in durations)
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("bogus", "expected HOST:PORT"),
+        ("127.0.0.1:0", "the port must be 1-65535"),
+        ("127.0.0.1:65536", "the port must be 1-65535"),
+        ("a b:9687", "'a b' is neither an IP address nor a host name"),
+        ("::1:9687", "write an IPv6 address in brackets"),
+    ],
+)
+def test_run_refuses_a_bad_listen_flag_before_starting(
+    tmp_path: Path, listen: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("probes: []\n")
+    with pytest.raises(SystemExit) as info:
+        main(["run", "-c", str(config), "--listen", listen])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --listen: invalid listen address {listen!r}: {message}" in err
+    assert "Traceback" not in err

@@ -52,6 +52,16 @@ def _level(value: str) -> str:
     return upper
 
 
+def _listen_address(value: str) -> str:
+    from watchdog.config import parse_host_port  # lazily: pydantic is not needed for --help
+
+    try:
+        parse_host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -97,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_arg(run)
-    run.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
+    run.add_argument("--listen", type=_listen_address, metavar="HOST:PORT", help="override `listen` from the config")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--log-level", type=_level, default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
 

@@ -120,12 +120,33 @@ IpNetwork = Annotated[str, BeforeValidator(_ip_network)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
 def parse_host_port(value: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[V6]:PORT` -> (host, port)."""
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); HOST is an IP address or a host name, PORT 1-65535.
+    Checked here so that `config check` and `--listen` refuse what `bind()` would later choke on."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    if not sep or not port.isascii() or not port.isdigit():
+        raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT, e.g. 0.0.0.0:9687 or [::]:9687")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"invalid listen address {value!r}: the port must be 1-65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not host:
+        return "0.0.0.0", int(port)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if bracketed or not _HOSTNAME.match(host):
+            raise ValueError(
+                f"invalid listen address {value!r}: {host!r} is neither an IP address nor a host name"
+            ) from None
+        return host, int(port)
+    if address.version == 6 and not bracketed:
+        raise ValueError(f"invalid listen address {value!r}: write an IPv6 address in brackets, e.g. [{host}]:{port}")
+    return host, int(port)
 
 
 class _Strict(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -61,11 +62,22 @@ class WebConfig:
             known = self._verified.get(user)
         if known is not None and hmac.compare_digest(known, digest):
             return True
-        if bcrypt.checkpw(password.encode(), hashed):
+        if len(password.encode()) > _BCRYPT_MAX_PASSWORD:
+            return False  # bcrypt would raise; no stored hash can match such a password
+        try:
+            matched = bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:
+            return False  # a hash that load_web_config let through but bcrypt refuses: never a match
+        if matched:
             with self._lock:
                 self._verified[user] = digest
             return True
         return False
+
+
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}$")
+_BCRYPT_MIN_COST, _BCRYPT_MAX_COST = 4, 14  # 14: about a second per guess on one core; 31 would be days
+_BCRYPT_MAX_PASSWORD = 72  # bytes: bcrypt refuses longer passwords
 
 
 def load_web_config(path: str) -> WebConfig:
@@ -80,8 +92,15 @@ def load_web_config(path: str) -> WebConfig:
     if not isinstance(users, dict):
         raise ConfigError(f"{path}: basic_auth_users: must map user names to bcrypt hashes")
     for user, hashed in users.items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+        match = _BCRYPT_HASH.match(hashed) if isinstance(hashed, str) else None
+        if match is None:
             raise ConfigError(f"{path}: basic_auth_users.{user}: not a bcrypt hash (use htpasswd -nBC 10 USER)")
+        cost = int(match.group("cost"))
+        if not _BCRYPT_MIN_COST <= cost <= _BCRYPT_MAX_COST:
+            raise ConfigError(
+                f"{path}: basic_auth_users.{user}: bcrypt cost {cost} is outside {_BCRYPT_MIN_COST}-{_BCRYPT_MAX_COST} "
+                f"(each guess at cost {cost} would cost the daemon 2^{cost} rounds; use htpasswd -nBC 10 USER)"
+            )
         config.users[str(user)] = hashed.encode()
     tls = raw.get("tls_server_config")
     if tls:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +27,53 @@ log = logging.getLogger(__name__)
 _INDEX = b"""<html><head><title>vpn-watchdog</title></head><body><h1>vpn-watchdog</h1>
 <p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p></body></html>
 """
+
+
+def _without_error_texts(body: dict[str, Any]) -> dict[str, Any]:
+    exporters = body.get("exporters")
+    if not isinstance(exporters, dict):
+        return body
+    redacted = {
+        name: {key: value for key, value in info.items() if key != "last_error"} if isinstance(info, dict) else info
+        for name, info in exporters.items()
+    }
+    return {**body, "exporters": redacted}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for every client that resets, sends plaintext to the
+    TLS port or hangs up mid-handshake. Those are the client's problem: one log line each, at most
+    one a second per kind of error (the rest counted in the next line), and a listen backlog that
+    does not drop SYNs when a few Prometheus replicas scrape at once."""
+
+    allow_reuse_address = True
+    request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._error_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        kind = type(exc).__name__ if exc is not None else "unknown"
+        now = time.monotonic()
+        with self._error_lock:
+            if now - self._last_logged.get(kind, -math.inf) < 1.0:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last_logged[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more since the last such line)" if suppressed else ""
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLEOFError)):
+            level = logging.DEBUG  # the client went away: routine
+        elif isinstance(exc, ssl.SSLError):
+            level = logging.INFO  # a TLS handshake that failed: worth seeing when a scraper is misconfigured
+        else:
+            level = logging.WARNING
+        log.log(level, "http client %s: %s: %s%s", client_address[0], kind, exc, more)
 
 
 class MetricsServer:
@@ -55,9 +106,10 @@ class MetricsServer:
 
             def do_GET(self) -> None:  # noqa: N802 (stdlib name)
                 path = self.path.split("?", 1)[0]
-                # /healthz stays open so orchestrator liveness probes work behind basic auth; it
-                # tells nothing about the VPN (only the daemon's own state).
-                if path != "/healthz" and not server.web.check_authorization(self.headers.get("Authorization")):
+                # /healthz stays open so orchestrator liveness probes work behind basic auth; without
+                # credentials it says only up/stale per exporter: error texts name endpoints and accounts.
+                authorized = server.web.check_authorization(self.headers.get("Authorization"))
+                if path != "/healthz" and not authorized:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="vpn-watchdog"')
                     self.send_header("Content-Length", "13")
@@ -68,6 +120,8 @@ class MetricsServer:
                     self._send(200, CONTENT_TYPE_LATEST, server.render())
                 elif path == "/healthz":
                     body = server.health()
+                    if not authorized:
+                        body = _without_error_texts(body)
                     self._send(
                         200 if body.get("status") == "ok" else 503,
                         "application/json",
@@ -93,9 +147,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug("http %s %s", self.address_string(), format % args)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer((host, port), Handler)
         if self.web.ssl_context is not None:
             self.httpd.socket = self.web.ssl_context.wrap_socket(
                 self.httpd.socket, server_side=True, do_handshake_on_connect=False
