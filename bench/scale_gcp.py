@@ -9,7 +9,8 @@ counts another's pages):
   the daemon does with a snapshot (`ExporterRunner.apply`, not counted in the cycle), then one
   `/metrics` render; peak RSS of that process.
 - reference: the same URLs (the three lists and their pages, then every getStatus and
-  getRouterStatus over 32 threads) with `urllib.request` + `json.loads`, nothing else.
+  getRouterStatus, with ours' `fields` selection, over 32 threads) with `urllib.request` +
+  `json.loads`, nothing else.
 
 Prints both, and the ratios. Targets (issue 17): cycle <= 1.3x the reference, CPU <= 2x, RSS < 150 MB.
 
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,7 +179,10 @@ def run_ours(conn: Any, url: str, project: str, region: str, credentials: str, c
 
 
 def run_reference(conn: Any, url: str, project: str, region: str, cycles: int) -> None:
+    from exporters.gcp import ROUTER_STATUS_FIELDS  # the same partial response as ours
+
     base = f"{url}/compute/v1/projects/{project}/regions/{region}"
+    fields = urllib.parse.urlencode({"fields": ROUTER_STATUS_FIELDS})
 
     def get(address: str) -> Any:
         with urllib.request.urlopen(address, timeout=60) as response:  # loopback only
@@ -198,7 +203,7 @@ def run_reference(conn: Any, url: str, project: str, region: str, cycles: int) -
         tunnels = list_all(f"{base}/vpnTunnels")
         routers = list_all(f"{base}/routers")
         urls = [f"{base}/vpnGateways/{g['name']}/getStatus" for g in gateways]
-        urls += [f"{base}/routers/{r['name']}/getRouterStatus" for r in routers]
+        urls += [f"{base}/routers/{r['name']}/getRouterStatus?{fields}" for r in routers]
         answers = list(pool.map(get, urls))
         routes = sum(len(a["result"].get("bestRoutesForRouter", ())) for a in answers)
         return len(tunnels), routes

@@ -30,6 +30,21 @@ __all__ = ["GcpExporter", "last_segment", "list_all", "load_credentials", "monit
 
 REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
 MAX_CONCURRENT_CALLS = 32  # per poll; well under Compute's per-project read quota
+# getRouterStatus asks for a partial response (the API's standard `fields` parameter) of what
+# `_session` and `_routes` read: the whole answer also carries the VPC-wide bestRoutes (in a hub VPC
+# every router's routes, once per router polled) and each peer's advertisedRoutes.
+PEER_FIELDS = (
+    "name",
+    "ipAddress",
+    "peerIpAddress",
+    "status",
+    "state",
+    "uptimeSeconds",
+    "numLearnedRoutes",
+    "linkedVpnTunnel",
+)
+ROUTE_FIELDS = ("destRange", "routeType", "nextHopIp", "nextHopVpnTunnel")
+ROUTER_STATUS_FIELDS = f"result(bgpPeerStatus({','.join(PEER_FIELDS)}),bestRoutesForRouter({','.join(ROUTE_FIELDS)}))"
 
 
 def last_segment(url: str | None) -> str | None:
@@ -108,7 +123,9 @@ class GcpExporter:
         def router_status(name: str) -> Any:
             return budget.call(
                 f"routers.getRouterStatus {name} {where}",
-                lambda left: rest.get(f"{regional}/routers/{name}/getRouterStatus", timeout=left),
+                lambda left: rest.get(
+                    f"{regional}/routers/{name}/getRouterStatus", {"fields": ROUTER_STATUS_FIELDS}, timeout=left
+                ),
             )
 
         gateway_names = sorted(_text(g, "name") for g in gateways)

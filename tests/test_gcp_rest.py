@@ -5,22 +5,25 @@ is refreshed, a value of the wrong type is a malformed response, and compute_v1 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from google.cloud import compute_v1
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from deploy.lab.emulators.gcp import FakeGcp
-from exporters.gcp import GcpExporter
+from exporters.gcp import PEER_FIELDS, ROUTE_FIELDS, ROUTER_STATUS_FIELDS, GcpExporter
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError
 
@@ -144,19 +147,50 @@ def test_a_field_compute_v1_does_not_have_would_be_caught() -> None:
     assert FieldDescriptor.TYPE_STRING in fields["uptimeSeconds"]  # a string in the API, parsed by us
 
 
+def test_router_status_asks_for_exactly_the_fields_the_poll_reads(gcp: FakeGcp, make: Any) -> None:
+    module = ROOT / "exporters" / "gcp.py"
+    peer = fields_of((compute_v1.RouterStatusBgpPeerStatus,))
+    route = fields_of((compute_v1.Route,))
+
+    assert {key for _, key, _ in keys_read(module, "_session")} == set(PEER_FIELDS) and set(PEER_FIELDS) <= set(peer)
+    assert {key for _, key, _ in keys_read(module, "_routes")} == set(ROUTE_FIELDS) and set(ROUTE_FIELDS) <= set(route)
+
+    make().poll()
+
+    asked = [r.query.get("fields") for r in gcp.requests if r.path.endswith("/getRouterStatus")]
+    assert asked == [[ROUTER_STATUS_FIELDS], [ROUTER_STATUS_FIELDS]]
+
+
+def test_a_partial_router_status_leaves_out_the_vpc_wide_routes(gcp: FakeGcp) -> None:
+    url = f"{gcp.url}/compute/v1/projects/{gcp.project}/{gcp.regional('routers')}/cr-aws/getRouterStatus"
+    with urllib.request.urlopen(f"{url}?{urlencode({'fields': ROUTER_STATUS_FIELDS})}", timeout=5) as answer:
+        result = json.loads(answer.read())["result"]
+
+    assert set(result) == {"bgpPeerStatus", "bestRoutesForRouter"}  # no bestRoutes, network, kind
+    assert set(result["bestRoutesForRouter"][0]) == set(ROUTE_FIELDS)  # no priority, asPaths, routeStatus
+    assert len(result["bgpPeerStatus"]) == 4 and "enableIpv4" not in result["bgpPeerStatus"][0]
+
+
+@pytest.mark.parametrize("selector", ["result(", "result)", "a,,b", "(a)"])
+def test_a_selector_that_does_not_parse_is_a_bad_request(gcp: FakeGcp, selector: str) -> None:
+    url = f"{gcp.url}/compute/v1/projects/{gcp.project}/{gcp.regional('routers')}?{urlencode({'fields': selector})}"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url, timeout=5)  # loopback only
+
+    assert info.value.code == 400 and "Invalid field selection" in json.loads(info.value.read())["error"]["message"]
+
+
 # -- connections ---------------------------------------------------------------------------------
 
 
 def test_polls_reuse_their_connections(gcp: FakeGcp, make: Any) -> None:
     exporter = make()
-    exporter.poll()
-    opened = gcp.connections
 
-    exporter.poll()
-    exporter.poll()
+    for _ in range(3):
+        exporter.poll()
 
-    assert 1 <= opened <= 2  # the calls of a poll, two of them at once (the two routers)
-    assert gcp.connections == opened and gcp.calls("^/compute/") == 18
+    # 18 calls over at most as many connections as calls ran at once (the two routers' statuses).
+    assert gcp.calls("^/compute/") == 18 and 1 <= gcp.connections <= 2
 
 
 def test_connections_the_server_dropped_are_replaced_without_a_failed_poll(tmp_path: Path) -> None:

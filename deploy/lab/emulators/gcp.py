@@ -43,6 +43,8 @@ FakeGcp API (mutate between polls, not during one):
   malformed JSON with `status=200`); `delay` waits first (interrupted by `stop()`); `status=0` with a
   delay means "slow, then the normal answer"; `times=N` expires after N hits, so a transient error
   is `times=1`. The first live matching fault wins; `clear_faults()` removes all.
+- Every Compute GET honours the standard `fields` parameter (partial responses, e.g.
+  `items(name,status),nextPageToken`; a selector that does not parse is HTTP 400).
 - `requests` records every request as `FakeRequest(method, path, query, headers, body)`;
   `calls(regex)` counts them, `paths()` lists them; `connections` counts the TCP connections
   accepted. `stop()` also closes the connections clients keep alive.
@@ -582,6 +584,11 @@ class FakeGcp:
         for refresh in self.before_request:
             refresh(request)
         status, payload = self._dispatch(request)
+        if status == 200 and "fields" in request.query and request.path.startswith("/compute/"):
+            try:
+                payload = partial_response(payload, request.query["fields"][0])
+            except ValueError as exc:
+                status, payload = 400, _error(400, f"Invalid field selection {exc}")
         if status == 404:
             log.warning("404 notFound: %s %s", method, request.path)
         self._send(http, status, json.dumps(payload).encode(), {})
@@ -715,6 +722,69 @@ def _private_key_pem() -> str:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
     return _KEY_PEM
+
+
+def partial_response(document: Any, selector: str) -> Any:
+    """`document` cut down to the standard `fields` parameter's selection, e.g.
+    `items(name,status),nextPageToken` or `result/bgpPeerStatus/name`; a list applies the
+    selection to each element. ValueError names a selector that does not parse."""
+    return _select(document, _parse_selection(selector))
+
+
+Selection = dict[str, "Selection | None"]  # field -> what to keep of it (None: all of it)
+
+
+def _parse_selection(text: str) -> Selection:
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[(),/]|\S", text)
+    selection, rest = _parse_list(tokens)
+    if rest or not selection:
+        raise ValueError(repr(text))
+    return selection
+
+
+def _parse_list(tokens: list[str]) -> tuple[Selection, list[str]]:
+    selection: Selection = {}
+    while True:
+        if not tokens or not (tokens[0][0].isalpha() or tokens[0][0] == "_"):
+            raise ValueError("".join(tokens) or "(empty)")
+        path, tokens = [tokens[0]], tokens[1:]
+        while tokens[:1] == ["/"] and len(tokens) > 1:
+            path.append(tokens[1])
+            tokens = tokens[2:]
+        inner: Selection | None = None
+        if tokens[:1] == ["("]:
+            inner, tokens = _parse_list(tokens[1:])
+            if tokens[:1] != [")"]:
+                raise ValueError("unbalanced parentheses")
+            tokens = tokens[1:]
+        for name in reversed(path[1:]):
+            inner = {name: inner}
+        _merge(selection, path[0], inner)
+        if tokens[:1] != [","]:
+            return selection, tokens
+        tokens = tokens[1:]
+
+
+def _merge(selection: Selection, name: str, inner: Selection | None) -> None:
+    if name in selection:
+        current = selection[name]
+        if current is None or inner is None:
+            selection[name] = None
+        else:
+            for key, value in inner.items():
+                _merge(current, key, value)
+    else:
+        selection[name] = inner
+
+
+def _select(value: Any, selection: Selection | None) -> Any:
+    if selection is None:
+        return value
+    if isinstance(value, list):
+        return [_select(item, selection) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {key: _select(value[key], inner) for key, inner in selection.items() if key in value}
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
