@@ -129,6 +129,7 @@ def current_rss_mb() -> float:
 def run_ours(conn: Any, url: str, project: str, region: str, credentials: str, cycles: int) -> None:
     from exporters.gcp import GcpExporter
     from watchdog.config import GcpExporterConfig
+    from watchdog.memory import release_freed_memory
     from watchdog.metrics import render_page
     from watchdog.runners import ExporterRunner, WatchdogState
 
@@ -157,6 +158,7 @@ def run_ours(conn: Any, url: str, project: str, region: str, credentials: str, c
         cpu = time.process_time()
         runner.apply(snapshot, walls[-1])  # as the daemon does after every poll (renders the series)
         apply_cpus.append(time.process_time() - cpu)
+        release_freed_memory()  # as the daemon's runner does after every poll
     steady = current_rss_mb()
     started = time.perf_counter()
     page = render_page(state)

@@ -38,8 +38,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # The console script's own code, so the checkout's packages are the ones measured.
-    script = "import sys; from watchdog.cli import main; sys.argv[0] = 'watchdog'; sys.exit(main())"
+    # The console script's own code (vpn_watchdog:main), so the checkout's packages are the ones measured.
+    script = "import sys; from vpn_watchdog import main; sys.argv[0] = 'watchdog'; sys.exit(main())"
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(CONFIG)
