@@ -8,7 +8,7 @@ After `--warmup` minutes, RSS (VmRSS) of each is sampled every 10 s for `--minut
 growth (median of the last 2 minutes minus median of the first 2), the least-squares slope in MB/h
 and that slope over 2 h. Target (issue 17): < 2 MB over 2 h after a 10 min warm-up. Needs root.
 
-    .venv/bin/python bench/memgrowth.py [--warmup 10] [--minutes 20] [--prefix vwsm-]
+    .venv/bin/python bench/memgrowth.py [--warmup 10] [--minutes 20] [--prefix vwsm-] [--tracemalloc]
 """
 
 from __future__ import annotations
@@ -31,7 +31,27 @@ WINDOW = 120.0  # seconds at each end of the measured span whose median is taken
 NO_TRIM = (
     "import sys, watchdog.memory, watchdog.runners\n"
     "watchdog.runners.release_freed_memory = lambda **_: False\n"
-    "from watchdog.cli import main\n"
+    "from vpn_watchdog import main\n"
+    "sys.argv[0] = 'watchdog'\n"
+    "sys.exit(main())\n"
+)
+
+
+TRACED = (
+    "import sys, threading, time, tracemalloc\n"
+    "tracemalloc.start(12)\n"
+    "def diff(warmup, span, out):\n"
+    "    time.sleep(warmup)\n"
+    "    first = tracemalloc.take_snapshot()\n"
+    "    time.sleep(span)\n"
+    "    grown = tracemalloc.take_snapshot().compare_to(first, 'traceback')\n"
+    "    with open(out, 'w') as handle:\n"
+    "        for stat in grown[:12]:\n"
+    "            handle.write(f'{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks\\n')\n"
+    "            handle.writelines(f'    {line}\\n' for line in stat.traceback.format()[-8:])\n"
+    "warmup, span, out = float(sys.argv.pop(1)), float(sys.argv.pop(1)), sys.argv.pop(1)\n"
+    "threading.Thread(target=diff, args=(warmup, span, out), daemon=True).start()\n"
+    "from vpn_watchdog import main\n"
     "sys.argv[0] = 'watchdog'\n"
     "sys.exit(main())\n"
 )
@@ -66,6 +86,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10, help="minutes before sampling starts")
     parser.add_argument("--minutes", type=float, default=20, help="minutes sampled after the warm-up")
     parser.add_argument("--prefix", default="vwsm-", help="lab namespace prefix")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="run ours under tracemalloc and print what the Python heap gained over the sampled span "
+        "(slows it down; RSS then includes tracemalloc's own bookkeeping)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("memgrowth.py needs root (network namespaces)", file=sys.stderr)
@@ -75,6 +101,7 @@ def main() -> int:
     ports = {name: free_port() for name in ("am", "prom", "wd", "ref", "gcp", "mon")}
     daemons: dict[str, subprocess.Popen[bytes]] = {}
     samples: dict[str, list[tuple[float, float]]] = {"ours": [], "reference": []}
+    heap_growth = ""
     try:
         subprocess.run(
             [
@@ -101,8 +128,12 @@ def main() -> int:
         )
         config = str(lab_dir / "watchdog.yaml")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        ours = [sys.executable, "-m", "watchdog"]
+        traced = lab_dir / "tracemalloc.txt"
+        if args.tracemalloc:
+            ours = [sys.executable, "-c", TRACED, str(args.warmup * 60), str(args.minutes * 60 - 15), str(traced)]
         for name, argv in (
-            ("ours", [sys.executable, "-m", "watchdog", "run", "-c", config]),
+            ("ours", [*ours, "run", "-c", config]),
             (
                 "reference",
                 [sys.executable, "-c", NO_TRIM, "run", "-c", config, "--listen", f"127.0.0.1:{ports['ref']}"],
@@ -120,6 +151,9 @@ def main() -> int:
                     return 1
                 samples[name].append((time.monotonic() - started, rss_mb(daemon.pid)))
             time.sleep(10)
+        if args.tracemalloc:
+            time.sleep(20)
+            heap_growth = traced.read_text() if traced.exists() else "(no tracemalloc diff written)\n"
     finally:
         for daemon in daemons.values():
             daemon.send_signal(signal.SIGTERM)
@@ -136,6 +170,9 @@ def main() -> int:
     for name, rows in samples.items():
         slope = slope_per_hour(rows)
         print(f"{name:10} {rows[0][1]:9.1f} MB {growth(rows):+6.2f} MB {slope:+6.2f} MB/h {2 * slope:+6.2f} MB")
+    if args.tracemalloc:
+        print("ours under tracemalloc: what the Python heap gained over the sampled span, largest first")
+        print(heap_growth, end="")
     for name, rows in samples.items():
         trend = ", ".join(f"{t / 60:.0f}m {r:.1f}" for t, r in rows[:: max(1, len(rows) // 10)])
         print(f"{name} RSS MB: {trend}")
