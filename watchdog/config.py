@@ -207,7 +207,9 @@ def _plural_key(raw: Any, one: str, many: str) -> Any:
         if isinstance(values, (list, tuple)) and values and isinstance(values[0], str):
             raw = {**raw, one: values[0]}
     elif isinstance(raw, dict) and many in raw and one in raw:
-        raise ValueError(f"set {one} or {many}, not both")
+        values = raw[many]
+        if isinstance(values, (list, tuple)) and values and values[0] != raw[one]:
+            raise ValueError(f"set {one} or {many}, not both ({one} is the first of {many} when both are given)")
     return raw
 
 
