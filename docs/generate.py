@@ -89,6 +89,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "config_last_reload_success_timestamp_seconds",
         "shard_info",
     ),
+    "The daemon itself": (
+        "build_info",
+        "web_tls_handshake_failures_total",
+    ),
 }
 
 # How to read or query each metric: what the help string cannot say.
@@ -172,6 +176,11 @@ NOTES: dict[str, str] = {
     "log line says why. Nothing of the running configuration changed.",
     "config_last_reload_success_timestamp_seconds": "Compare with the config file's mtime: older = the file on "
     "disk is not what runs.",
+    "build_info": "`count by (version, revision) (vpn_watchdog_build_info)` = which builds run where (a rollout "
+    "half done). Beside it, the standard `process_*` metrics of the daemon's process (CPU, memory, open files).",
+    "web_tls_handshake_failures_total": "`reason` is OpenSSL's, lower case: `http_request` (plain HTTP to the TLS "
+    "port), `peer_did_not_return_a_certificate`, `certificate_verify_failed`, `wrong_version_number`, ..., or "
+    "`timeout`, `eof`, `client_san_not_allowed`. Each failure is also one WARN log line with the client's address.",
     "shard_info": "`count(vpn_watchdog_shard_info) by (shards)` below `shards` = a replica is missing and its "
     "exporters are not polled; `0`/`1` when unsharded.",
 }

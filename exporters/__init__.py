@@ -1,4 +1,4 @@
-"""Exporters: one module per source of tunnel/BGP/route state (aws, gcp, strongswan, frr).
+"""vpn-watchdog exporters: one module per source of tunnel/BGP/route state (aws, gcp, strongswan, frr).
 
 Each module turns its SDK's objects into `watchdog.model` records; SDK types never leave it.
 `REGISTRY` maps each member of the config union `watchdog.config.ExporterConfig` to a typed factory;

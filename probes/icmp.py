@@ -1,9 +1,12 @@
 """ICMP probe: send `count` echo requests to one target, count replies and round trips.
 
-Requests are spaced so the whole run fits in the probe's timeout; replies are read with
-`loop.add_reader` on a non-blocking socket (no thread per packet). Optional `source` and
-`interface` pin the probe to one tunnel path. It must not raise and must not outlive its timeout;
-socket kinds and packet bytes live in `probes.icmp_socket`.
+Requests are spaced so the whole run fits in the probe's timeout. Probes are run in sweeps
+(`sweep`): every probe with the same socket settings, count, size and timeout sends its requests in
+one round over the shared socket of `probes.icmp_engine`, and one reader collects the replies, so a
+sweep of 500 targets costs one wake-up per batch of replies, not a task, a socket and a timer per
+target. A probe run alone (`run()`, `probe --once`) is a sweep of one: the same code and results.
+Optional `source` and `interface` pin the probe to one tunnel path. It must not raise and must not
+outlive its timeout; packet bytes live in `probes.icmp_socket`.
 """
 
 from __future__ import annotations
@@ -13,21 +16,11 @@ import errno
 import ipaddress
 import logging
 import os
-import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Sequence
 
-from probes.guard import guarded
-from probes.icmp_socket import (
-    NETWORK_ERRNOS,
-    EchoSocket,
-    echo_request,
-    ip_header_size,
-    open_echo_socket,
-    parse,
-    read_error_queue,
-    set_dont_fragment,
-)
+from probes.icmp_engine import EchoEngine, SocketKey, engine
+from probes.icmp_socket import NETWORK_ERRNOS, EchoRequests, ip_header_size
 from watchdog.config import IcmpProbeConfig
 from watchdog.errors import ProbeFailure
 from watchdog.model import ProbeResult
@@ -35,66 +28,11 @@ from watchdog.model import ProbeResult
 log = logging.getLogger(__name__)
 
 MAX_SPACING = 0.1  # seconds between two requests of one run, at most
+CHUNK = 64  # requests of a sweep sent back to back before the reader gets a turn
+CHUNK_GAP = 0.002  # seconds between two chunks of one round: a big sweep is no single burst
 _ICMP_HEADER = 8
-
-
-@dataclass
-class _Run:
-    """State of one run, shared between the sender and the socket's reader callback."""
-
-    echo: EchoSocket
-    target: str
-    token: bytes
-    first_sequence: int
-    count: int
-    sent_at: dict[int, float] = field(default_factory=dict)  # sequence -> monotonic send time
-    rtts: dict[int, float] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)  # sequence -> ICMP error quoting it
-    send_error: str = ""
-    sending_done: bool = False
-    # Set once every request sent got its answer (a reply or an ICMP error): no need to wait longer.
-    all_back: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def sequence(self, i: int) -> int:
-        return (self.first_sequence + i) & 0xFFFF
-
-    def on_readable(self) -> None:
-        if self.echo.mode == "unprivileged":
-            # A queued ICMP error keeps the socket signalled until it is read from the error queue.
-            for reply in read_error_queue(self.echo.sock, self.echo.ipv6):
-                if reply.sequence in self.sent_at and reply.sequence not in self.rtts:
-                    self.errors.setdefault(reply.sequence, reply.error)
-            self.check_done()
-        for _ in range(4 * self.count + 16):  # bounded: a busy host must not starve the loop
-            try:
-                data, address = self.echo.sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # the pending socket error, reported once; its details came from the queue
-            self._handle(data, str(address[0]))
-
-    def _handle(self, data: bytes, source: str) -> None:
-        raw = self.echo.mode == "raw"
-        reply = parse(data, source, self.echo.ipv6, raw)
-        if reply is None or reply.sequence not in self.sent_at or reply.sequence in self.rtts:
-            return
-        # Raw sockets see every ICMP message of the host; datagram sockets only their own, with the
-        # identifier chosen by the kernel, so there the payload token is the proof.
-        if raw and reply.identifier != self.echo.identifier:
-            return
-        if reply.error:
-            self.errors.setdefault(reply.sequence, reply.error)
-            self.check_done()
-            return
-        if reply.payload[: len(self.token)] != self.token or (raw and _ip(reply.source) != _ip(self.target)):
-            return
-        self.rtts[reply.sequence] = time.monotonic() - self.sent_at[reply.sequence]
-        self.check_done()
-
-    def check_done(self) -> None:
-        if self.sending_done and set(self.sent_at) <= set(self.rtts) | set(self.errors):
-            self.all_back.set()
+_TOKEN = 8
+_MAX_SEQUENCES = 0x4000  # echo requests of one sweep in flight at once, at most
 
 
 class IcmpProbe:
@@ -107,8 +45,12 @@ class IcmpProbe:
         self.name = config.name
         self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
-        self._ipv6 = ipaddress.ip_address(config.target).version == 6
-        self._logged_mode = ""
+        self.address = str(ipaddress.ip_address(config.target))  # as the kernel names a reply's source
+        ipv6 = ipaddress.ip_address(config.target).version == 6
+        self.socket_key = SocketKey(ipv6, config.mode, config.source, config.interface, config.dont_fragment)
+        # Probes with equal keys share one round of requests in a sweep (plain values: hashed often).
+        self.sweep_key: Hashable = (ipv6, config.mode, config.source, config.interface, config.dont_fragment)
+        self.sweep_key += (config.count, config.size, config.timeout)
 
     @property
     def spacing(self) -> float:
@@ -116,94 +58,230 @@ class IcmpProbe:
         return min(self.timeout / self.config.count, MAX_SPACING)
 
     async def run(self) -> ProbeResult:
+        return (await sweep([self]))[0]
+
+
+async def sweep(probes: Sequence[IcmpProbe]) -> list[ProbeResult]:
+    """Run each probe once, those of equal `sweep_key` together; results in the order given."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, probe in enumerate(probes):
+        groups.setdefault(probe.sweep_key, []).append(i)
+    batches: list[list[int]] = []
+    for indexes in groups.values():
+        size = max(1, _MAX_SEQUENCES // probes[indexes[0]].config.count)
+        batches += [indexes[k : k + size] for k in range(0, len(indexes), size)]
+    results: list[ProbeResult | None] = [None] * len(probes)
+
+    async def one(indexes: list[int]) -> None:
+        members = [probes[i] for i in indexes]
+        for i, result in zip(indexes, await _Sweep(members).run_guarded(), strict=True):
+            results[i] = result
+
+    if len(batches) == 1:
+        await one(batches[0])
+    else:
+        await asyncio.gather(*(one(b) for b in batches))
+    return [r for r in results if r is not None]
+
+
+_REPLY, _ERROR = 2, 1
+
+
+class _Sweep:
+    """One round of requests to probes that share a socket, count, size and timeout; the engine's
+    reader calls `on_reply` / `on_error` for the sequence numbers it reserved."""
+
+    def __init__(self, probes: list[IcmpProbe]) -> None:
+        first = probes[0]
+        self.probes = probes
+        self.count = first.config.count
+        self.timeout = first.timeout
+        self.spacing = first.spacing
+        self.size = first.config.size
+        n = len(probes)
+        self.total = n * self.count
+        self.token = os.urandom(_TOKEN)
+        self.addresses = [p.address for p in probes]
+        self.base = 0
+        # Per request (probe j's i-th is index j * count + i): send time (0: not sent), round trip, state.
+        self.sent_at = [0.0] * self.total
+        self.rtt = [0.0] * self.total
+        self.back = bytearray(self.total)  # 0 outstanding, _ERROR, _REPLY
+        # Per probe.
+        self.started = [0.0] * n
+        self.last_attempt = [0.0] * n
+        self.last_back = [0.0] * n
+        self.first_error = [""] * n
+        self.send_error = [""] * n
+        self.failure: list[str | None] = [None] * n  # an unexpected error: reason `error`
+        self.outstanding = 0
+        self.sending = True
+        self.done: asyncio.Future[None] | None = None
+
+    # ---- the engine's reader -----------------------------------------------------------------
+
+    def on_reply(self, sequence: int, payload: bytes, source: str, now: float) -> None:
+        index = (sequence - self.base) & 0xFFFF
+        if index >= self.total or self.back[index] == _REPLY or not self.sent_at[index]:
+            return
+        j = index // self.count
+        if payload[:_TOKEN] != self.token or now - self.started[j] > self.timeout:
+            return  # someone else's, or too late to count
+        if source != self.addresses[j] and _ip(source) != self.addresses[j]:
+            return
+        self.rtt[index] = now - self.sent_at[index]
+        self._answered(index, j, _REPLY, now)
+
+    def on_error(self, sequence: int, error: str, mtu: int) -> None:
+        index = (sequence - self.base) & 0xFFFF
+        if index >= self.total or self.back[index] or not self.sent_at[index]:
+            return
+        j = index // self.count
+        if not self.first_error[j]:
+            self.first_error[j] = error
+        self._answered(index, j, _ERROR, time.monotonic())
+
+    def _answered(self, index: int, j: int, how: int, now: float) -> None:
+        if not self.back[index]:
+            self.outstanding -= 1
+        self.back[index] = how
+        self.last_back[j] = now
+        if not self.outstanding and not self.sending and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    # ---- running -----------------------------------------------------------------------------
+
+    async def run_guarded(self) -> list[ProbeResult]:
         start = time.monotonic()
-        return await guarded(self, start, self._run(start), ProbeResult.failed)
-
-    async def _run(self, start: float) -> ProbeResult:
-        source = self.config.source
-        if source is not None and (ipaddress.ip_address(source).version == 6) != self._ipv6:
-            raise ProbeFailure(
-                "network_error", f"source {source} and target {self.target} are of different IP versions"
-            )
-        echo = open_echo_socket(self._ipv6, self.config.mode, source, self.config.interface)
-        if echo.mode != self._logged_mode:  # once per probe, and again only if it changes
-            self._logged_mode = echo.mode
-            log.info("probe %s: using %s ICMP sockets (%s)", self.name, echo.mode, echo.why)
-        if self.config.dont_fragment:
-            try:
-                set_dont_fragment(echo)
-            except BaseException:
-                echo.close()
-                raise
-        loop = asyncio.get_running_loop()
-        run = _Run(
-            echo=echo,
-            target=self.target,
-            token=os.urandom(8),
-            first_sequence=random.randrange(0x10000),
-            count=self.config.count,
-        )
-        deadline = start + self.timeout
-        loop.add_reader(echo.sock.fileno(), run.on_readable)
         try:
-            await self._send_all(run, start)
-            run.sending_done = True
-            run.check_done()
-            remaining = deadline - time.monotonic()
-            if remaining > 0 and run.sent_at:
+            return await self.run()
+        except ProbeFailure as exc:
+            return [ProbeResult.failed(p, start, exc.reason, exc.detail) for p in self.probes]
+        except Exception as exc:  # never raise: an unexpected failure is still a result
+            log.warning("probes %s: unexpected error: %r", ", ".join(p.name for p in self.probes), exc)
+            return [ProbeResult.failed(p, start, "error", str(exc) or type(exc).__name__) for p in self.probes]
+
+    async def run(self) -> list[ProbeResult]:
+        echo = engine(self.probes[0].socket_key)
+        loop = asyncio.get_running_loop()
+        self.base = echo.reserve(self, self.total)
+        try:
+            await self._send_all(echo)
+            self.sending = False
+            if self.outstanding:
+                self.done = loop.create_future()
+                deadline = max(self.started) + self.timeout
+                timer = loop.call_at(deadline, _settle, self.done)
                 try:
-                    await asyncio.wait_for(run.all_back.wait(), remaining)
-                except TimeoutError:
-                    pass
+                    await self.done
+                finally:
+                    timer.cancel()
         finally:
-            loop.remove_reader(echo.sock.fileno())
-            echo.close()
-        return self._judge(run, start)
+            echo.release(self.base, self.total)
+        return [self._judge(j) for j in range(len(self.probes))]
 
-    async def _send_all(self, run: _Run, start: float) -> None:
-        overhead = ip_header_size(run.echo.ipv6) + _ICMP_HEADER + len(run.token)
-        payload_pad = bytes(max(0, self.config.size - overhead))
-        for i in range(run.count):
-            delay = start + i * self.spacing - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sequence = run.sequence(i)
-            packet = echo_request(run.echo.ipv6, run.echo.identifier, sequence, run.token + payload_pad)
-            run.sent_at[sequence] = time.monotonic()
-            try:
-                run.echo.sock.sendto(packet, (self.target, 0))
-            except BlockingIOError:
-                continue  # send buffer full: counts as lost
-            except OSError as exc:
-                del run.sent_at[sequence]
-                if exc.errno == errno.EMSGSIZE:  # DF set and larger than a local or cached path MTU
-                    run.send_error = f"{self.config.size}-byte packet with DF does not fit the path MTU"
-                    continue
-                if exc.errno not in NETWORK_ERRNOS:
-                    raise
-                run.send_error = f"cannot send to {self.target}: {exc.strerror or exc}"
+    async def _send_all(self, echo: EchoEngine) -> None:
+        overhead = ip_header_size(echo.ipv6) + _ICMP_HEADER + _TOKEN
+        packet = EchoRequests(echo.ipv6, echo.identifier, self.token + bytes(max(0, self.size - overhead))).packet
+        sendto, monotonic = echo.sock.sendto, time.monotonic
+        n, count, base = len(self.probes), self.count, self.base
+        sent_at, started, last_attempt, failure = self.sent_at, self.started, self.last_attempt, self.failure
+        destinations = [(address, 0) for address in self.addresses]
+        start = monotonic()
+        for i in range(count):
+            for chunk, first in enumerate(range(0, n, CHUNK)):
+                delay = start + i * self.spacing + chunk * CHUNK_GAP - monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif chunk:
+                    await asyncio.sleep(0)  # let the reader drain the replies of the last chunk
+                # No await below: the reader cannot run (nor count replies) until the chunk is out.
+                sent = 0
+                for j in range(first, min(first + CHUNK, n)):
+                    if failure[j] is not None:
+                        continue
+                    index = j * count + i
+                    now = monotonic()
+                    if not i:
+                        started[j] = now
+                    last_attempt[j] = now
+                    sent_at[index] = now
+                    try:
+                        sendto(packet((base + index) & 0xFFFF), destinations[j])
+                    except BlockingIOError:
+                        pass  # send buffer full: counts as lost
+                    except OSError as exc:
+                        sent_at[index] = 0.0
+                        echo.send_failed(exc)
+                        self._send_failed(j, exc)
+                        continue
+                    sent += 1
+                self.outstanding += sent
 
-    def _judge(self, run: _Run, start: float) -> ProbeResult:
-        sent, received = len(run.sent_at), len(run.rtts)
-        latencies = tuple(run.rtts[s] for s in sorted(run.rtts, key=lambda s: run.sent_at[s]))
-        lost = self.config.count - received
-        first_error = next(iter(run.errors.values()), "")
-        if received == 0 and (run.send_error or first_error):
-            detail = run.send_error or f"{lost}/{self.config.count} lost: {first_error}"
-            return ProbeResult.of(self, start, False, "network_error", detail, sent=sent)
+    def _send_failed(self, j: int, exc: OSError) -> None:
+        probe = self.probes[j]
+        if exc.errno == errno.EMSGSIZE:  # DF set and larger than a local or cached path MTU
+            self.send_error[j] = f"{self.size}-byte packet with DF does not fit the path MTU"
+        elif exc.errno in NETWORK_ERRNOS:
+            self.send_error[j] = f"cannot send to {probe.target}: {exc.strerror or exc}"
+        else:
+            log.warning("probe %s: unexpected error: %r", probe.name, exc)
+            self.failure[j] = str(exc) or type(exc).__name__
+
+    def _judge(self, j: int) -> ProbeResult:
+        probe, count = self.probes[j], self.count
+        if count == 1:  # the common case at scale, without the slicing below
+            at, how = self.sent_at[j], self.back[j]
+            sent = 1 if at else 0
+            latencies: tuple[float, ...] = (self.rtt[j],) if how == _REPLY else ()
+            if not at:
+                ended = self.last_attempt[j]
+            elif how:
+                ended = self.last_back[j]
+            else:
+                ended = self.started[j] + self.timeout
+        else:
+            first = j * count
+            sent_at = self.sent_at[first : first + count]
+            back = self.back[first : first + count]
+            sent = count - sent_at.count(0.0)
+            latencies = tuple(
+                rtt for rtt, how in zip(self.rtt[first : first + count], back, strict=True) if how == _REPLY
+            )
+            if not sent:
+                ended = self.last_attempt[j]
+            elif all(how for how, at in zip(back, sent_at, strict=True) if at):
+                ended = max(self.last_back[j], self.last_attempt[j])
+            else:
+                ended = self.started[j] + self.timeout
+        received = len(latencies)
+        duration = ended - self.started[j]
+        failure = self.failure[j]
+        if failure is not None:
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "error", failure, (), sent)
+        lost = count - received
+        first_error = self.first_error[j]
+        send_error = self.send_error[j]
+        if received == 0 and (send_error or first_error):
+            detail = send_error or f"{lost}/{count} lost: {first_error}"
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "network_error", detail, (), sent)
         why = f" ({first_error})" if first_error else ""
         if received == 0:
-            return ProbeResult.of(self, start, False, "timeout", f"{lost}/{self.config.count} lost{why}", sent=sent)
-        rtt = f"rtt min/avg/max {_ms(min(latencies))}/{_ms(sum(latencies) / received)}/{_ms(max(latencies))} ms"
-        if lost:
-            detail = f"{lost}/{self.config.count} lost{why}, {rtt}"
+            detail = f"{lost}/{count} lost{why}"
+            return ProbeResult(probe.name, probe.type, probe.target, False, duration, "timeout", detail, (), sent)
+        if received == 1:
+            one = f"{latencies[0] * 1000:.3f}"
+            rtt = f"rtt min/avg/max {one}/{one}/{one} ms"
         else:
-            detail = f"{received}/{self.config.count} received, {rtt}"
-        return ProbeResult.of(self, start, True, "", detail, latencies=latencies, sent=sent, received=received)
+            low, mean, high = min(latencies), sum(latencies) / received, max(latencies)
+            rtt = f"rtt min/avg/max {low * 1000:.3f}/{mean * 1000:.3f}/{high * 1000:.3f} ms"
+        detail = f"{lost}/{count} lost{why}, {rtt}" if lost else f"{received}/{count} received, {rtt}"
+        return ProbeResult(probe.name, probe.type, probe.target, True, duration, "", detail, latencies, sent, received)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.3f}"
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 def _ip(value: str) -> str:

@@ -197,6 +197,27 @@ def echo_request(ipv6: bool, identifier: int, sequence: int, payload: bytes) -> 
     return _HEADER.pack(kind, 0, checksum(header + payload), identifier, sequence) + payload
 
 
+class EchoRequests:
+    """Echo requests that differ only in their sequence number: the checksum of the fixed part is
+    summed once and each request's is updated from it (RFC 1624), not recomputed over the payload."""
+
+    def __init__(self, ipv6: bool, identifier: int, payload: bytes) -> None:
+        self.ipv6 = ipv6
+        self.identifier = identifier
+        self.payload = payload
+        self._kind = ICMP6_ECHO_REQUEST if ipv6 else ICMP_ECHO_REQUEST
+        padded = payload + b"\0" if len(payload) % 2 else payload
+        self._sum = (self._kind << 8) + identifier + sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+
+    def packet(self, sequence: int) -> bytes:
+        if self.ipv6:  # the kernel fills in ICMPv6 checksums
+            return _HEADER.pack(self._kind, 0, 0, self.identifier, sequence) + self.payload
+        total = self._sum + sequence
+        while total >> 16:
+            total = (total >> 16) + (total & 0xFFFF)
+        return _HEADER.pack(self._kind, 0, ~total & 0xFFFF, self.identifier, sequence) + self.payload
+
+
 def parse(data: bytes, source: str, ipv6: bool, raw: bool) -> Reply | None:
     """Parse one received datagram; None for anything that is not about an echo.
 

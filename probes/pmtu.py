@@ -16,21 +16,12 @@ import errno
 import ipaddress
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 
 from probes.guard import guarded
-from probes.icmp_socket import (
-    NETWORK_ERRNOS,
-    EchoSocket,
-    echo_request,
-    ip_header_size,
-    open_echo_socket,
-    parse,
-    read_error_queue,
-    set_dont_fragment,
-)
+from probes.icmp_engine import EchoEngine, SocketKey, engine
+from probes.icmp_socket import NETWORK_ERRNOS, echo_request, ip_header_size
 from watchdog.config import PmtuProbeConfig
 from watchdog.model import ProbeResult
 
@@ -43,10 +34,9 @@ _ICMP_HEADER = 8
 
 @dataclass
 class _Round:
-    """One round's requests (sequence -> packet size) and what came back."""
+    """One round's requests (sequence -> packet size) and what came back; the shared socket's reader
+    calls `on_reply` / `on_error` for the sequence numbers the round reserved."""
 
-    echo: EchoSocket
-    target: str
     token: bytes
     sizes: dict[int, int] = field(default_factory=dict)
     fits: set[int] = field(default_factory=set)  # sizes that came back
@@ -61,37 +51,22 @@ class _Round:
         if set(self.sizes.values()) <= self.answered():
             self.done.set()
 
-    def on_readable(self) -> None:
-        if self.echo.mode == "unprivileged":
-            for queued in read_error_queue(self.echo.sock, self.echo.ipv6):
-                self._error(queued.sequence, queued.mtu, queued.error)
-        for _ in range(4 * PROBES_PER_ROUND + 16):  # bounded: a busy host must not starve the loop
-            try:
-                data, address = self.echo.sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue
-            reply = parse(data, str(address[0]), self.echo.ipv6, self.echo.mode == "raw")
-            if reply is None or reply.sequence not in self.sizes:
-                continue
-            if self.echo.mode == "raw" and reply.identifier != self.echo.identifier:
-                continue
-            if reply.error:
-                self._error(reply.sequence, reply.mtu, reply.error)
-            elif reply.payload[: len(self.token)] == self.token:
-                self.fits.add(self.sizes[reply.sequence])
-        self.check_done()
+    def on_reply(self, sequence: int, payload: bytes, source: str, now: float) -> None:
+        size = self.sizes.get(sequence)
+        if size is not None and payload[: len(self.token)] == self.token:
+            self.fits.add(size)
+            self.check_done()
 
-    def _error(self, sequence: int, mtu: int, text: str) -> None:
+    def on_error(self, sequence: int, error: str, mtu: int) -> None:
         size = self.sizes.get(sequence)
         if size is None:
             return
-        if mtu or "fragmentation needed" in text or "too big" in text or "too long" in text.lower():
+        if mtu or "fragmentation needed" in error or "too big" in error or "too long" in error.lower():
             self.too_big[size] = mtu
         else:
-            self.errors.append(text)
+            self.errors.append(error)
             self.too_big.setdefault(size, 0)  # unreachable: that size did not cross either
+        self.check_done()
 
 
 class PmtuProbe:
@@ -104,8 +79,8 @@ class PmtuProbe:
         self.name = config.name
         self.timeout = config.timeout  # the work budget of one run; the scheduler enforces it from outside
         self.target = config.target
-        self._ipv6 = ipaddress.ip_address(config.target).version == 6
-        self._logged_mode = ""
+        ipv6 = ipaddress.ip_address(config.target).version == 6
+        self.socket_key = SocketKey(ipv6, config.mode, config.source, config.interface, True)
 
     async def run(self) -> ProbeResult:
         start = time.monotonic()
@@ -129,46 +104,39 @@ class PmtuProbe:
 
     async def _run(self, start: float) -> ProbeResult:
         cfg = self.config
-        echo = open_echo_socket(self._ipv6, cfg.mode, cfg.source, cfg.interface)
-        if echo.mode != self._logged_mode:
-            self._logged_mode = echo.mode
-            log.info("probe %s: using %s ICMP sockets (%s)", self.name, echo.mode, echo.why)
+        echo = engine(self.socket_key)  # DF set, the cached path MTU ignored: each packet tests the path
         deadline = start + self.timeout
         good, bad = 0, cfg.max_mtu + 1  # largest size that crossed, smallest that did not
         hints: set[int] = set()
         sent = received = rounds = 0
         errors: list[str] = []
-        try:
-            set_dont_fragment(echo)
-            candidates = _spread(cfg.min_mtu - 1, cfg.max_mtu + 1, PROBES_PER_ROUND, include_high=True)
-            while candidates and rounds < MAX_ROUNDS and time.monotonic() < deadline:
-                rounds += 1
-                left = MAX_ROUNDS - rounds + 1
-                wait = (deadline - time.monotonic()) / left
-                done = await self._round(echo, candidates, wait)
-                sent += len(candidates)
-                received += len(done.fits)
-                errors += done.errors
-                if done.fits:
-                    good = max(good, *done.fits)
-                for size, mtu in done.too_big.items():
-                    if size > good:
-                        bad = min(bad, size)
-                    if mtu:
-                        hints.add(mtu)
-                # Silence is "too big" only above the largest size that came back (below it, loss).
-                for size in set(candidates) - done.answered():
-                    if size > good:
-                        bad = min(bad, size)
-                if good == 0 and cfg.min_mtu in set(candidates) - done.fits:
-                    break  # not even the smallest size crossed: the path, not its MTU, is broken
-                candidates = sorted({h for h in hints if good < h < bad})[:1]
-                candidates += _spread(good or cfg.min_mtu - 1, bad, PROBES_PER_ROUND - len(candidates))
-                candidates = sorted(set(candidates) - {good})
-                if bad <= good + 1:
-                    break
-        finally:
-            echo.close()
+        candidates = _spread(cfg.min_mtu - 1, cfg.max_mtu + 1, PROBES_PER_ROUND, include_high=True)
+        while candidates and rounds < MAX_ROUNDS and time.monotonic() < deadline:
+            rounds += 1
+            left = MAX_ROUNDS - rounds + 1
+            wait = (deadline - time.monotonic()) / left
+            done = await self._round(echo, candidates, wait)
+            sent += len(candidates)
+            received += len(done.fits)
+            errors += done.errors
+            if done.fits:
+                good = max(good, *done.fits)
+            for size, mtu in done.too_big.items():
+                if size > good:
+                    bad = min(bad, size)
+                if mtu:
+                    hints.add(mtu)
+            # Silence is "too big" only above the largest size that came back (below it, loss).
+            for size in set(candidates) - done.answered():
+                if size > good:
+                    bad = min(bad, size)
+            if good == 0 and cfg.min_mtu in set(candidates) - done.fits:
+                break  # not even the smallest size crossed: the path, not its MTU, is broken
+            candidates = sorted({h for h in hints if good < h < bad})[:1]
+            candidates += _spread(good or cfg.min_mtu - 1, bad, PROBES_PER_ROUND - len(candidates))
+            candidates = sorted(set(candidates) - {good})
+            if bad <= good + 1:
+                break
         if good == 0:
             why = f": {errors[0]}" if errors else ""
             reason = "network_error" if errors else "timeout"
@@ -180,11 +148,9 @@ class PmtuProbe:
             detail += f"; below the expected {cfg.expect_min_mtu}"
         return self._result(start, True, "", detail, good, sent, received)
 
-    async def _round(self, echo: EchoSocket, sizes: list[int], wait: float) -> _Round:
-        loop = asyncio.get_running_loop()
-        state = _Round(echo=echo, target=self.target, token=os.urandom(8))
-        first = random.randrange(0x10000)
-        loop.add_reader(echo.sock.fileno(), state.on_readable)
+    async def _round(self, echo: EchoEngine, sizes: list[int], wait: float) -> _Round:
+        state = _Round(token=os.urandom(8))
+        first = echo.reserve(state, len(sizes))
         try:
             for i, size in enumerate(sizes):
                 sequence = (first + i) & 0xFFFF
@@ -192,7 +158,7 @@ class PmtuProbe:
                 pad = bytes(max(0, size - ip_header_size(echo.ipv6) - _ICMP_HEADER - len(state.token)))
                 packet = echo_request(echo.ipv6, echo.identifier, sequence, state.token + pad)
                 try:
-                    echo.sock.sendto(packet, (self.target, 0))
+                    echo.send(packet, self.target)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
@@ -210,7 +176,7 @@ class PmtuProbe:
                 except TimeoutError:
                     pass
         finally:
-            loop.remove_reader(echo.sock.fileno())
+            echo.release(first, len(sizes))
         return state
 
 

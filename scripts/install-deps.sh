@@ -44,6 +44,6 @@ for tool in swanctl charon-systemd /usr/lib/frr/bgpd /usr/lib/frr/zebra vtysh dn
 done
 .venv/bin/python -c "import watchdog, exporters, probes, boto3, moto, google.cloud.compute_v1, \
 google.cloud.monitoring_v3, scapy, dns, apscheduler, prometheus_client, pydantic, grpc, hypothesis, \
-playwright.sync_api" \
+playwright.sync_api, kubernetes_validate" \
   || { echo "install-deps: Python dependencies are incomplete" >&2; exit 1; }
 echo "install-deps: ok"

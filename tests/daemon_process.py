@@ -14,21 +14,29 @@ from pathlib import Path
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, port: int, *extra: str, log_format: str = "json") -> None:
+    def __init__(
+        self, config: Path, port: int, *extra: str, log_format: str = "json", prometheus_flags: bool = False
+    ) -> None:
+        """`prometheus_flags`: start with the Prometheus-ecosystem spellings (--config.file, ...)."""
         self.config, self.port, self.url = config, port, f"http://127.0.0.1:{port}"
         self.log = config.with_suffix(".log")
         self._log_file = self.log.open("wb")
+        flags = (
+            ("--config.file", "--web.listen-address", "--log.format")
+            if prometheus_flags
+            else ("-c", "--listen", "--log-format")
+        )
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "watchdog",
                 "run",
-                "-c",
+                flags[0],
                 str(config),
-                "--listen",
+                flags[1],
                 f"127.0.0.1:{port}",
-                "--log-format",
+                flags[2],
                 log_format,
                 *extra,
             ],

@@ -286,5 +286,5 @@ def test_run_refuses_a_bad_listen_flag_before_starting(
         main(["run", "-c", str(config), "--listen", listen])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --listen: invalid listen address {listen!r}: {message}" in err
+    assert f"argument --listen/--web.listen-address: invalid listen address {listen!r}: {message}" in err
     assert "Traceback" not in err

@@ -65,7 +65,7 @@ def test_run_serves_metrics_reloads_and_stops(tmp_path: Path, port: int, dns_ser
         assert time.monotonic() - started < 5
         messages = [line["msg"] for line in daemon.log_lines()]
         assert any(str(m).startswith("stopped in") for m in messages)
-        assert all({"ts", "level", "logger", "msg"} <= set(line) for line in daemon.log_lines())
+        assert all({"time", "level", "source", "msg"} <= set(line) for line in daemon.log_lines())
     finally:
         daemon.stop()
 

@@ -67,8 +67,9 @@ expected_prefixes:
 
         # API outage: throttled. The exporter goes down; the tunnels keep their last values.
         gcp.fault(r"vpnTunnels", status=429, headers={"Retry-After": "1"})
-        page = daemon.wait_for(f'vpn_watchdog_exporter_errors_total{{{g},reason="throttled"}}')
-        assert f"vpn_watchdog_exporter_up{{{g}}} 0.0" in page
+        page = daemon.wait_for(f"vpn_watchdog_exporter_up{{{g}}} 0.0")
+        throttled = f'vpn_watchdog_exporter_errors_total{{{g},reason="throttled"}} '
+        assert float(page.split(throttled, 1)[1].split()[0]) >= 1.0
         assert 'tunnel="aws-tun-0"} 1.0' in page and 'tunnel="aws-tun-3"} 1.0' in page
 
         # Recovery, and a tunnel deleted in the API disappears from /metrics.

@@ -101,7 +101,8 @@ def test_interval_only_reload_applies_to_exporters_without_their_own(tmp_path: P
         return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(errors))
 
     try:
-        daemon.wait_for(errors)
+        daemon.wait_for(errors)  # at 0 from the start, before the first poll
+        wait_until(lambda: polls() >= 1, 15, "the first poll")
         assert polls() == 1.0
         config.write_text(f"listen: 127.0.0.1:1\ninterval: 500ms\n{body}")
         daemon.signal(signal.SIGHUP)
@@ -112,12 +113,29 @@ def test_interval_only_reload_applies_to_exporters_without_their_own(tmp_path: P
         daemon.stop()
 
 
+def wait_until_catching(pid: int, sig: signal.Signals, timeout: float = 20.0) -> bool:
+    """True once /proc says the process has a handler for `sig` (SigCgt bit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (sig - 1)):
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def test_sighup_during_start_up_does_not_kill_the_daemon(tmp_path: Path, port: int, dns_server: FakeDnsServer) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(probe_config(dns_server))
     daemon = DaemonProcess(config, port)
     try:
-        time.sleep(0.2)
+        # Before the interpreter runs our first line nothing can catch SIGHUP (on a loaded machine that
+        # is over 0.2 s); from the moment the process catches it, no start-up phase may die of it.
+        assert wait_until_catching(daemon.proc.pid, signal.SIGHUP), daemon.log.read_text()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and daemon.proc.poll() is None:
             daemon.signal(signal.SIGHUP)  # again and again until the daemon serves: every start-up phase

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
-from tests.deploy_checks import DEPLOY, metric_names, unknown_metrics
+from tests.deploy_checks import DEPLOY, metric_names, tool, unknown_metrics
 
 DASHBOARD = DEPLOY / "grafana" / "vpn-watchdog.json"
 
@@ -96,3 +98,97 @@ def test_no_panel_adds_the_drop_total_to_the_drops_by_reason() -> None:
             assert not ("dropped" in chosen and chosen - {"dropped", "successful"}), expr
         else:
             assert "dropped" in chosen, expr
+
+
+# -- importable on grafana.com, and right with two replicas scraped ---------------------------------
+
+
+def test_importable_with_inputs_and_requires() -> None:
+    doc = dashboard()
+    (source,) = doc["__inputs"]
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    assert variables["datasource"]["current"]["value"] == "${" + source["name"] + "}"
+    required = {r["id"] for r in doc["__requires"]}
+    assert {"grafana", "prometheus"} | {p["type"] for p in panels(doc) if p["type"] != "row"} <= required
+    assert doc.get("id") is None  # an exported dashboard carries no database id
+
+
+def test_job_and_instance_variables_scope_every_query() -> None:
+    doc = dashboard()
+    variables = [v["name"] for v in doc["templating"]["list"]]
+    assert variables[:3] == ["datasource", "job", "instance"]
+    for panel in panels(doc):
+        for target in panel.get("targets", []):
+            for name in metric_names(target["expr"]):
+                for use in re.finditer(re.escape(name) + r"(\{[^}]*\})?", target["expr"]):
+                    assert use.group(1) and 'job=~"$job",instance=~"$instance"' in use.group(1), target["expr"]
+
+
+def panel_expr(title: str, index: int = 0) -> str:
+    panel = next(p for p in panels(dashboard()) if p["title"] == title or p["title"].startswith(title))
+    expr = str(panel["targets"][index]["expr"])
+    for variable, value in (("$__rate_interval", "5m"), ("$job", ".*"), ("$instance", ".*")):
+        expr = expr.replace(variable, value)
+    return expr.replace("$exporter", ".*").replace("$probe", ".*")
+
+
+def test_two_replicas_scraped_are_not_counted_twice(tmp_path: Path) -> None:
+    """Real PromQL (promtool's evaluator) over the series two replicas expose: the panels that add
+    things up show one replica's numbers, and the joined table does not fail on duplicate series."""
+    promtool = tool("promtool")
+    series = []
+    for instance in ("10.0.0.1:9687", "10.0.0.2:9687"):
+        base = f'job="vpn-watchdog",instance="{instance}"'
+        for tunnel, up in (("198.51.100.1", 1), ("198.51.100.2", 0), ("198.51.100.3", 1)):
+            series.append(
+                {
+                    "series": f'vpn_watchdog_tunnel_up{{{base},exporter="aws",cloud="aws",connection="vpn-1",'
+                    f'tunnel="{tunnel}",local_ip="{tunnel}",peer_ip="203.0.113.1"}}',
+                    "values": f"{up}x10",
+                }
+            )
+        series.append(
+            {
+                "series": f'vpn_watchdog_tunnel_pair_info{{{base},aws_exporter="aws",aws_connection="vpn-1",'
+                'aws_tunnel="198.51.100.1",gcp_exporter="gcp",gcp_tunnel="tun-0"}',
+                "values": "1x10",
+            }
+        )
+        series.append(
+            {
+                "series": f'vpn_watchdog_failovers_total{{{base},exporter="gcp",cloud="gcp",prefix="10.1.0.0/16"}}',
+                "values": "0 0 0 0 1 1 1 1 1 1 1",
+            }
+        )
+    tests = [
+        (panel_expr("Tunnels up per exporter", 0), [{"labels": '{exporter="aws"}', "value": 2}]),
+        (panel_expr("Tunnels up per exporter", 1), [{"labels": '{exporter="aws"}', "value": 3}]),
+        (
+            panel_expr("Joined tunnels", 0),
+            [
+                {
+                    "labels": '{aws_connection="vpn-1",aws_exporter="aws",aws_tunnel="198.51.100.1",'
+                    'gcp_exporter="gcp",gcp_tunnel="tun-0"}',
+                    "value": 1,
+                }
+            ],
+        ),
+        (panel_expr("Failovers"), [{"labels": '{exporter="gcp",prefix="10.1.0.0/16"}', "value": 1}]),
+    ]
+    (tmp_path / "none.rules.yml").write_text("groups: []\n")
+    unit = {
+        "rule_files": ["none.rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [{"expr": expr, "eval_time": "8m", "exp_samples": exp} for expr, exp in tests],
+            }
+        ],
+    }
+    (tmp_path / "panels.test.yml").write_text(json.dumps(unit))
+    result = subprocess.run([promtool, "test", "rules", "panels.test.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -8,6 +8,7 @@ rule files it is generated from.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.pod_security import baseline_violations, restricted_violations
 from watchdog.cli import build_parser
 from watchdog.config import parse_config, parse_host_port
 
@@ -114,13 +116,10 @@ def test_config_mount_is_read_only_and_tmp_is_writable() -> None:
     assert "emptyDir" in tmp
 
 
-def test_security_context_net_raw_only_read_only_root_non_root() -> None:
+def test_the_deployment_meets_pod_security_restricted() -> None:
+    assert restricted_violations(POD) == []
     pod, container = POD["securityContext"], CONTAINER["securityContext"]
-    assert pod["runAsNonRoot"] is True
-    assert container["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
-    assert container["readOnlyRootFilesystem"] is True
-    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert "hostNetwork" not in POD and "privileged" not in container
+    assert container["readOnlyRootFilesystem"] is True and "add" not in container["capabilities"]
     # The image's uid (Dockerfile USER) is the one Kubernetes runs and the ping group it allows.
     dockerfile = (ROOT / "deploy" / "container" / "Dockerfile").read_text()
     uid = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1]
@@ -129,11 +128,86 @@ def test_security_context_net_raw_only_read_only_root_non_root() -> None:
     assert sysctls["net.ipv4.ping_group_range"] == f"{uid[1]} {uid[1]}"
 
 
-def test_probes_hit_healthz_on_the_metrics_port() -> None:
+def test_the_pod_security_rules_catch_what_they_forbid() -> None:
+    bad = copy.deepcopy(POD)
+    bad["hostNetwork"] = True
+    bad["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    bad["securityContext"]["sysctls"].append({"name": "net.ipv4.ip_forward", "value": "1"})
+    (container,) = bad["containers"]
+    container["securityContext"] = {"privileged": True, "capabilities": {"add": ["NET_ADMIN"]}}
+    assert baseline_violations(bad) == [
+        "watchdog: privileged",
+        "watchdog: adds capabilities ['NET_ADMIN']",
+        "pod: hostNetwork",
+        "volume host: hostPath",
+        "pod: sysctl net.ipv4.ip_forward is not on the safe list",
+    ]
+    assert {
+        "watchdog: allowPrivilegeEscalation must be false",
+        "watchdog: capabilities must drop ALL",
+        "volume host: type ['hostPath']",
+    } <= set(restricted_violations(bad))
+
+
+def sniffer_deployment() -> dict[str, Any]:
+    """deploy/kubernetes/sniffer applied the way kustomize's strategic merge does for these fields."""
+    overlay = yaml.safe_load((HERE / "sniffer" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../"]
+    ((patch_ref,),) = [[p["path"] for p in overlay["patches"]]]
+    patch = yaml.safe_load((HERE / "sniffer" / patch_ref).read_text())
+    assert (patch["kind"], patch["metadata"]["name"]) == ("Deployment", DEPLOYMENT["metadata"]["name"])
+    merged = copy.deepcopy(DEPLOYMENT)
+    containers = {c["name"]: c for c in merged["spec"]["template"]["spec"]["containers"]}
+    for change in patch["spec"]["template"]["spec"]["containers"]:
+        target = containers[change["name"]]  # containers merge by name
+        for key, value in change.items():
+            if isinstance(value, dict):
+                target.setdefault(key, {}).update(value)
+            else:
+                target[key] = value
+    return merged
+
+
+def test_the_sniffer_variant_adds_net_raw_and_nothing_else() -> None:
+    pod = sniffer_deployment()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    # The opt-in interpreter with the file capability, running the same entry module and arguments.
+    assert container["command"] == ["/opt/vpn-watchdog/bin/python-netraw", "-m", "vpn_watchdog"]
+    assert "python-netraw" in (ROOT / "deploy" / "container" / "Dockerfile").read_text()
+    assert build_parser().parse_args(container["args"]).command == "run"
+    # NET_RAW is beyond baseline: the overlay's namespace must be "privileged", as its comment says.
+    assert baseline_violations(pod) == ["watchdog: adds capabilities ['NET_RAW']"]
+    assert set(restricted_violations(pod)) == {
+        "watchdog: adds capabilities ['NET_RAW']",
+        "watchdog: allowPrivilegeEscalation must be false",
+        "watchdog: may add only NET_BIND_SERVICE",
+    }
+    assert "pod-security.kubernetes.io/enforce: privileged" in (HERE / "sniffer" / "kustomization.yaml").read_text()
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Service", "ConfigMap", "ServiceAccount"])
+def test_manifests_validate_against_the_kubernetes_api_schema(kind: str) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(OBJECTS[kind], "1.30.0", strict=True)
+    if kind == "Deployment":
+        kubernetes_validate.validate(sniffer_deployment(), "1.30.0", strict=True)
+
+
+def test_the_schema_validation_catches_a_misspelt_field() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    broken = copy.deepcopy(DEPLOYMENT)
+    broken["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFilesytem"):
+        kubernetes_validate.validate(broken, "1.30.0", strict=True)
+
+
+def test_probes_hit_the_health_endpoints_on_the_metrics_port() -> None:
     port_names = {p["name"] for p in CONTAINER["ports"]}
+    assert CONTAINER["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert CONTAINER["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     for probe in ("livenessProbe", "readinessProbe"):
-        get = CONTAINER[probe]["httpGet"]
-        assert get["path"] == "/healthz" and get["port"] in port_names
+        assert CONTAINER[probe]["httpGet"]["port"] in port_names
 
 
 def test_service_selects_the_pods_and_targets_the_metrics_port() -> None:

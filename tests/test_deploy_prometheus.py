@@ -80,3 +80,16 @@ def test_alertmanager_routes_pages_to_the_pager_and_inhibits_failover_noise() ->
 def test_metric_check_catches_names_we_do_not_export() -> None:
     names = {"vpn_watchdog_tunnel_upp", "vpn_watchdog_tunnel_up_bucket", "vpn_watchdog_probe_latency_seconds_bucket"}
     assert unknown_metrics(names) == {"vpn_watchdog_tunnel_upp", "vpn_watchdog_tunnel_up_bucket"}
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    from tests.test_docs import anchors
+
+    sections = anchors((DEPLOY.parent / "docs" / "alerts.md").read_text())
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page == "docs/alerts.md" and anchor == rule["alert"].lower(), (rule["alert"], url)
+        assert anchor in sections, f"{rule['alert']}: docs/alerts.md has no section #{anchor}"

@@ -138,7 +138,7 @@ def help_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("argv", [[], *COMMANDS], ids=lambda a: " ".join(a) or "watchdog")
 def test_every_option_of_every_command_is_documented(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     usage = help_text(argv, capsys)
-    options = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", usage.split("options:", 1)[1]))
+    options = set(re.findall(r"(?<![\w-])(--?[a-z](?:[a-z.-]*[a-z])?)", usage.split("options:", 1)[1]))
     assert options, usage
     page = text("cli.md")
     if argv:

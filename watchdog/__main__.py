@@ -1,5 +1,5 @@
-"""`python -m watchdog` is the same as the `watchdog` console script."""
+"""`python -m watchdog` is the same as the `watchdog` console script (import-name check included)."""
 
-from watchdog.cli import main
+from vpn_watchdog import main
 
 raise SystemExit(main())

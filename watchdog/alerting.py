@@ -94,6 +94,7 @@ class AlertEngine:
         self._signature: tuple[object, ...] = ()
         self._resolved: dict[AlertKey, Alert] = {}
         self._learned_cache: dict[str, tuple[Snapshot, ExporterView]] = {}
+        self._probe_cache: dict[str, tuple[tuple[object, ...], ProbeView]] = {}
         self.options = options
         self._configure_client(options)
 
@@ -148,18 +149,51 @@ class AlertEngine:
     def observation(self, now: float) -> Observation:
         expected = self.options.expected
         runners = sorted(self.state.exporters.items())
-        probe_results = [r.last for _, r in sorted(self.state.probes.items())]
-        results = [r for r in probe_results if r is not None]
-        failing = frozenset(r.target for r in results if r.type == "icmp" and not r.success)
+        probes = self._probe_views()
+        failing = frozenset(p.target for p in probes if p.type == "icmp" and not p.success)
         views = tuple(self._view(runner, expected.get(name, {}), now, failing) for name, runner in runners)
-        probes = tuple(
-            ProbeView(
-                r.probe, r.type, r.target, r.success, r.reason, r.detail, r.path_mtu_bytes, r.expect_min_mtu_bytes
-            )
-            for r in results
-        )
         snapshots = [v.snapshot for v in views if v.snapshot is not None]
         return Observation(views, probes, join_tunnels(snapshots), self.state.ike_snapshot(), self.options.hold)
+
+    def _probe_views(self) -> tuple[ProbeView, ...]:
+        """Every probe's last result as health sees it, by name. Run every tick over hundreds of
+        probes, so a view whose content would be the same is reused: health reads a success's
+        detail nowhere, so a success carries none and a steady one stays the same object."""
+        runners = self.state.probes
+        cache: dict[str, tuple[tuple[object, ...], ProbeView]] = self._probe_cache
+        fresh: dict[str, tuple[tuple[object, ...], ProbeView]] = {}
+        views = []
+        for name in sorted(runners):
+            result = runners[name].status.last
+            if result is None:
+                continue
+            key: tuple[object, ...] = (
+                result.type,
+                result.target,
+                result.success,
+                result.path_mtu_bytes,
+                result.expect_min_mtu_bytes,
+            )
+            if not result.success:
+                key += (result.reason, result.detail)
+            cached = cache.get(name)
+            if cached is None or cached[0] != key:
+                detail = "" if result.success else result.detail
+                view = ProbeView(
+                    name,
+                    result.type,
+                    result.target,
+                    result.success,
+                    result.reason,
+                    detail,
+                    result.path_mtu_bytes,
+                    result.expect_min_mtu_bytes,
+                )
+                cached = (key, view)
+            fresh[name] = cached
+            views.append(cached[1])
+        self._probe_cache = fresh
+        return tuple(views)
 
     def _view(
         self, runner: ExporterRunner, expected: Mapping[str, int], now: float, failing: frozenset[str]

@@ -87,8 +87,19 @@ METRICS: dict[str, tuple[str, str]] = {
         "Always 1; which shard of how many this replica is (it owns the exporters hashmod assigns it).",
     ),
     "config_reload_failures_total": ("counter", "Reloads rejected (the running configuration was kept)."),
+    "build_info": ("gauge", "Always 1; the version, source revision and Python version of this build."),
+    "web_tls_handshake_failures_total": (
+        "counter",
+        "TLS handshakes on the metrics port that failed, by reason (plain HTTP, no client certificate, ...).",
+    ),
     "config_last_reload_success_timestamp_seconds": (
         "gauge",
         "Unix time the configuration was last loaded successfully (at start or on reload).",
     ),
 }
+
+# Label values known before anything happened: their counters are exported at 0 from the start, so
+# `rate()` and `increase()` see the first event (a series that appears at 1 looks like no change).
+EXPORTER_ERROR_REASONS = ("api_error", "auth", "malformed", "network", "throttled", "timeout")
+PROBE_FAILURE_REASONS = ("timeout",)
+ALERT_OUTCOMES = ("error", "success")

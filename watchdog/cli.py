@@ -15,7 +15,7 @@ from typing import Any
 
 from watchdog import __version__
 from watchdog.errors import ConfigError, InputError, WatchdogError
-from watchdog.logs import LEVELS, setup_logging
+from watchdog.logs import parse_level, setup_logging
 
 # Deliberately light imports: `watchdog run` must hold SIGHUP/SIGTERM before the config code (pydantic,
 # ~0.2 s) is imported, so the rest of the project is imported inside the handlers.
@@ -45,10 +45,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _level(value: str) -> str:
-    upper = value.upper()
-    if upper not in LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid log level {value!r} (choose from {', '.join(LEVELS)})")
-    return upper
+    try:
+        return parse_level(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _log_format(value: str) -> str:
+    fmt = {"text": "logfmt", "logfmt": "logfmt", "json": "json"}.get(value.lower())
+    if fmt is None:
+        raise argparse.ArgumentTypeError(f"invalid log format {value!r} (choose from logfmt, json)")
+    return fmt
 
 
 def _listen_address(value: str) -> str:
@@ -100,12 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vpn-watchdog {__version__}")
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def config_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", metavar="CONFIG", help=f"config file (default: {default_config_path()})")
+        p.add_argument(
+            "-c",
+            "--config",
+            "--config.file",
+            dest="config",
+            metavar="CONFIG",
+            help=f"config file (default: {default_config_path()})",
+        )
+
+    def debug_arg(p: argparse.ArgumentParser) -> None:
+        # --debug after the subcommand too; SUPPRESS keeps a top-level --debug from being reset.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     def fmt_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
@@ -118,9 +136,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_arg(run)
-    run.add_argument("--listen", type=_listen_address, metavar="HOST:PORT", help="override `listen` from the config")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
-    run.add_argument("--log-level", type=_level, default="INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
+    debug_arg(run)
+    run.add_argument(
+        "--listen",
+        "--web.listen-address",
+        dest="listen",
+        type=_listen_address,
+        metavar="HOST:PORT",
+        help="override `listen` from the config (`:9687` and `[::]:9687`: every address, IPv6 included)",
+    )
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth (exporter-toolkit format); wins over `web_config_file` from the config",
+    )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload (reloads like SIGHUP)",
+    )
+    run.add_argument(
+        "--log-format",
+        "--log.format",
+        dest="log_format",
+        type=_log_format,
+        default="logfmt",
+        metavar="FORMAT",
+        help="logfmt (or text) or json (default: logfmt)",
+    )
+    run.add_argument(
+        "--log-level",
+        "--log.level",
+        dest="log_level",
+        type=_level,
+        default="INFO",
+        metavar="LEVEL",
+        help="debug, info, warn, error (default: info)",
+    )
     run.add_argument(
         "--shard",
         type=_shard,
@@ -140,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
     config_arg(probe)
+    debug_arg(probe)
     fmt_arg(probe)
     probe.add_argument("--only", nargs="+", metavar="NAME", default=None, help="only these probes/exporters")
 
@@ -153,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_arg(audit)
+    debug_arg(audit)
     fmt_arg(audit)
     audit.add_argument("--fix-ipsec", action="store_true", help="plan the minimal GCP-compatible AWS tunnel options")
     audit.add_argument("--apply", action="store_true", help="with --fix-ipsec: make the changes, one tunnel at a time")
@@ -172,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("pcaps", nargs="+", metavar="PCAP")
     fmt_arg(analyze)
+    debug_arg(analyze)
     analyze.add_argument(
         "--mtu",
         type=_positive_int,
@@ -187,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_arg(sniff)
+    debug_arg(sniff)
     sniff.add_argument("-i", "--interface", action="append", metavar="IFACE", help="interface (repeatable)")
     sniff.add_argument("--peer", action="append", metavar="IP", help="peer address (repeatable)")
     sniff.add_argument("--duration", type=_seconds, default=60.0, metavar="SECONDS", help="default 60s")
@@ -204,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_arg(check)
+    debug_arg(check)
     return parser
 
 
@@ -226,14 +285,20 @@ def _run(args: argparse.Namespace) -> int:
     from watchdog.daemon import run_daemon
 
     setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
-    return run_daemon(args.config, args.listen, args.shard)
+    return run_daemon(
+        args.config,
+        args.listen,
+        args.shard,
+        web_config_file=args.web_config_file,
+        enable_lifecycle=args.enable_lifecycle,
+    )
 
 
 def _probe(args: argparse.Namespace) -> int:
     from watchdog.oneshot import probe_once
 
     # The table says what failed; per-probe warnings on stderr would only repeat it.
-    setup_logging("text", "DEBUG" if args.debug else "ERROR")
+    setup_logging("logfmt", "DEBUG" if args.debug else "ERROR")
     return probe_once(args.config, fmt=args.format, only=args.only)
 
 
@@ -242,7 +307,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     if args.apply and not args.fix_ipsec:
         raise ConfigError("--apply only makes sense with --fix-ipsec")
-    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
     if args.terraform:
         from watchdog.audit.terraform.command import terraform_main
 
@@ -255,7 +320,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    setup_logging("text", "DEBUG" if args.debug else "WARNING")
+    setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
     if args.ike_command == "analyze":
         from watchdog.ike_command import analyze_main
 
@@ -277,6 +342,12 @@ def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return sniff_main(interfaces, peers, args.duration, mtu or 1500, fmt=args.format, netns=netns)
     parser.parse_args(["ike", "--help"])
     return 2
+
+
+def version_text() -> str:
+    from watchdog.buildinfo import revision
+
+    return f"vpn-watchdog {__version__} (revision {revision()}, python {sys.version.split()[0]})"
 
 
 def _say(message: str) -> None:

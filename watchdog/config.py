@@ -124,8 +124,9 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[V6]:PORT` -> (host, port); HOST is an IP address or a host name, PORT 1-65535.
-    Checked here so that `config check` and `--listen` refuse what `bind()` would later choke on."""
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` -> (host, port); HOST is an IP address or a host name, PORT
+    1-65535. Host "" (from `:PORT`) and "::" mean every address, IPv6 included; "0.0.0.0" every IPv4
+    address. Checked here so that `config check` and `--listen` refuse what `bind()` would later choke on."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isascii() or not port.isdigit():
         raise ValueError(f"invalid listen address {value!r}: expected HOST:PORT, e.g. 0.0.0.0:9687 or [::]:9687")
@@ -134,7 +135,7 @@ def parse_host_port(value: str) -> tuple[str, int]:
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     if not host:
-        return "0.0.0.0", int(port)
+        return "", int(port)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

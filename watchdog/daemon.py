@@ -25,14 +25,14 @@ from watchdog.alerting import AlertEngine, AlertOptions
 from watchdog.config import Config, IkeConfig, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.interfaces import IkeSource
-from watchdog.metrics import build_registry, render_page
+from watchdog.metrics import PageRenderer, build_registry
 from watchdog.oneshot import build_report, ike_rows
-from watchdog.runners import ExporterRunner, ProbeRunner, ReloadStatus, WatchdogState
+from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep, ReloadStatus, WatchdogState
 from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
 from watchdog.sharding import config_shard, owned
-from watchdog.webconfig import load_web_config
-from watchdog.webserver import MetricsServer
-from watchdog.wiring import Built, build_runners, build_sniffer, exporter_key, job_specs
+from watchdog.webconfig import WebConfigSource
+from watchdog.webserver import Endpoints, MetricsServer
+from watchdog.wiring import Built, build_runners, build_sniffer, build_sweeps, exporter_key, job_specs
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Transaction:
     built: Built
     exporters: dict[str, ExporterRunner]
     probes: dict[str, ProbeRunner]
+    sweeps: dict[str, ProbeSweep]  # job id -> the sweep running those probes (kept ones included)
     intervals: dict[str, float]  # kept exporter runners whose interval changes
     sniffer: IkeSource | None  # the running one when `ike:` did not change
     unbuilt: dict[str, object]  # job id -> key of what is left out because it cannot start
@@ -61,7 +62,14 @@ class Daemon:
     """Owns every running part; `run()` returns when a stop signal arrives."""
 
     def __init__(
-        self, config: Config, config_path: str | None, listen: str | None = None, shard: str | None = None
+        self,
+        config: Config,
+        config_path: str | None,
+        listen: str | None = None,
+        shard: str | None = None,
+        *,
+        web_config_file: str | None = None,
+        enable_lifecycle: bool = False,
     ) -> None:
         self.shard_override = shard
         self.shard = config_shard(config, shard)
@@ -69,12 +77,16 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.listen_override = listen
+        self.web_config_override = web_config_file
+        self.enable_lifecycle = enable_lifecycle
         self.state = WatchdogState(shard=(self.shard.index, self.shard.total))
-        self.registry = build_registry(self.state)
+        self.registry = build_registry(self.state, process=True)
+        self.page = PageRenderer(self.state, self.registry)
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * len(config.exporters) + 2), thread_name_prefix="poll")
         self.scheduler = Scheduler()
         self.server: MetricsServer | None = None
         self.alerts: AlertEngine | None = None
+        self._sweeps: dict[str, ProbeSweep] = {}
         self._keys: dict[str, object] = {}  # exporter name -> what its running runner was built from
         self._unbuilt: dict[str, object] = {}  # job id -> key of a plug-in left out because it cannot start
         self._ike: IkeConfig | None = None
@@ -147,20 +159,48 @@ class Daemon:
         self._loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def _start_server(self) -> None:
-        host, port = parse_host_port(self.listen_override or self.config.listen)
-        web = load_web_config(self.config.web_config_file) if self.config.web_config_file else None
+        listen = self.listen_override or self.config.listen
+        host, port = parse_host_port(listen)
+        web = WebConfigSource(self.web_config_override or self.config.web_config_file)
+        endpoints = Endpoints(
+            metrics=lambda openmetrics: self.page.parts(openmetrics=openmetrics),
+            health=self.health,
+            ready=self.ready,
+            status=self.status_report,
+            reload=self.reload_from_http if self.enable_lifecycle else None,
+            on_tls_failure=self._count_tls_failures,
+        )
         try:
-            self.server = MetricsServer(
-                host,
-                port,
-                lambda: render_page(self.state, self.registry),
-                self.health,
-                web,
-                status=self.status_report,
-            )
+            self.server = MetricsServer(host, port, endpoints, web)
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
         self.server.start()
+
+    def _count_tls_failures(self, counts: Any) -> None:
+        self.state.web_tls_failures = counts  # a fresh Counter from the server: swapped, never mutated
+
+    def ready(self) -> tuple[bool, str]:
+        """/-/ready: every exporter has finished its first poll, successful or not."""
+        if not self._started:
+            return False, "starting"
+        waiting = sorted(name for name, r in self.state.exporters.copy().items() if r.health.polls == 0)
+        if waiting:
+            return False, "waiting for the first poll of " + ", ".join(waiting)
+        return True, ""
+
+    def reload_from_http(self) -> str | None:
+        """`POST /-/reload` (from an HTTP thread): the SIGHUP reload, run on the event loop."""
+        loop = self._loop
+        if loop is None or not self._started:
+            return "the daemon is still starting"
+
+        async def reload() -> str | None:
+            return self.reload()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(reload(), loop).result(timeout=60)
+        except TimeoutError:
+            return "the reload did not finish within 60 s"
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -180,6 +220,8 @@ class Daemon:
         log.info("reloading configuration from %s", self.config_path)
         if (self.listen_override or new.listen) != (self.listen_override or self.config.listen):
             log.warning("listen address changes need a restart; keeping %s", self.config.listen)
+        if not self.web_config_override and new.web_config_file != self.config.web_config_file:
+            log.warning("web_config_file changes need a restart (the file itself is re-read when it changes)")
         self._commit(txn)
         if shard != self.shard:
             log.info("this replica is now shard %s (was %s)", shard, self.shard)
@@ -237,10 +279,15 @@ class Daemon:
                 previous = old_probes.get(pc.name)
                 if previous is not None and previous.probe.target == runner.probe.target:
                     runner.carry_over(previous)
+        # A sweep job that carries on keeps its sweep (same members, same runners); the others get new ones.
+        kept_sweeps = {i: self._sweeps[i] for i in prepared.plan.keep if i in self._sweeps}
+        sweeps = kept_sweeps | build_sweeps(
+            config, probes, self._on_sweep, only={s.id for s in prepared.plan.start if s.id.startswith("sweep:")}
+        )
         same_ike = self._started and config.ike == self._ike
         sniffer = self.state.ike if same_ike else build_sniffer(config.ike)
         retired = [r for n, r in old.items() if n not in keep]
-        return Transaction(config, prepared, built, exporters, probes, intervals, sniffer, unbuilt, retired)
+        return Transaction(config, prepared, built, exporters, probes, sweeps, intervals, sniffer, unbuilt, retired)
 
     def _commit(self, txn: Transaction) -> None:
         """Swap a prepared runtime in. Nothing here may fail on the new config's values."""
@@ -251,8 +298,17 @@ class Daemon:
         if config.audit is not None:
             funcs["audit"] = self._audit
         funcs.update({f"exporter:{n}": r.poll_once for n, r in txn.exporters.items()})
-        funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items()})
+        swept = {r.name for sweep in txn.sweeps.values() for r in sweep.members}
+        funcs.update({f"probe:{n}": r.run_once for n, r in txn.probes.items() if n not in swept})
+        funcs.update({job_id: sweep.run_once for job_id, sweep in txn.sweeps.items()})
         self.scheduler.start(txn.prepared, funcs)
+        for job_id, sweep in txn.sweeps.items():
+            if self._sweeps.get(job_id) is not sweep:
+                sweep.attach()
+        for probe_runner in txn.probes.values():
+            if probe_runner.name not in swept and probe_runner.sweep is not None:
+                probe_runner.leave_sweep()
+        self._sweeps = txn.sweeps
         for runner in txn.retired:
             runner.close()
         self.state.expected_min_paths = {
@@ -333,6 +389,11 @@ class Daemon:
         if self.alerts is not None and runner.changed:
             self.alerts.observe()
 
+    def _on_sweep(self, sweep: ProbeSweep) -> None:
+        # Once per sweep, and only when some member's result was an edge (see `_on_probe_result`).
+        if self.alerts is not None and sweep.changed:
+            self.alerts.observe()
+
     def status_report(self) -> dict[str, Any]:
         """`/status.json` and the status page: the `probe --once` report of the live state, plus the
         firing alerts and the sniffer's IKE counters (read in the HTTP thread; no I/O)."""
@@ -362,11 +423,20 @@ class Daemon:
         return {"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 3), "exporters": exporters}
 
 
-def run_daemon(config_path: str | None, listen: str | None = None, shard: str | None = None) -> int:
+def run_daemon(
+    config_path: str | None,
+    listen: str | None = None,
+    shard: str | None = None,
+    *,
+    web_config_file: str | None = None,
+    enable_lifecycle: bool = False,
+) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
     config = load_config(config_path)
     try:
-        daemon = Daemon(config, config_path, listen, shard)
+        daemon = Daemon(
+            config, config_path, listen, shard, web_config_file=web_config_file, enable_lifecycle=enable_lifecycle
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     loop = asyncio.new_event_loop()

@@ -8,6 +8,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from prometheus_client.utils import floatToGoString
@@ -36,14 +37,29 @@ OBJECT_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 Rendered = dict[str, list[str]]
 
+# AWS's StatusMessage "12 BGP ROUTES" would start a new tunnel_info series at every route count
+# change; the count is bgp_received_prefixes already, so the label keeps the words only.
+_COUNTED_DETAIL = re.compile(r"^\d+ (BGP ROUTES?)$")
+
+
+def info_detail(detail: str) -> str:
+    """The `detail` label of tunnel_info: the API's text without a churning count."""
+    return _COUNTED_DETAIL.sub(r"\1", detail)
+
 
 def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def header(metric: str) -> str:
+def header(metric: str, *, openmetrics: bool = False) -> str:
+    """HELP and TYPE lines; OpenMetrics names a counter family without its `_total` sample suffix."""
     kind, help_text = METRICS[metric]
     name = PREFIX + metric
+    if openmetrics and kind == "counter":
+        name = name.removesuffix("_total")
+    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+    if openmetrics:
+        help_text = help_text.replace('"', '\\"')
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
@@ -89,7 +105,7 @@ def render_snapshot(
         for t in snapshot.tunnels:
             sc = t.scope
             fam["tunnel_up"].add((ex, cl, t.connection, t.name, t.local_ip, t.peer_ip), 1.0 if t.up else 0.0, sc)
-            fam["tunnel_info"].add((ex, cl, t.connection, t.name, t.status, t.detail), 1.0, sc)
+            fam["tunnel_info"].add((ex, cl, t.connection, t.name, t.status, info_detail(t.detail)), 1.0, sc)
             if t.status_change is not None:
                 fam["tunnel_status_change_timestamp_seconds"].add((ex, cl, t.connection, t.name), t.status_change, sc)
         for s in snapshot.bgp_sessions:
@@ -131,12 +147,13 @@ def _render_logs(fam: dict[str, _Lines], ex: str, cl: str, logs: LogView, sc: Sc
         fam["log_entries_total"].add((ex, cl, outcome), n, sc)
 
 
-def join_families(rendered: Iterable[Rendered]) -> str:
-    """One page section: each family's header once, then every exporter's lines for it."""
+def join_families(rendered: Iterable[Rendered], *, openmetrics: bool = False) -> str:
+    """One page section: each family's header once, then every exporter's lines for it. The sample
+    lines are the same in both formats (no timestamps, no exemplars); only counter headers differ."""
     parts: list[str] = []
     blocks = list(rendered)
     for metric, _ in OBJECT_FAMILIES:
-        parts.append(header(metric))
+        parts.append(header(metric, openmetrics=openmetrics))
         for block in blocks:
             parts.extend(block.get(metric, ()))
     return "".join(parts)

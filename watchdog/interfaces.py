@@ -7,7 +7,7 @@ and `probes/__init__.py` (`watchdog.plugins.Registry`, keyed by config class).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot
@@ -50,6 +50,11 @@ class Probe(Protocol):
     target: str
 
     async def run(self) -> ProbeResult: ...
+
+
+# Runs many probes of one type at once (one round of packets for all of them, e.g. every ICMP target
+# sharing a socket); the results come back in the order of the probes given, one each, never raising.
+Sweep = Callable[[Sequence[Probe]], Awaitable[list[ProbeResult]]]
 
 
 class IkeSource(Protocol):

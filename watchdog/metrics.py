@@ -9,22 +9,25 @@ must not raise (one exception would fail the whole page), so each section is gua
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
-from prometheus_client import generate_latest
+from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from watchdog.catalogue import METRICS, PREFIX
-from watchdog.exposition import join_families
+from watchdog import buildinfo
+from watchdog.catalogue import ALERT_OUTCOMES, EXPORTER_ERROR_REASONS, METRICS, PREFIX, PROBE_FAILURE_REASONS
+from watchdog.exposition import Rendered, join_families
 from watchdog.runners import ExporterRunner, WatchdogState
 
-__all__ = ["WatchdogCollector", "build_registry", "render_page"]
+__all__ = ["PageRenderer", "WatchdogCollector", "build_registry", "render_page"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class WatchdogCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        sections = (self._exporter_health, self._probes, self._ike, self._alerting, self._config)
+        sections = (self._exporter_health, self._probes, self._ike, self._alerting, self._config, self._self)
         for section in sections:
             try:
                 yield from section()
@@ -76,7 +79,8 @@ class WatchdogCollector(Collector):
                 last.add_metric(labels, h.last_success)
             if h.last_poll_duration is not None:
                 duration.add_metric(labels, h.last_poll_duration)
-            for reason, n in sorted(h.errors.items()):
+            counts = dict.fromkeys(EXPORTER_ERROR_REASONS, 0) | dict(h.errors)
+            for reason, n in sorted(counts.items()):
                 errors.add_metric([*labels, reason], n)
             calls.add_metric(labels, h.api_calls)
         yield from (up, last, duration, errors, calls, min_paths)
@@ -134,7 +138,8 @@ class WatchdogCollector(Collector):
                     path_mtu.add_metric([p.name, p.target], result.path_mtu_bytes)
                 if result.expect_min_mtu_bytes:
                     expected_mtu.add_metric([p.name, p.target], result.expect_min_mtu_bytes)
-            for reason, n in sorted(status.failures.items()):
+            counts = dict.fromkeys(PROBE_FAILURE_REASONS, 0) | dict(status.failures)
+            for reason, n in sorted(counts.items()):
                 failures.add_metric([*ident, reason], n)
             if status.latency.count:
                 latency.add_metric(ident, status.latency.cumulative(), status.latency.total)
@@ -185,7 +190,7 @@ class WatchdogCollector(Collector):
         for labels in state.tunnel_pairs:
             pairs.add_sample(pairs.name, dict(labels), 1.0)
         sent = _counter("alerts_sent_total", ["outcome"])
-        for outcome, n in sorted(state.alerts_sent.items()):
+        for outcome, n in sorted((dict.fromkeys(ALERT_OUTCOMES, 0) | dict(state.alerts_sent)).items()):
             sent.add_metric([outcome], n)
         findings = _gauge("audit_findings", ["rule", "severity"])
         for (rule, severity), n in sorted(state.audit_findings.items()):
@@ -204,16 +209,57 @@ class WatchdogCollector(Collector):
         shard.add_metric([str(index), str(total)], 1.0)
         yield from (failures, last, shard)
 
+    def _self(self) -> Iterator[Metric]:
+        info = _gauge("build_info", ["version", "revision", "python_version"])
+        info.add_metric([buildinfo.__version__, buildinfo.revision(), buildinfo.python_version()], 1.0)
+        tls = _counter("web_tls_handshake_failures_total", ["reason"])
+        for reason, n in sorted(self.state.web_tls_failures.items()):
+            tls.add_metric([reason], n)
+        yield from (info, tls)
 
-def build_registry(state: WatchdogState) -> CollectorRegistry:
-    """A fresh registry holding only our collector (never the global default registry)."""
+
+def build_registry(state: WatchdogState, *, process: bool = False) -> CollectorRegistry:
+    """A fresh registry holding only our collector (never the global default registry); with
+    `process`, also the standard `process_*` metrics of this process (the daemon's page)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WatchdogCollector(state))
+    if process:
+        ProcessCollector(registry=registry)
     return registry
 
 
-def render_page(state: WatchdogState, registry: CollectorRegistry | None = None) -> bytes:
+class PageRenderer:
+    """The /metrics page in two parts: the snapshot families (large, the same bytes object until an
+    exporter publishes a new snapshot, so the web server can cache its gzip) and the collector's
+    families (small, rendered at every scrape). Thread-safe; one rendering at a time per format."""
+
+    def __init__(self, state: WatchdogState, registry: CollectorRegistry) -> None:
+        self.state = state
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._key: tuple[tuple[str, str, Rendered], ...] = ()
+        self._objects: dict[bool, bytes] = {}
+
+    def parts(self, *, openmetrics: bool = False) -> tuple[bytes, bytes]:
+        runners = sorted(self.state.exporters.values(), key=lambda r: r.name)
+        key = tuple((r.name, r.cloud, r.rendered) for r in runners)
+        with self._lock:
+            if not _same(key, self._key):
+                self._key, self._objects = key, {}
+            objects = self._objects.get(openmetrics)
+            if objects is None:
+                objects = join_families((k[2] for k in key), openmetrics=openmetrics).encode()
+                self._objects[openmetrics] = objects
+        generate = generate_openmetrics if openmetrics else generate_latest
+        return objects, generate(self.registry)
+
+
+def _same(a: tuple[tuple[str, str, Rendered], ...], b: tuple[tuple[str, str, Rendered], ...]) -> bool:
+    # Published views are never mutated, so identity says "unchanged" without comparing 50,000 lines.
+    return len(a) == len(b) and all(x[0] == y[0] and x[1] == y[1] and x[2] is y[2] for x, y in zip(a, b, strict=True))
+
+
+def render_page(state: WatchdogState, registry: CollectorRegistry | None = None, *, openmetrics: bool = False) -> bytes:
     """The whole /metrics page: pre-rendered snapshot families, then the collector's families."""
-    runners = sorted(state.exporters.values(), key=lambda r: r.name)
-    objects = join_families(r.rendered for r in runners)
-    return objects.encode() + generate_latest(registry or build_registry(state))
+    objects, rest = PageRenderer(state, registry or build_registry(state)).parts(openmetrics=openmetrics)
+    return objects + rest

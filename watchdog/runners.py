@@ -19,14 +19,14 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watchdog.errors import ExporterError, ProbeFailure
 from watchdog.exposition import Rendered, render_snapshot
-from watchdog.interfaces import Exporter, IkeSource, Probe
+from watchdog.interfaces import Exporter, IkeSource, Probe, Sweep
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot, TargetStatus
 from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
@@ -232,7 +232,7 @@ class ExporterRunner:
             rendered,
         )
         self.not_before = 0.0
-        log.info(
+        log.debug(
             "exporter %s: %d tunnels (%d up), %d BGP sessions (%d up), %d routes in %.2fs",
             self.name,
             len(snapshot.tunnels),
@@ -336,7 +336,10 @@ class ProbeStatus:
 
 
 class ProbeRunner:
-    """Runs one probe once, bounded by the timeout the scheduler grants, and publishes its status."""
+    """Runs one probe once, bounded by the timeout the scheduler grants, and publishes its status.
+
+    A runner that is a member of a `ProbeSweep` does not run on its own: the sweep runs it with the
+    others and publishes every member's status in one view, which `status` then reads."""
 
     def __init__(
         self,
@@ -350,8 +353,31 @@ class ProbeRunner:
         self.netns = netns
         self.timeout = timeout
         self.name = probe.name
-        self.status = ProbeStatus()
+        self._status = ProbeStatus()
+        self.sweep: ProbeSweep | None = None
         self.on_result = on_result
+
+    @property
+    def status(self) -> ProbeStatus:
+        """The published view: the runner's own, or its entry in its sweep's view."""
+        sweep = self.sweep
+        if sweep is None:
+            return self._status
+        return sweep.view.get(self.name, self._status)
+
+    @status.setter
+    def status(self, status: ProbeStatus) -> None:
+        sweep = self.sweep
+        if sweep is None:
+            self._status = status
+        else:
+            sweep.view = {**sweep.view, self.name: status}
+
+    def leave_sweep(self) -> None:
+        """Publish its own view again, starting from the one its sweep published last."""
+        status = self.status
+        self.sweep = None
+        self._status = status
 
     # Read-only shortcuts into the published view.
     @property
@@ -397,21 +423,32 @@ class ProbeRunner:
         """Keep the counters and last result of the runner this one replaces (same probe, new settings)."""
         self.status = replace(previous.status, changed=False)
 
-    def record(self, result: ProbeResult) -> None:
+    def next_status(self, result: ProbeResult) -> ProbeStatus:
+        """The view after `result` (pure: nothing is published)."""
         status = self.status
         previous = status.last
         failures = status.failures
         if not result.success:
             failures = Counter(failures)
             failures[result.reason or "unknown"] += 1
-        self.status = ProbeStatus(
+        return ProbeStatus(
             last=result,
             failures=failures,
             latency=status.latency.observed(result.latencies) if result.latencies else status.latency,
             # An edge is what alerting must see at once; steady results are picked up by its tick.
             changed=previous is None or (previous.success, previous.reason) != (result.success, result.reason),
         )
-        level = logging.DEBUG if result.success else logging.WARNING
+
+    def record(self, result: ProbeResult) -> None:
+        self.status = self.next_status(result)
+        log_result(result)
+        if self.on_result is not None:
+            self.on_result(self)
+
+
+def log_result(result: ProbeResult) -> None:
+    level = logging.DEBUG if result.success else logging.WARNING
+    if log.isEnabledFor(level):
         log.log(
             level,
             "probe %s (%s %s): %s%s",
@@ -421,8 +458,78 @@ class ProbeRunner:
             "ok" if result.success else f"FAIL {result.reason}",
             f" ({result.detail})" if result.detail else "",
         )
-        if self.on_result is not None:
-            self.on_result(self)
+
+
+class ProbeSweep:
+    """Runs a group of probes as one sweep (`Sweep`: one round of packets for all of them), bounded
+    like one probe run, and publishes every member's status as ONE view: `view` is replaced whole,
+    so a reader sees all members before the sweep or all after it. `on_sweep` is told once per sweep
+    (not once per member), with `changed` saying whether any member's result was an edge."""
+
+    def __init__(
+        self,
+        members: Sequence[ProbeRunner],
+        sweep: Sweep,
+        *,
+        netns: str | None = None,
+        timeout: float = DEFAULT_PROBE_TIMEOUT,
+        on_sweep: Callable[[ProbeSweep], None] | None = None,
+    ) -> None:
+        self.members = tuple(members)
+        self.sweep = sweep
+        self.netns = netns
+        self.timeout = timeout
+        self.on_sweep = on_sweep
+        self.view: Mapping[str, ProbeStatus] = {}
+        self.changed = False
+
+    def attach(self) -> None:
+        """Take over publishing the members' statuses (each keeps the view it has now)."""
+        self.view = {r.name: r.status for r in self.members}
+        for runner in self.members:
+            runner.sweep = self
+
+    async def run_once(self) -> list[ProbeResult]:
+        started = time.monotonic()
+        probes = [r.probe for r in self.members]
+        try:
+            results = await asyncio.wait_for(self._run(probes), self.timeout + PROBE_GRACE)
+        except asyncio.CancelledError:
+            return []  # the daemon is stopping mid-sweep
+        except ProbeFailure as exc:
+            results = [ProbeResult.failed(p, started, exc.reason, exc.detail) for p in probes]
+        except TimeoutError:
+            results = [ProbeResult.failed(p, started, "timeout", "probe did not finish in time") for p in probes]
+        except Exception as exc:  # a probe bug must not stop the schedule
+            log.exception("sweep of %d %s probes crashed", len(probes), probes[0].type if probes else "")
+            results = [ProbeResult.failed(p, started, "internal", f"{type(exc).__name__}: {exc}") for p in probes]
+        self.publish(results)
+        return results
+
+    async def _run(self, probes: list[Probe]) -> list[ProbeResult]:
+        if self.netns is None:
+            return await self.sweep(probes)
+        return await shared_loop(self.netns).run(_awaited(self.sweep(probes)))
+
+    def publish(self, results: Sequence[ProbeResult]) -> None:
+        view = dict(self.view)
+        changed = False
+        for runner, result in zip(self.members, results, strict=True):
+            status = runner.next_status(result)
+            changed = changed or status.changed
+            if runner.sweep is self:
+                view[runner.name] = status
+            else:  # a reload moved it meanwhile: its result still counts, where it is now
+                runner.status = status
+            log_result(result)
+        self.view = view
+        self.changed = changed
+        if self.on_sweep is not None:
+            self.on_sweep(self)
+
+
+async def _awaited(work: Awaitable[list[ProbeResult]]) -> list[ProbeResult]:
+    return await work
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +555,7 @@ class WatchdogState:
     audit_findings: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_min_paths: dict[tuple[str, str], int] = field(default_factory=dict)  # (exporter, prefix)
     reloads: ReloadStatus = field(default_factory=ReloadStatus)
+    web_tls_failures: Counter[str] = field(default_factory=Counter)  # the web server's, by reason
     shard: tuple[int, int] = (0, 1)  # (index, total) of this replica (watchdog.sharding)
 
     def ike_snapshot(self) -> IkeSnapshot | None:

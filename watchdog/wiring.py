@@ -7,17 +7,19 @@ their registries). It builds; it never schedules, starts or closes anything.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from exporters import build_exporter
-from probes import build_probe
+from probes import build_probe, sweep_for
 from watchdog.config import Config, ExporterConfig, IkeConfig, ProbeConfig
 from watchdog.errors import WatchdogError
 from watchdog.interfaces import IkeSource
-from watchdog.runners import ExporterRunner, ProbeRunner
+from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep
 from watchdog.scheduler import JobSpec, spread
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,60 @@ def job_specs(config: Config) -> list[JobSpec]:
         )
         for e in config.exporters
     ]
-    specs += spread([JobSpec(f"probe:{p.name}", interval=p.interval, timeout=p.timeout, key=p) for p in config.probes])
+    groups = sweep_groups(config)
+    swept = {p.name for members in groups.values() for p in members}
+    probe_specs = [
+        JobSpec(f"probe:{p.name}", interval=p.interval, timeout=p.timeout, key=p)
+        for p in config.probes
+        if p.name not in swept
+    ]
+    probe_specs += [
+        JobSpec(job_id, interval=members[0].interval, timeout=members[0].timeout, key=members)
+        for job_id, members in groups.items()
+    ]
+    specs += spread(probe_specs)
     if config.audit is not None:
         interval = config.audit.interval
         specs.append(JobSpec("audit", interval=interval, timeout=interval, key=config.audit, delay=AUDIT_DELAY))
     specs.append(JobSpec("alerts:tick", interval=ALERT_TICK, timeout=ALERT_TICK, key="tick", delay=ALERT_TICK))
     return specs
+
+
+def sweep_groups(config: Config) -> dict[str, tuple[ProbeConfig, ...]]:
+    """Job id -> the probes that run as one sweep: those of a type that can sweep (`probes.SWEEPS`)
+    whose settings are equal in everything but name and target (netns, interval, timeout, source,
+    DF, ... and IP version), in config order. The id names the settings, not the members, so a
+    reload that adds a target restarts that one job under the same id."""
+    groups: dict[str, list[ProbeConfig]] = {}
+    for pc in config.probes:
+        if sweep_for(pc) is None:
+            continue
+        settings = sorted(pc.model_dump(exclude={"name", "target"}).items())
+        version = ipaddress.ip_address(getattr(pc, "target", "0.0.0.0")).version
+        digest = hashlib.sha1(repr((version, settings)).encode(), usedforsecurity=False).hexdigest()[:12]
+        groups.setdefault(f"sweep:{pc.type}:{digest}", []).append(pc)
+    return {job_id: tuple(members) for job_id, members in groups.items()}
+
+
+def build_sweeps(
+    config: Config,
+    runners: Mapping[str, ProbeRunner],
+    on_sweep: Callable[[ProbeSweep], None] | None = None,
+    only: Collection[str] | None = None,
+) -> dict[str, ProbeSweep]:
+    """The sweeps of `config` (only the job ids in `only` when given) over the given runners; built,
+    not attached (`ProbeSweep.attach` makes them publish their members' statuses)."""
+    sweeps: dict[str, ProbeSweep] = {}
+    for job_id, members in sweep_groups(config).items():
+        if only is not None and job_id not in only:
+            continue
+        sweep = sweep_for(members[0])
+        group = [runners[p.name] for p in members if p.name in runners]
+        if sweep is None or not group:
+            continue
+        first = members[0]
+        sweeps[job_id] = ProbeSweep(group, sweep, netns=first.netns, timeout=first.timeout, on_sweep=on_sweep)
+    return sweeps
 
 
 def build_runners(
