@@ -38,6 +38,14 @@ READ_PREFIXES = ("Describe", "Get", "Search", "List", "Filter")
 LOG_GROUP = "/vpn/tunnels"  # the group deploy/iam/aws-policy.json names (DESIGN.md's example)
 
 LOGS_OPERATIONS = frozenset(botocore.session.get_session().get_service_model("logs").operation_names)
+STS_OPERATIONS = frozenset({"AssumeRole", "GetCallerIdentity"})
+# AWS documents that sts:GetCallerIdentity needs no permission (an explicit deny cannot block it either).
+NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
+
+
+def aws_action(operation: str) -> str:
+    service = "logs" if operation in LOGS_OPERATIONS else "sts" if operation in STS_OPERATIONS else "ec2"
+    return f"{service}:{operation}"
 
 # Compute custom methods -> the permission Google documents for them.
 _CUSTOM_METHODS = {
@@ -170,7 +178,7 @@ class Recorder:
 
     def take(self) -> tuple[set[str], set[str]]:
         a, g, m = self._marks
-        actions = {f"{'logs' if r.action in LOGS_OPERATIONS else 'ec2'}:{r.action}" for r in self.aws.requests[a:]}
+        actions = {aws_action(r.action) for r in self.aws.requests[a:]} - NO_PERMISSION_NEEDED
         permissions = {p for r in self.gcp.requests[g:] if (p := gcp_permission(r))}
         if self.mon.requests[m:]:
             permissions.add("monitoring.timeSeries.list")
@@ -313,3 +321,11 @@ def test_gcp_role_is_exactly_what_the_daemon_and_audit_use(observed: Observed) -
     assert used - granted == set(), "the daemon would get 403 for these"
     assert granted - used == set(), "granted but never used"
     assert all(p.rsplit(".", 1)[1] in {"get", "list"} for p in granted), "the GCP role must be read-only"
+
+
+def test_the_assume_roles_policies_grant_only_assuming_the_read_role() -> None:
+    (statement,) = json.loads((IAM / "aws-assume-roles-policy.json").read_text())["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", ["sts:AssumeRole"])
+    assert statement["Resource"] == "arn:aws:iam::*:role/vpn-watchdog-read"
+    (trust,) = json.loads((IAM / "aws-read-role-trust-policy.json").read_text())["Statement"]
+    assert trust["Action"] == "sts:AssumeRole" and "sts:ExternalId" in trust["Condition"]["StringEquals"]
