@@ -21,7 +21,7 @@ import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
 from exporters.aws import AwsExporter
-from exporters.aws_client import AwsClient
+from exporters.aws_client import AwsClient, shared_loader
 from exporters.fanout import FanoutExporter, Group, Target, waves
 from watchdog.config import AssumeRoleConfig, AwsExporterConfig
 from watchdog.errors import ExporterError
@@ -65,6 +65,7 @@ class Account:
             self._credentials = _RoleCredentials(refresh_using=self._assume, method="sts-assume-role")
             core = botocore.session.Session()
             core._credentials = self._credentials  # the documented way to hand botocore refreshable credentials
+            core.register_component("data_loader", shared_loader())
             self._boto = core
 
     @property
@@ -206,7 +207,7 @@ class AwsTargets:
         roles: Sequence[AssumeRoleConfig | None] = config.assume_roles or (None,)
         self.accounts = [Account(config, role, timeout=timeout) for role in roles]
         regions = config.all_regions
-        share = timeout / waves([len(regions)], config.budget)
+        share = timeout / waves([len(regions)] * len(self.accounts), config.budget)
         self.groups = {account.key: Group.of(config.budget) for account in self.accounts}
         self._targets: list[Target] = []
         for account in self.accounts:

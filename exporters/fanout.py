@@ -83,8 +83,12 @@ class _State:
 
 
 def waves(count_by_group: Iterable[int], budget: TargetBudget) -> int:
-    """How many rounds the largest group needs at its concurrency (each target's share of a poll)."""
-    return max((math.ceil(n / budget.concurrency) for n in count_by_group), default=1)
+    """How many rounds of targets one poll runs: the largest group's at its concurrency, or all the
+    targets' on the pool's workers. Each target gets that share of the poll's timeout, so a target
+    of the last round still ends before the poll's deadline."""
+    counts = list(count_by_group)
+    by_group = max((math.ceil(n / budget.concurrency) for n in counts), default=1)
+    return max(1, by_group, math.ceil(sum(counts) / MAX_WORKERS))
 
 
 class FanoutExporter:

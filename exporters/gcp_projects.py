@@ -69,7 +69,7 @@ class GcpTargets:
     def __init__(self, config: GcpExporterConfig, *, timeout: float) -> None:
         self.config = config
         self.timeout = timeout
-        self._share = timeout / waves([len(config.all_regions)], config.budget)
+        self._share = timeout / waves([len(config.all_regions)] * max(1, len(config.listed_projects)), config.budget)
         self._targets: dict[tuple[str, str], GcpTarget] = {}
         self._found: tuple[str, ...] = ()
         self._groups: dict[str, Group] = {}
