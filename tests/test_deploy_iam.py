@@ -47,6 +47,7 @@ def aws_action(operation: str) -> str:
     service = "logs" if operation in LOGS_OPERATIONS else "sts" if operation in STS_OPERATIONS else "ec2"
     return f"{service}:{operation}"
 
+
 # Compute custom methods -> the permission Google documents for them.
 _CUSTOM_METHODS = {
     ("vpnGateways", "getStatus"): "compute.vpnGateways.get",
