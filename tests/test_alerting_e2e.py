@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring
 from tests.alertmanager_process import AlertmanagerProcess
 from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess
 from tests.deploy_checks import DEPLOY, tool
-from tests.fakes.aws import MotoAws
 
 RULES = DEPLOY / "prometheus" / "vpn-watchdog.rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "vpn-watchdog.json"

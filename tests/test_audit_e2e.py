@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK
+from deploy.lab.emulators.aws_audit import AuditMotoAws
 from deploy.lab.emulators.gcp_audit import FakeGcpAudit
 from exporters.aws_inventory import AwsInventoryReader
 from exporters.gcp_inventory import GcpInventoryReader
 from tests.fakes import audit_topologies as topo
-from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK
-from tests.fakes.aws_audit import AuditMotoAws
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.audit.inventory import Inventory, TunnelOptions
 from watchdog.audit.rules import audit
@@ -378,7 +378,9 @@ def test_resolver_vpc_route_tables_are_read_where_configured(lab: Lab) -> None:
     client.create_route(RouteTableId=good, DestinationCidrBlock=topo.DNS_RANGE, TransitGatewayId=lab.rename["tgw-0001"])
     config = load_config(lab.config)
     aws_cfg = config.exporters[0]
-    extended = _WithResolvers.model_validate({**aws_cfg.model_dump(), "dns_resolver_route_tables": [good, bad]})
+    extended = _WithResolvers.model_validate(
+        {**aws_cfg.model_dump(exclude_unset=True), "dns_resolver_route_tables": [good, bad]}
+    )
     reader = AwsInventoryReader(extended, timeout=20)
     try:
         account = reader.read()

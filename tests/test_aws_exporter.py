@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK, MotoAws
 from exporters import build_exporter
 from exporters.aws import AwsExporter
 from tests.conftest import free_port
-from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK, MotoAws
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ConfigError, ExporterError
 from watchdog.model import BgpSession, LearnedRoute, Scope, Tunnel

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
+from deploy.lab.emulators.aws import MotoAws
 from exporters.aws import AwsExporter
-from tests.fakes.aws import MotoAws
 from watchdog.config import AwsExporterConfig
 from watchdog.exposition import render_snapshot
 from watchdog.model import Snapshot

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
 from exporters import build_exporter
-from tests.fakes.aws import MotoAws
 from tests.fakes.aws_accounts import account, role_arn
 from tests.fakes.gcp_projects import MultiProjectGcp
 from watchdog.config import AwsExporterConfig, GcpExporterConfig

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
 from exporters.aws import AwsExporter
 from exporters.gcp import GcpExporter
-from tests.fakes.aws import MotoAws
 from watchdog.alerting import AlertEngine, AlertOptions
 from watchdog.config import AwsExporterConfig, GcpExporterConfig, parse_config
 from watchdog.metrics import render_page

@@ -276,6 +276,7 @@ def test_status_reports_every_process_running(lab_dir: Path) -> None:
         [
             "charon-gcp",
             "gcp-api",
+            "aws-api",
             "zebra-gcp",
             "bgpd-gcp",
             "charon-aws",

@@ -22,9 +22,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK, TEST_SECRET_KEY, MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
 from tests.daemon_process import DaemonProcess
-from tests.fakes.aws import MOTO_TEMPLATE_PSK, TEST_PSK, TEST_SECRET_KEY, MotoAws
 
 SCRAPE_PASSWORD = "scrape-Password-0xC0FFEE"
 
@@ -134,7 +134,7 @@ def test_no_secret_in_any_output_channel(world: tuple[Path, list[str], Recording
             [sys.executable, "-m", "watchdog", *args, "-c", str(config)], capture_output=True, text=True, timeout=120
         )
         channels[" ".join(args)] = result.stdout + result.stderr
-    assert '"level": "debug"' in channels["daemon log"]  # the most talkative level really ran
+    assert '"level": "DEBUG"' in channels["daemon log"]  # the most talkative level really ran
     for channel, text in channels.items():
         assert text, f"{channel} is empty"
         for secret in secrets:

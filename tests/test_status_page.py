@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
 from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess
-from tests.fakes.aws import MotoAws
 from tests.test_alerting_e2e import build_aws_side
 from watchdog import statuspage
 from watchdog.topology_view import build_drawing, render_text

@@ -44,6 +44,8 @@ DEFAULT_WATCHDOG_ADDR = "127.0.0.1:9687"
 DEFAULT_GCP_PORT = 19095  # the GCP emulator: Compute + Cloud DNS REST
 DEFAULT_GCP_MONITORING_PORT = 19096  # its Cloud Monitoring gRPC
 GCP_EMULATOR = "deploy.lab.emulators.gcp_lab"
+DEFAULT_AWS_PORT = 19097  # the AWS emulator: EC2 + CloudWatch Logs
+AWS_EMULATOR = "deploy.lab.emulators.aws_lab"
 STOP_GRACE_SECONDS = 3.0
 
 
@@ -233,6 +235,7 @@ class Lab:
         found.append(Daemon("alertmanager", L.prom_dir / "alertmanager.pid", str(L.prom_dir)))
         found.append(Daemon("prometheus", L.prom_dir / "prometheus.pid", str(L.prom_dir)))
         found.append(Daemon("gcp-api", self.gcp_api_pidfile, f"{GCP_EMULATOR} --lab-dir {self.root} "))
+        found.append(Daemon("aws-api", self.aws_api_pidfile, f"{AWS_EMULATOR} --lab-dir {self.root} "))
         return found
 
     @property
@@ -242,6 +245,19 @@ class Lab:
     @property
     def gcp_api_log(self) -> Path:
         return self.layout.side_dir(topo.GCP) / "api.log"
+
+    @property
+    def aws_api_pidfile(self) -> Path:
+        return self.layout.side_dir(topo.AWS) / "api.pid"
+
+    @property
+    def aws_api_log(self) -> Path:
+        return self.layout.side_dir(topo.AWS) / "api.log"
+
+    @property
+    def aws_api_info(self) -> Path:
+        """Written by the AWS emulator once seeded: its endpoint, region and the ids it generated."""
+        return self.layout.side_dir(topo.AWS) / "api.json"
 
     def swan_env(self, side: topo.Side) -> dict[str, str]:
         return {**os.environ, "STRONGSWAN_CONF": str(self.layout.swan_dir(side) / "strongswan.conf")}
@@ -346,6 +362,7 @@ class Lab:
         watchdog_addr: str,
         gcp_port: int = DEFAULT_GCP_PORT,
         gcp_monitoring_port: int = DEFAULT_GCP_MONITORING_PORT,
+        aws_port: int = DEFAULT_AWS_PORT,
     ) -> dict[str, float]:
         t0 = time.monotonic()
         lab_python()  # fail before building anything when the emulators cannot run
@@ -358,6 +375,7 @@ class Lab:
             (am_port, "--am-port"),
             (gcp_port, "--gcp-port"),
             (gcp_monitoring_port, "--gcp-monitoring-port"),
+            (aws_port, "--aws-port"),
         ):
             if port_open(port):
                 raise LabError(f"127.0.0.1:{port} is already in use; pick another with {option}")
@@ -375,7 +393,9 @@ class Lab:
             proposals="small",
             gcp_api_port=gcp_port,
             gcp_monitoring_port=gcp_monitoring_port,
+            aws_api_port=aws_port,
         )
+        aws_api = self._start_aws_api(aws_port)  # first: moto takes seconds to import and seed
         alertmanager = self._start_alertmanager(am_port)
         self._build_network()
         for side in topo.SIDES:
@@ -428,7 +448,19 @@ class Lab:
             self.gcp_api_log,
             lambda: _http_ok(f"http://127.0.0.1:{gcp_port}{gateways}") and port_open(gcp_monitoring_port),
         )
+        self._wait_aws_api(aws_api, aws_port)
         return {"total": time.monotonic() - t0, "child_sas": t_sas - t_charon, "bgp": t_bgp - t_charon}
+
+    def _start_aws_api(self, port: int) -> subprocess.Popen[bytes]:
+        """The AWS emulator (EC2 + CloudWatch Logs on one port); it reads the lab per request too."""
+        args = ["--lab-dir", str(self.root), "--prefix", self.prefix, "--port", str(port)]
+        return start_emulator("AWS API emulator", AWS_EMULATOR, args, self.aws_api_log, self.aws_api_pidfile)
+
+    def _wait_aws_api(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        # Ready once seeded: it writes its ids only then, and its port is open.
+        wait_emulator(
+            "AWS API emulator", proc, self.aws_api_log, lambda: self.aws_api_info.exists() and port_open(port)
+        )
 
     def _prepare_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -768,8 +800,19 @@ class Lab:
             }
             if "gcp_api_port" in state
             else {},
+            "aws_api": _aws_api_status(state),
             "watchdog_config": str(self.layout.watchdog_yaml),
         }
+
+
+def _aws_api_status(state: dict[str, object]) -> dict[str, object]:
+    if "aws_api_port" not in state:
+        return {}
+    return {
+        "endpoint_url": f"http://127.0.0.1:{state['aws_api_port']}",
+        "region": topo.AWS_REGION,
+        "log_group": topo.AWS_TUNNEL_LOG_GROUP,
+    }
 
 
 def _fast(bgp_timers: tuple[int, int]) -> bool:
@@ -838,6 +881,7 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--gcp-monitoring-port", type=int, default=DEFAULT_GCP_MONITORING_PORT, help="GCP emulator: Monitoring gRPC"
     )
+    u.add_argument("--aws-port", type=int, default=DEFAULT_AWS_PORT, help="AWS emulator: EC2 + CloudWatch Logs")
     sub.add_parser("down", help="stop every lab process and delete the namespaces")
     s = sub.add_parser("status", help="namespaces, processes, SAs, BGP")
     s.add_argument("--json", action="store_true")
@@ -872,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     watchdog_addr=args.watchdog_addr,
                     gcp_port=args.gcp_port,
                     gcp_monitoring_port=args.gcp_monitoring_port,
+                    aws_port=args.aws_port,
                 )
             except BaseException:
                 print(f"labctl: up failed; logs are under {lab.root}; cleaning up", file=sys.stderr)
@@ -887,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"GCP API http://127.0.0.1:{args.gcp_port} (Compute, Cloud DNS)  "
                 f"Cloud Monitoring gRPC 127.0.0.1:{args.gcp_monitoring_port}; log {lab.gcp_api_log}"
             )
+            _print_aws_api(lab, args.aws_port)
         elif args.verb == "down":
             print(f"lab down in {lab.down():.2f} s")
         elif args.verb == "status":
@@ -921,6 +967,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _print_aws_api(lab: Lab, port: int) -> None:
+    print(
+        f"AWS API http://127.0.0.1:{port} (EC2, CloudWatch Logs {topo.AWS_TUNNEL_LOG_GROUP}) region "
+        f"{topo.AWS_REGION}; ids {lab.aws_api_info}; log {lab.aws_api_log}"
+    )
+
+
 def _print_status(status: dict[str, object]) -> None:
     print(f"lab {status['dir']}: {'UP' if status['up'] else 'DOWN'}")
     print(f"  namespaces: {', '.join(map(str, _as_list(status['namespaces']))) or 'none'}")
@@ -938,6 +991,9 @@ def _print_status(status: dict[str, object]) -> None:
     gcp_api = status.get("gcp_api")
     if isinstance(gcp_api, dict) and gcp_api:
         print(f"  GCP API {gcp_api['endpoint']}  Monitoring {gcp_api['monitoring_endpoint']} (gRPC)")
+    aws_api = status.get("aws_api")
+    if isinstance(aws_api, dict) and aws_api:
+        print(f"  AWS API {aws_api['endpoint_url']}  region {aws_api['region']}  log group {aws_api['log_group']}")
 
 
 if __name__ == "__main__":

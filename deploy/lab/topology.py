@@ -12,6 +12,7 @@ This module must not start or stop anything; `labctl.py` does that.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,10 @@ SPOKE_RANGE = GCP_VPC[1]  # a custom advertisement of the Cloud Router (`scripts
 DNS_FORWARDING_RANGE = "35.199.192.0/19"
 DNS_FORWARDING_STANDIN = "198.19.192.0/19"
 
-# Small, GCP-compatible proposals (what the write-up narrows AWS to) and a large default-like set
-# that makes IKE messages big enough to be IP-fragmented at a small underlay MTU.
-_NARROW = "aes256-sha256-modp2048,aes128-sha1-modp2048"
+# Small, GCP-compatible proposals (what the write-up narrows AWS to: exactly one transform of each
+# kind per phase, the set `watchdog audit --fix-ipsec` picks, so the healthy lab audits clean) and a
+# large default-like set that makes IKE messages big enough to be IP-fragmented at a small underlay MTU.
+_NARROW = "aes256-sha256-modp2048"
 SMALL_PROPOSALS = (_NARROW, _NARROW)
 BIG_PROPOSALS = (
     "aes256gcm16-aes128gcm16-prfsha512-prfsha384-prfsha256-modp8192-modp6144-modp4096-modp3072-ecp521"
@@ -253,6 +255,43 @@ def swanctl_conf(side: Side, *, fast: bool, big_proposals: bool = False) -> str:
              id-2 = {peer.outside(spec)}
              secret = "{psk(spec)}" }}""")
     return "connections {\n" + "\n".join(conns) + "\n}\nsecrets {\n" + "\n".join(secrets) + "\n}\n"
+
+
+@dataclass(frozen=True)
+class ConnProposals:
+    """What one swanctl connection offers: IKE `proposals`, `esp_proposals`, IKE `version` (0 = any)."""
+
+    ike: str
+    esp: str
+    version: int
+
+
+_CONN_BLOCK = re.compile(r"^  (?P<name>\w+) \{\n(?P<body>.*?)^  \}$", re.M | re.S)
+
+
+def conn_proposals(swanctl: str) -> dict[str, ConnProposals]:
+    """The proposals of every connection in a swanctl.conf written by `swanctl_conf`."""
+    found = {}
+    for block in _CONN_BLOCK.finditer(swanctl):
+        body = block["body"]
+        ike = re.search(r"^    proposals = (\S+)$", body, re.M)
+        esp = re.search(r"^\s+esp_proposals = (\S+)$", body, re.M)
+        version = re.search(r"^    version = (\d)$", body, re.M)
+        if ike and esp:
+            found[block["name"]] = ConnProposals(ike[1], esp[1], int(version[1]) if version else 0)
+    return found
+
+
+def with_conn_proposals(swanctl: str, name: str, proposals: ConnProposals) -> str:
+    """`swanctl` with connection `name`'s proposals (and its CHILD's) replaced; ValueError if it has none."""
+    for block in _CONN_BLOCK.finditer(swanctl):
+        if block["name"] != name:
+            continue
+        body = re.sub(r"^    proposals = \S+$", f"    proposals = {proposals.ike}", block["body"], count=1, flags=re.M)
+        body = re.sub(r"^(\s+)esp_proposals = \S+$", rf"\g<1>esp_proposals = {proposals.esp}", body, flags=re.M)
+        body = re.sub(r"^    version = \d$", f"    version = {proposals.version}", body, count=1, flags=re.M)
+        return swanctl[: block.start("body")] + body + swanctl[block.end("body") :]
+    raise ValueError(f"no connection {name!r} in the swanctl config")
 
 
 def swanctl_dirs() -> tuple[str, ...]:

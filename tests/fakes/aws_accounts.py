@@ -16,7 +16,7 @@ import boto3
 from moto.backends import get_backend
 from moto.iam.models import get_account_id_from
 
-from tests.fakes.aws import TEST_ACCESS_KEY, TEST_SECRET_KEY, MotoAws, RecordedRequest
+from deploy.lab.emulators.aws import TEST_ACCESS_KEY, TEST_SECRET_KEY, MotoAws, RecordedRequest
 
 ROLE_NAME = "vpn-watchdog-read"
 

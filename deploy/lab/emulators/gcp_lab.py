@@ -237,11 +237,16 @@ def _int(value: Any) -> int:
 
 
 class LabReader:
-    """Reads the lab's GCP side (charon over VICI, FRR over vtysh), at most once per `max_age`."""
+    """Reads one side of the lab (charon over VICI, FRR over vtysh), at most once per `max_age`.
 
-    def __init__(self, lab: labctl.Lab, *, max_age: float = MAX_AGE) -> None:
+    The GCP emulator reads the GCP side; the AWS emulator (aws_lab) the AWS side: `peers` are then
+    keyed by the GCP inside addresses and `learned` are the routes the AWS side took from GCP.
+    """
+
+    def __init__(self, lab: labctl.Lab, *, max_age: float = MAX_AGE, side: topo.Side = topo.GCP) -> None:
         self.lab = lab
         self.max_age = max_age
+        self.side = side
         self._lock = threading.Lock()
         self._view: LabView | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-read")
@@ -252,10 +257,14 @@ class LabReader:
                 self._view = self._read()
             return self._view
 
+    def invalidate(self) -> None:
+        """The next `view()` reads the lab afresh (the caller just changed it)."""
+        with self._lock:
+            self._view = None
+
     def _read(self) -> LabView:
-        gcp = topo.GCP
-        sas = self._pool.submit(self._list_sas)  # VICI takes ~2 ms, vtysh ~150 ms: run them side by side
-        summary, table = self.lab.vtysh_jsons(gcp, "show bgp summary json", "show ip bgp json")
+        sas = self._pool.submit(self.list_sas)  # VICI takes ~2 ms, vtysh ~150 ms: run them side by side
+        summary, table = self.lab.vtysh_jsons(self.side, "show bgp summary json", "show ip bgp json")
         learned, announced = routes_from_table(table)
         return LabView(
             taken_at=time.monotonic(),
@@ -265,16 +274,17 @@ class LabReader:
             announced=announced,
         )
 
-    def _list_sas(self) -> list[dict[str, Any]]:
+    def list_sas(self) -> list[dict[str, Any]]:
+        """The side's IKE SAs (VICI `list-sas` events); [] when its charon cannot be reached."""
         try:
-            conn = ViciConnection(str(self.lab.layout.vici(topo.GCP)), 5.0)
+            conn = ViciConnection(str(self.lab.layout.vici(self.side)), 5.0)
         except OSError as exc:
-            log.warning("GCP-side charon unreachable: %s", exc)
+            log.warning("%s-side charon unreachable: %s", self.side.key, exc)
             return []
         try:
             return conn.streamed("list-sas", "list-sa", {"noblock": "yes"})
         except (OSError, ValueError) as exc:
-            log.warning("GCP-side charon list-sas failed: %s", exc)
+            log.warning("%s-side charon list-sas failed: %s", self.side.key, exc)
             return []
         finally:
             conn.close()

@@ -1,4 +1,4 @@
-"""An in-process AWS EC2 fake for tests: moto 5.2.5's server on 127.0.0.1, its VPN gaps filled.
+"""The one AWS fake, for the tests and the lab: moto 5.2.5's server on 127.0.0.1, its VPN gaps filled.
 
 boto3 talks real HTTP to it (`endpoint_url`), so the code under test runs unmodified. moto 5.2.5
 returns VPN connections without `VgwTelemetry` or `Options.TunnelOptions`, never produces propagated
@@ -44,6 +44,11 @@ API summary (every method takes `region=` and defaults to `MotoAws.region`):
   `fail(action, status=, code=, message=, headers=, body=, delay=, times=, where=)` (`where`: a
   predicate on the `RecordedRequest`, e.g. one account's), `clear_faults()`; several accounts:
   `tests.fakes.aws_accounts`
+- `before_request`: callables run with the action name before moto answers a request (the lab
+  emulator refreshes its live values there)
+- an action moto does not implement answers AWS's own error at once, and is logged (WARNING): EC2
+  `400 InvalidAction` (its XML error document), a JSON-protocol service `400
+  UnknownOperationException`; moto alone would answer 500 with an HTML page
 
 Addresses are lab ranges only: AWS outside IPs from 203.0.113.0/24, customer gateways from
 198.51.100.0/24, inside CIDRs from 169.254.0.0/16. `TEST_PSK` is the pre-shared key every tunnel is
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import threading
 import urllib.parse
@@ -72,6 +78,8 @@ from moto.ec2.responses.vpn_connections import VPNConnections
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+log = logging.getLogger(__name__)
 
 _AMI_SETTING = "MOTO_EC2_LOAD_DEFAULT_AMIS"
 TEST_PSK = "Known.Psk_ForTests.d41d8cd98f00b204"
@@ -96,6 +104,22 @@ def ec2_error_body(code: str, message: str) -> bytes:
 def json_error_body(code: str, message: str) -> bytes:
     """The JSON-protocol (CloudWatch Logs) error document."""
     return json.dumps({"__type": code, "message": message}).encode()
+
+
+def implemented(service: str, action: str) -> bool:
+    """Whether moto's handler for `service` has a method for `action` (unknown services: assume so)."""
+    from moto.core.utils import camelcase_to_underscores
+
+    handler: type | None = None
+    if service == "ec2":
+        from moto.ec2.responses import EC2Response
+
+        handler = EC2Response
+    elif service == "logs":
+        from moto.logs.responses import LogsResponse
+
+        handler = LogsResponse
+    return handler is None or callable(getattr(handler, camelcase_to_underscores(action), None))
 
 
 @dataclass
@@ -176,16 +200,14 @@ class _Middleware:
             params = decoded if isinstance(decoded, dict) else {}
         if not action:
             return self._app(environ, start_response)  # moto-api, dashboard, ...
-        access_key, region = _credential_scope(environ.get("HTTP_AUTHORIZATION", ""))
+        access_key, region, service = _credential_scope(environ.get("HTTP_AUTHORIZATION", ""))
         recorded = RecordedRequest(action, params, access_key, region)
         self._owner._record(recorded)
         fault = self._owner._take_fault(action, recorded)
-        if fault is None:
-            return self._app(environ, start_response)
-        if fault.delay:
+        if fault is not None and fault.delay:
             self._owner._stopping.wait(fault.delay)
-        if fault.code is None and fault.body is None:
-            return self._app(environ, start_response)
+        if fault is None or (fault.code is None and fault.body is None):
+            return self._moto(environ, start_response, service, action, bool(target))
         if target:
             payload = fault.body if fault.body is not None else json_error_body(fault.code or "", fault.message)
             content_type = "application/x-amz-json-1.1"
@@ -197,12 +219,39 @@ class _Middleware:
         start_response(f"{fault.status} Injected", headers)
         return [payload]
 
+    def _moto(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        service: str,
+        action: str,
+        json_protocol: bool,
+    ) -> Iterable[bytes]:
+        """moto's answer, after the `before_request` hooks; AWS's error for an action moto lacks."""
+        if not implemented(service, action):
+            log.warning("400 not implemented: %s %s", service, action)
+            if json_protocol:
+                code, payload = "UnknownOperationException", json_error_body("UnknownOperationException", "")
+                content_type = "application/x-amz-json-1.1"
+            else:
+                code = "InvalidAction"
+                payload = ec2_error_body(code, f"The action {action} is not valid for this web service.")
+                content_type = "text/xml;charset=UTF-8"
+            start_response(f"400 {code}", [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
+            return [payload]
+        for hook in list(self._owner.before_request):
+            try:
+                hook(action)
+            except Exception:  # a failed refresh serves the last values; it must not fail the call
+                log.exception("before_request hook for %s failed", action)
+        return self._app(environ, start_response)
 
-def _credential_scope(authorization: str) -> tuple[str, str]:
-    """`AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/ec2/aws4_request, ...` -> (AKID, region)."""
+
+def _credential_scope(authorization: str) -> tuple[str, str, str]:
+    """`AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/ec2/aws4_request, ...` -> (AKID, region, service)."""
     _, _, rest = authorization.partition("Credential=")
     parts = rest.split(",", 1)[0].split("/")
-    return (parts[0], parts[2]) if len(parts) >= 3 else ("", "")
+    return (parts[0], parts[2], parts[3]) if len(parts) >= 4 else ("", "", "")
 
 
 class _QuietHandler(MotoRequestHandler):
@@ -215,8 +264,8 @@ class _QuietHandler(MotoRequestHandler):
 class _Server(ThreadedMotoServer):
     """moto's threaded server with our middleware in front and an OS-chosen free port."""
 
-    def __init__(self, owner: MotoAws) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, owner: MotoAws, port: int = 0) -> None:
+        super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self._owner = owner
 
     def _server_entry(self) -> None:
@@ -229,8 +278,10 @@ class _Server(ThreadedMotoServer):
 class MotoAws:
     """The fake: start it once per test module, `reset()` between tests. See the module doc."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(self, region: str = "us-east-1", *, port: int = 0) -> None:
         self.region = region
+        self.port = port  # 0: a free port the OS picks
+        self.before_request: list[Callable[[str], None]] = []
         self.route_page_size = 1000
         self.requests: list[RecordedRequest] = []
         self.modify_calls: list[ModifyCall] = []
@@ -251,7 +302,7 @@ class MotoAws:
         self._saved_ami_setting = os.environ.get(_AMI_SETTING)
         os.environ[_AMI_SETTING] = "false"
         self._patch(TransitGatewayRouteTable, "search_transit_gateway_routes", _paged_search(self))
-        self._server = _Server(self)
+        self._server = _Server(self, self.port)
         self._server.start()
         return self
 

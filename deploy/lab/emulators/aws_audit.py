@@ -16,7 +16,7 @@ from typing import Any
 
 from moto.ec2.responses.vpn_connections import VPNConnections
 
-from tests.fakes.aws import MotoAws, RecordedRequest, _modify_vpn_tunnel_options
+from deploy.lab.emulators.aws import MotoAws, RecordedRequest, _modify_vpn_tunnel_options
 from watchdog.audit.ciphers import RESPONSE_KEYS
 from watchdog.audit.inventory import OPTION_KEYS, AwsAccount, AwsConnection
 
