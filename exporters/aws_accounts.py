@@ -21,7 +21,7 @@ import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
 from exporters.aws import AwsExporter
-from exporters.aws_client import AwsClient, shared_loader
+from exporters.aws_client import AwsClient, base_session, shared_loader
 from exporters.fanout import FanoutExporter, Group, Target, waves
 from watchdog.config import AssumeRoleConfig, AwsExporterConfig
 from watchdog.errors import ExporterError
@@ -204,6 +204,7 @@ class AwsTargets:
     """The fixed targets of one entry: every account x every region."""
 
     def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
+        base_session(config.name, config.profile, config.region)  # an unknown profile: a config error now
         roles: Sequence[AssumeRoleConfig | None] = config.assume_roles or (None,)
         self.accounts = [Account(config, role, timeout=timeout) for role in roles]
         regions = config.all_regions

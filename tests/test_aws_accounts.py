@@ -292,3 +292,10 @@ def test_audit_reads_every_account_and_region_and_findings_say_which(
     where = {f["object"].split(":", 1)[0] for f in findings}
     assert where == {f"aws-prod/{a}/{r}" for a in (PROD, STAGING) for r in REGIONS}
     assert sorted(r.params["RoleArn"] for r in aws.calls("AssumeRole")) == [role_arn(PROD), role_arn(STAGING)]
+
+
+def test_an_unknown_profile_is_a_config_error_when_the_entry_is_built(aws: MotoAws) -> None:
+    from watchdog.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'nosuch' is not in the shared config"):
+        build_exporter(entry(aws, profile="nosuch"), timeout=5.0)
