@@ -165,12 +165,22 @@ class TunnelLogsConfig(_Strict):
     log_group: str = Field(min_length=1, max_length=512, pattern=r"^[\w\-./#]+$")
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
 class AssumeRoleConfig(_Strict):
     """One role to assume with STS (one AWS account): its credentials refresh before they expire."""
 
-    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    role_arn: str
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
     session_name: str = Field(default="vpn-watchdog", pattern=r"^[\w+=,.@-]{2,64}$")
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not _ROLE_ARN.match(value):
+            raise ValueError(f"invalid role ARN {_show(value)}: expected arn:aws:iam::123456789012:role/NAME")
+        return value
 
     @property
     def account(self) -> str:
