@@ -157,6 +157,9 @@ class _ExporterBase(_Strict):
     name: Name
     interval: Interval | None = None
     timeout: Timeout | None = None
+    # Sharding hashes this instead of the name: entries with the same key land on the same replica
+    # (the AWS and GCP entries of one VPN, so their tunnels still join).
+    shard_key: Name | None = None
 
 
 class TunnelLogsConfig(_Strict):
