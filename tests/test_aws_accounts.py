@@ -299,3 +299,29 @@ def test_an_unknown_profile_is_a_config_error_when_the_entry_is_built(aws: MotoA
 
     with pytest.raises(ConfigError, match="'nosuch' is not in the shared config"):
         build_exporter(entry(aws, profile="nosuch"), timeout=5.0)
+
+
+def test_a_throttled_account_is_left_alone_for_as_long_as_its_retry_after_says(
+    aws: MotoAws, four: dict[tuple[str, str], list[str]]
+) -> None:
+    aws.fail(
+        "DescribeVpnConnections",
+        status=503,
+        code="RequestLimitExceeded",
+        headers={"Retry-After": "120"},
+        where=in_account(STAGING),
+    )
+    runner = ExporterRunner(build_exporter(entry(aws), timeout=10.0), interval=30, timeout=10)
+    try:
+        asyncio.run(runner.poll_once())
+        assert runner.health.errors["throttled"] == 2  # staging's two regions
+        aws.clear_requests()
+        asyncio.run(runner.poll_once())
+    finally:
+        runner.close()
+    # The second poll asked staging nothing, counted nothing new, and still shows it down.
+    assert {account_of(r) for r in aws.calls("DescribeVpnConnections")} == {PROD}
+    assert runner.health.errors["throttled"] == 2 and runner.health.up
+    down = [(t.scope.id, t.polled) for t in runner.health.targets if not t.up]
+    assert down == [(STAGING, False), (STAGING, False)]
+    assert all(t.last_error.startswith("throttled") for t in runner.health.targets if not t.up)
