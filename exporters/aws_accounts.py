@@ -21,7 +21,7 @@ import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
 from exporters.aws import AwsExporter
-from exporters.aws_client import AwsClient
+from exporters.aws_client import AwsClient, base_session, shared_loader
 from exporters.fanout import FanoutExporter, Group, Target, waves
 from watchdog.config import AssumeRoleConfig, AwsExporterConfig
 from watchdog.errors import ExporterError
@@ -55,22 +55,38 @@ class Account:
         self._config = config
         self._lock = threading.Lock()
         self._identity_after = 0.0
-        self._sts = AwsClient(
-            config.name,
-            config.region,
-            profile=config.profile,
-            endpoint_url=config.sts_endpoint_url or config.endpoint_url,
-            timeout=timeout,
-            credentials_file=config.credentials_file,
-        )
-        self._sts_client = self._sts.client("sts")
+        self._timeout = timeout
+        self._sts_pair: tuple[AwsClient, Any] | None = None  # built on first use (clients cost ~0.1 s each)
+        self.pace: Any = None
+        self.build_lock = threading.Lock()  # botocore sessions must not build clients concurrently
         self._credentials: _RoleCredentials | None = None
         self._boto: Any = None
         if role is not None:
             self._credentials = _RoleCredentials(refresh_using=self._assume, method="sts-assume-role")
             core = botocore.session.Session()
             core._credentials = self._credentials  # the documented way to hand botocore refreshable credentials
+            core.register_component("data_loader", shared_loader())
             self._boto = core
+
+    @property
+    def _sts(self) -> AwsClient:
+        return self._sts_and_client()[0]
+
+    def _sts_and_client(self) -> tuple[AwsClient, Any]:
+        if self._sts_pair is None:
+            config = self._config
+            with self.build_lock:
+                client = AwsClient(
+                    config.name,
+                    config.region,
+                    profile=config.profile,
+                    endpoint_url=config.sts_endpoint_url or config.endpoint_url,
+                    timeout=self._timeout,  # the base credentials: they are what assumes the role
+                    credentials_file=config.credentials_file,
+                )
+                client.pace = self.pace
+                self._sts_pair = (client, client.client("sts"))
+        return self._sts_pair
 
     def session(self, region: str) -> Any:
         """The boto3 session for clients of `region` (None: the client builds its own on the base chain)."""
@@ -78,13 +94,16 @@ class Account:
             return None
         return boto3.session.Session(botocore_session=self._boto, region_name=region)
 
-    def ensure(self) -> None:
-        """Before a poll: assumed-role credentials present and not about to expire; the account id known."""
+    def ensure(self) -> int:
+        """Before a poll: assumed-role credentials present and not about to expire; the account id
+        known. Returns the STS calls it made (the poll's own, for its count)."""
         with self._lock:
+            before = self.calls
             if self._credentials is not None and self._credentials.refresh_needed(RENEW_AHEAD):
                 self._credentials.prime(self._assume())
             elif self.role is None and not self.id and time.monotonic() >= self._identity_after:
                 self._identify()
+            return self.calls - before
 
     def _assume(self) -> dict[str, Any]:
         role = self.role
@@ -98,7 +117,8 @@ class Account:
             params["ExternalId"] = role.external_id
         self.calls += 1
         try:
-            answer = self._sts.call("AssumeRole", self._sts_client.assume_role, **params)
+            sts, client = self._sts_and_client()
+            answer = sts.call("AssumeRole", client.assume_role, **params)
         except ExporterError as exc:
             raise ExporterError(
                 exc.reason, f"cannot assume {role.role_arn}: {exc}", retry_after=exc.retry_after
@@ -118,24 +138,38 @@ class Account:
     def _identify(self) -> None:
         self.calls += 1
         try:
-            answer = self._sts.call("GetCallerIdentity", self._sts_client.get_caller_identity)
+            sts, client = self._sts_and_client()
+            answer = sts.call("GetCallerIdentity", client.get_caller_identity)
             self.id = str(answer["Account"])
         except (ExporterError, KeyError, TypeError) as exc:
             self._identity_after = time.monotonic() + IDENTITY_RETRY
             log.info("%s: the account id is unknown for now (GetCallerIdentity: %s)", self._config.name, exc)
 
     def close(self) -> None:
-        self._sts.close()
+        if self._sts_pair is not None:
+            self._sts_pair[0].close()
 
 
 class AwsTarget:
-    """One (account, region): its own `AwsExporter` on the account's credentials."""
+    """One (account, region): its own `AwsExporter` on the account's credentials, built at its first
+    poll (in the poll's worker thread: 60 targets' clients would hold up start-up for seconds)."""
 
-    def __init__(self, account: Account, exporter: AwsExporter, region: str) -> None:
+    def __init__(self, account: Account, config: AwsExporterConfig, region: str, timeout: float) -> None:
         self.account = account
-        self.exporter = exporter
         self.region = region
+        self._config = config
+        self._timeout = timeout
+        self._exporter: AwsExporter | None = None
         self._calls = 0
+
+    @property
+    def exporter(self) -> AwsExporter:
+        if self._exporter is None:
+            with self.account.build_lock:
+                exporter = AwsExporter(self._config, timeout=self._timeout, session=self.account.session(self.region))
+            exporter.client.pace = self.account.pace
+            self._exporter = exporter
+        return self._exporter
 
     @property
     def scope(self) -> Scope:
@@ -150,39 +184,41 @@ class AwsTarget:
         return self._calls
 
     def poll(self) -> Snapshot:
-        before = self.account.calls
-        self.exporter.client.calls = 0
+        exporter = self.exporter
+        exporter.client.calls = 0
         try:
-            self.account.ensure()
-            return self.exporter.poll()
+            sts = self.account.ensure()
+        except ExporterError:
+            self._calls = 1  # the AssumeRole that failed
+            raise
+        try:
+            return exporter.poll()
         finally:
-            self._calls = self.exporter.client.calls + self.account.calls - before
+            self._calls = exporter.client.calls + sts
 
     def close(self) -> None:
-        self.exporter.close()
+        if self._exporter is not None:
+            self._exporter.close()
 
 
 class AwsTargets:
     """The fixed targets of one entry: every account x every region."""
 
     def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
+        # an unknown profile or credentials file: a config error now
+        base_session(config.name, config.profile, config.region, config.credentials_file)
         roles: Sequence[AssumeRoleConfig | None] = config.assume_roles or (None,)
         self.accounts = [Account(config, role, timeout=timeout) for role in roles]
         regions = config.all_regions
-        share = timeout / waves([len(regions)], config.budget)
+        share = timeout / waves([len(regions)] * len(self.accounts), config.budget)
+        self.groups = {account.key: Group.of(config.budget) for account in self.accounts}
         self._targets: list[Target] = []
         for account in self.accounts:
+            rate = self.groups[account.key].rate
+            account.pace = rate.wait if rate is not None else None
             for region in regions:
                 child = config.model_copy(update={"region": region, "regions": (), "assume_roles": ()})
-                exporter = AwsExporter(child, timeout=share, session=account.session(region))
-                self._targets.append(AwsTarget(account, exporter, region))
-        self.groups = {account.key: Group.of(config.budget) for account in self.accounts}
-        for target in self._targets:
-            rate = self.groups[target.group].rate
-            if rate is not None:
-                assert isinstance(target, AwsTarget)
-                target.exporter.client.pace = rate.wait
-                target.account._sts.pace = rate.wait
+                self._targets.append(AwsTarget(account, child, region, share))
 
     def targets(self) -> tuple[Sequence[Target], ExporterError | None]:
         return self._targets, None

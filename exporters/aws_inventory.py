@@ -35,7 +35,7 @@ _GONE = frozenset({"deleted", "deleting"})
 class AwsInventoryReader:
     """One `type: aws` exporter entry, read for the audit; also the `--fix-ipsec --apply` editor."""
 
-    def __init__(self, config: AwsExporterConfig, *, timeout: float) -> None:
+    def __init__(self, config: AwsExporterConfig, *, timeout: float, session: Any = None, account: Any = None) -> None:
         self.name = config.name
         self.config = config
         self.client = AwsClient(
@@ -45,12 +45,18 @@ class AwsInventoryReader:
             endpoint_url=config.endpoint_url,
             timeout=timeout,
             credentials_file=config.credentials_file,
+            session=session,
         )
+        self._account = account  # exporters.aws_accounts.Account: assumes its role before a read
 
     def close(self) -> None:
         self.client.close()
+        if self._account is not None:
+            self._account.close()
 
     def read(self) -> AwsAccount:
+        if self._account is not None:
+            self._account.ensure()
         with self.client.budget():
             try:
                 return self._read()

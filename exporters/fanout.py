@@ -80,11 +80,24 @@ class _State:
     last_success: float | None = None
     api_calls: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
+    not_before: float = 0.0  # monotonic: the API asked for a pause (Retry-After); not polled before
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """A target left out of this poll: its API's Retry-After has not passed yet."""
+
+    error: ExporterError
 
 
 def waves(count_by_group: Iterable[int], budget: TargetBudget) -> int:
-    """How many rounds the largest group needs at its concurrency (each target's share of a poll)."""
-    return max((math.ceil(n / budget.concurrency) for n in count_by_group), default=1)
+    """How many rounds of targets one poll runs: the largest group's at its concurrency, or all the
+    targets' on the pool's workers. Each target gets that share of the poll's timeout, so a target
+    of the last round still ends before the poll's deadline."""
+    counts = list(count_by_group)
+    by_group = max((math.ceil(n / budget.concurrency) for n in counts), default=1)
+    return max(1, by_group, math.ceil(sum(counts) / MAX_WORKERS))
 
 
 class FanoutExporter:
@@ -117,14 +130,18 @@ class FanoutExporter:
             results = self._poll_all(targets)
             return self._merge(targets, results, discovery_error)
 
-    def _poll_all(self, targets: Sequence[Target]) -> list[Snapshot | ExporterError]:
+    def _poll_all(self, targets: Sequence[Target]) -> list[Snapshot | ExporterError | _Skipped]:
         if len(targets) == 1:
             return [self._poll_one(targets[0])]
         workers = min(MAX_WORKERS, len(targets))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"fanout-{self.name}") as pool:
             return list(pool.map(self._poll_one, targets))
 
-    def _poll_one(self, target: Target) -> Snapshot | ExporterError:
+    def _poll_one(self, target: Target) -> Snapshot | ExporterError | _Skipped:
+        state = self._states.get(id(target))
+        if state is not None and state.not_before > time.monotonic():
+            wait = state.not_before - time.monotonic()
+            return _Skipped(ExporterError("throttled", f"waiting {wait:.0f}s more, as the API asked", retry_after=wait))
         group = self._groups(target.group)
         with group.slots:
             try:
@@ -138,7 +155,7 @@ class FanoutExporter:
     def _merge(
         self,
         targets: Sequence[Target],
-        results: list[Snapshot | ExporterError],
+        results: list[Snapshot | ExporterError | _Skipped],
         discovery_error: ExporterError | None,
     ) -> Snapshot:
         now = self._clock()
@@ -152,13 +169,20 @@ class FanoutExporter:
         for target, result in zip(targets, results, strict=True):
             state = self._states.setdefault(id(target), _State())
             scope = target.scope
-            state.api_calls += target.calls
-            calls += target.calls
-            if isinstance(result, ExporterError):
+            polled = not isinstance(result, _Skipped)
+            if polled:
+                state.api_calls += target.calls
+                calls += target.calls
+            if isinstance(result, _Skipped):
+                failures.append((target, result.error))
+                last_error, up = state.last_error, False  # as last seen: no call, no new error
+            elif isinstance(result, ExporterError):
                 state.errors[result.reason] += 1
                 failures.append((target, result))
-                last_error = f"{result.reason}: {result}"
+                last_error = state.last_error = f"{result.reason}: {result}"
                 up = False
+                if result.retry_after:
+                    state.not_before = time.monotonic() + result.retry_after
             else:
                 if log_error is None and result.logs is not None and result.logs.error is not None:
                     log_error = result.logs.error  # only this poll's own read failures count
@@ -175,9 +199,13 @@ class FanoutExporter:
                     api_calls=state.api_calls,
                     errors=tuple(sorted(state.errors.items())),
                     last_error=last_error,
+                    polled=polled,
                 )
             )
+        skipped = {id(t) for t, r in zip(targets, results, strict=True) if isinstance(r, _Skipped)}
         for target, error in failures:
+            if id(target) in skipped:
+                continue
             log.warning(
                 "%s: %s %s poll failed (%s): %s", self.name, target.scope.kind, target.scope.key, error.reason, error
             )

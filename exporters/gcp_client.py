@@ -48,9 +48,16 @@ class GcpClient:
         self._compute_rest: ComputeRest | None = None
         self._monitoring: Any = None
         self._session: Any = None
+        self._credentials_source: GcpClient | None = None
+
+    def share_credentials(self, source: GcpClient) -> None:
+        """Use `source`'s credentials: one entry's projects share one credential, found once."""
+        self._credentials_source = source
 
     @property
     def credentials(self) -> Any:
+        if self._credentials_source is not None:
+            return self._credentials_source.credentials
         with self._lock:
             if self._credentials is None:
                 self._credentials = load_credentials(self.config)

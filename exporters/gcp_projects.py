@@ -69,11 +69,12 @@ class GcpTargets:
     def __init__(self, config: GcpExporterConfig, *, timeout: float) -> None:
         self.config = config
         self.timeout = timeout
-        self._share = timeout / waves([len(config.all_regions)], config.budget)
+        self._share = timeout / waves([len(config.all_regions)] * max(1, len(config.listed_projects)), config.budget)
         self._targets: dict[tuple[str, str], GcpTarget] = {}
         self._found: tuple[str, ...] = ()
         self._groups: dict[str, Group] = {}
-        self._client = GcpClient(config) if config.project_labels else None
+        # Finds the projects by labels, and holds the one credential every target uses.
+        self._client = GcpClient(config)
         self.discovery_calls = 0
 
     def group(self, project: str) -> Group:
@@ -83,7 +84,7 @@ class GcpTargets:
 
     def targets(self) -> tuple[Sequence[Target], ExporterError | None]:
         error: ExporterError | None = None
-        if self._client is not None:
+        if self.config.project_labels:
             try:
                 self._found = self._discover()
             except ExporterError as exc:
@@ -103,13 +104,13 @@ class GcpTargets:
             update={"project": project, "projects": (), "project_labels": (), "region": region, "regions": ()}
         )
         exporter = GcpExporter(child, timeout=self._share)
+        exporter.client.share_credentials(self._client)
         rate = self.group(project).rate
         if rate is not None:
             exporter.pace = rate.wait
         return GcpTarget(exporter)
 
     def _discover(self) -> tuple[str, ...]:
-        assert self._client is not None
         budget = PollBudget(min(self.timeout, DISCOVERY_TIMEOUT))
         base = (self.config.endpoint or RESOURCE_MANAGER).rstrip("/")
         found: list[str] = []
@@ -135,8 +136,7 @@ class GcpTargets:
         for target in self._targets.values():
             target.close()
         self._targets.clear()
-        if self._client is not None:
-            self._client.close()
+        self._client.close()
 
 
 class GcpFanout(FanoutExporter):

@@ -30,9 +30,26 @@ def moto_server() -> Iterator[MotoAws]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def four(moto_server: MotoAws) -> dict[tuple[str, str], list[str]]:
+    """One VPN connection (2 tunnels) in each account x region, built once for the module (moto
+    builds a new account's backends slowly); tests that change it put it back."""
+    with pytest.MonkeyPatch.context() as patch:
+        moto_server.reset()
+        moto_server.use_test_credentials(patch)
+        made = {}
+        for acct in (PROD, STAGING):
+            view = account(moto_server, acct)
+            for region in REGIONS:
+                lab = view.build_lab(1, region=region)
+                made[(acct, region)] = list(lab.connections[0].outside_ips)
+    return made
+
+
 @pytest.fixture
-def aws(moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
-    moto_server.reset()
+def aws(moto_server: MotoAws, four: dict[tuple[str, str], list[str]], monkeypatch: pytest.MonkeyPatch) -> MotoAws:
+    moto_server.clear_faults()
+    moto_server.clear_requests()
     moto_server.use_test_credentials(monkeypatch)
     return moto_server
 
@@ -49,24 +66,15 @@ def entry(aws: MotoAws, **extra: Any) -> AwsExporterConfig:
     return AwsExporterConfig.model_validate(fields)
 
 
-def build_four(aws: MotoAws) -> dict[tuple[str, str], list[str]]:
-    """One VPN connection (2 tunnels) in each account x region; -> (account, region) -> outside IPs."""
-    made = {}
-    for acct in (PROD, STAGING):
-        view = account(aws, acct)
-        for region in REGIONS:
-            lab = view.build_lab(1, region=region)
-            made[(acct, region)] = list(lab.connections[0].outside_ips)
-    aws.clear_requests()
-    return made
+OTHER_REGION = "eu-west-1"  # for tests that build more: the four above stay as they are
 
 
 def poll(exporter: Exporter) -> Any:
     return exporter.poll()
 
 
-def test_every_object_says_its_account_and_region(aws: MotoAws) -> None:
-    made = build_four(aws)
+def test_every_object_says_its_account_and_region(aws: MotoAws, four: dict[tuple[str, str], list[str]]) -> None:
+    made = four
     exporter = build_exporter(entry(aws), timeout=10.0)
     try:
         snapshot = poll(exporter)
@@ -98,8 +106,8 @@ def test_every_object_says_its_account_and_region(aws: MotoAws) -> None:
     assert snapshot.api_calls == len(aws.calls()) == 4 * 5 + 2
 
 
-def test_series_carry_account_and_region_labels(aws: MotoAws) -> None:
-    made = build_four(aws)
+def test_series_carry_account_and_region_labels(aws: MotoAws, four: dict[tuple[str, str], list[str]]) -> None:
+    made = four
     runner = ExporterRunner(build_exporter(entry(aws), timeout=10.0), interval=30, timeout=10)
     try:
         asyncio.run(runner.poll_once())
@@ -121,8 +129,10 @@ def test_series_carry_account_and_region_labels(aws: MotoAws) -> None:
     assert 'vpn_watchdog_exporter_up{cloud="aws",exporter="aws-prod"} 1.0' in page
 
 
-def test_a_role_that_cannot_be_assumed_downs_only_that_account(aws: MotoAws) -> None:
-    made = build_four(aws)
+def test_a_role_that_cannot_be_assumed_downs_only_that_account(
+    aws: MotoAws, four: dict[tuple[str, str], list[str]]
+) -> None:
+    made = four
     aws.fail(
         "AssumeRole",
         status=403,
@@ -151,8 +161,10 @@ def test_a_role_that_cannot_be_assumed_downs_only_that_account(aws: MotoAws) -> 
     assert f'vpn_watchdog_exporter_target_up{{{prod},region="us-east-1"}} 1.0' in page
 
 
-def test_one_accounts_throttling_keeps_its_last_values_and_spares_the_others(aws: MotoAws) -> None:
-    made = build_four(aws)
+def test_one_accounts_throttling_keeps_its_last_values_and_spares_the_others(
+    aws: MotoAws, four: dict[tuple[str, str], list[str]]
+) -> None:
+    made = four
     exporter = build_exporter(entry(aws), timeout=10.0)
     try:
         first = poll(exporter)
@@ -167,6 +179,8 @@ def test_one_accounts_throttling_keeps_its_last_values_and_spares_the_others(aws
         second = poll(exporter)
     finally:
         exporter.close()
+        prod.set_telemetry(vpn_prod, made[(PROD, REGIONS[0])][0], status="UP", region=REGIONS[0])
+        staging.set_telemetry(vpn_staging, made[(STAGING, REGIONS[0])][0], status="UP", region=REGIONS[0])
     status = {(t.scope.id, t.scope.region): t for t in second.targets}
     assert [k for k, t in status.items() if not t.up] == [(STAGING, r) for r in REGIONS]
     assert all(t.last_error.startswith("throttled") for t in status.values() if not t.up)
@@ -177,7 +191,6 @@ def test_one_accounts_throttling_keeps_its_last_values_and_spares_the_others(aws
 
 
 def test_every_account_failing_fails_the_poll_with_the_reason(aws: MotoAws) -> None:
-    build_four(aws)
     aws.fail("AssumeRole", status=403, code="AccessDenied")
     exporter = build_exporter(entry(aws), timeout=10.0)
     try:
@@ -192,7 +205,6 @@ def test_every_account_failing_fails_the_poll_with_the_reason(aws: MotoAws) -> N
 def test_credentials_renew_before_they_expire_and_are_never_logged(
     aws: MotoAws, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    build_four(aws)
     monkeypatch.setattr(aws_accounts, "RENEW_AHEAD", 2 * aws_accounts.SESSION_SECONDS)  # always "about to expire"
     caplog.set_level(logging.DEBUG)
     exporter = build_exporter(entry(aws, regions=[REGIONS[0]]), timeout=10.0)
@@ -215,11 +227,11 @@ def test_credentials_renew_before_they_expire_and_are_never_logged(
 
 def test_tags_select_connections(aws: MotoAws) -> None:
     view = account(aws, PROD)
-    lab = view.build_lab(2, region=REGIONS[0])
-    client = view.client(REGIONS[0])
+    lab = view.build_lab(2, region=OTHER_REGION)
+    client = view.client(OTHER_REGION)
     client.create_tags(Resources=[lab.connections[0].vpn_id], Tags=[{"Key": "env", "Value": "prod"}])
     client.create_tags(Resources=[lab.connections[1].vpn_id], Tags=[{"Key": "env", "Value": "dev"}])
-    config = entry(aws, regions=[REGIONS[0]], assume_roles=[{"role_arn": role_arn(PROD)}], tags={"env": "prod"})
+    config = entry(aws, regions=[OTHER_REGION], assume_roles=[{"role_arn": role_arn(PROD)}], tags={"env": "prod"})
     exporter = build_exporter(config, timeout=10.0)
     try:
         snapshot = poll(exporter)
@@ -231,7 +243,6 @@ def test_tags_select_connections(aws: MotoAws) -> None:
 
 
 def test_calls_per_second_budget_paces_an_account(aws: MotoAws) -> None:
-    build_four(aws)
     import time
 
     config = entry(aws, assume_roles=[{"role_arn": role_arn(PROD)}], budget={"calls_per_second": 5})
@@ -259,3 +270,58 @@ def test_default_credentials_account_is_learnt_once(aws: MotoAws) -> None:
         exporter.close()
     assert {t.scope for t in second.tunnels} == {Scope("account", "123456789012", REGIONS[0])}
     assert len(aws.calls("GetCallerIdentity")) == 1 and first.api_calls == second.api_calls + 1
+
+
+def test_audit_reads_every_account_and_region_and_findings_say_which(
+    aws: MotoAws, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from watchdog.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "exporters:\n"
+        "  - name: aws-prod\n    type: aws\n"
+        f"    regions: [{', '.join(REGIONS)}]\n"
+        f"    assume_roles: [{{role_arn: '{role_arn(PROD)}'}}, {{role_arn: '{role_arn(STAGING)}'}}]\n"
+        f"    endpoint_url: {aws.endpoint_url}\n"
+    )
+    assert main(["audit", "-c", str(config), "--format", "json"]) == 1  # moto's default tunnel options
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    where = {f["object"].split(":", 1)[0] for f in findings}
+    assert where == {f"aws-prod/{a}/{r}" for a in (PROD, STAGING) for r in REGIONS}
+    assert sorted(r.params["RoleArn"] for r in aws.calls("AssumeRole")) == [role_arn(PROD), role_arn(STAGING)]
+
+
+def test_an_unknown_profile_is_a_config_error_when_the_entry_is_built(aws: MotoAws) -> None:
+    from watchdog.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'nosuch' is not in the shared config"):
+        build_exporter(entry(aws, profile="nosuch"), timeout=5.0)
+
+
+def test_a_throttled_account_is_left_alone_for_as_long_as_its_retry_after_says(
+    aws: MotoAws, four: dict[tuple[str, str], list[str]]
+) -> None:
+    aws.fail(
+        "DescribeVpnConnections",
+        status=503,
+        code="RequestLimitExceeded",
+        headers={"Retry-After": "120"},
+        where=in_account(STAGING),
+    )
+    runner = ExporterRunner(build_exporter(entry(aws), timeout=10.0), interval=30, timeout=10)
+    try:
+        asyncio.run(runner.poll_once())
+        assert runner.health.errors["throttled"] == 2  # staging's two regions
+        aws.clear_requests()
+        asyncio.run(runner.poll_once())
+    finally:
+        runner.close()
+    # The second poll asked staging nothing, counted nothing new, and still shows it down.
+    assert {account_of(r) for r in aws.calls("DescribeVpnConnections")} == {PROD}
+    assert runner.health.errors["throttled"] == 2 and runner.health.up
+    down = [(t.scope.id, t.polled) for t in runner.health.targets if not t.up]
+    assert down == [(STAGING, False), (STAGING, False)]
+    assert all(t.last_error.startswith("throttled") for t in runner.health.targets if not t.up)

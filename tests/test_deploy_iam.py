@@ -320,3 +320,11 @@ def test_gcp_role_is_exactly_what_the_daemon_and_audit_use(observed: Observed) -
     assert used - granted == set(), "the daemon would get 403 for these"
     assert granted - used == set(), "granted but never used"
     assert all(p.rsplit(".", 1)[1] in {"get", "list"} for p in granted), "the GCP role must be read-only"
+
+
+def test_the_assume_roles_policies_grant_only_assuming_the_read_role() -> None:
+    (statement,) = json.loads((IAM / "aws-assume-roles-policy.json").read_text())["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", ["sts:AssumeRole"])
+    assert statement["Resource"] == "arn:aws:iam::*:role/vpn-watchdog-read"
+    (trust,) = json.loads((IAM / "aws-read-role-trust-policy.json").read_text())["Statement"]
+    assert trust["Action"] == "sts:AssumeRole" and "sts:ExternalId" in trust["Condition"]["StringEquals"]

@@ -88,3 +88,19 @@ def test_bad_shard_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
         main(["run", "--shard", "4/3", "-c", "/nonexistent.yaml"])
     assert exited.value.code == 2
     assert "invalid shard '4/3'" in capsys.readouterr().err
+
+
+def test_entries_sharing_a_shard_key_land_on_one_replica() -> None:
+    lines = ["exporters:"]
+    for i in range(12):
+        lines += [
+            f"  - {{name: aws-{i}, type: frr, shard_key: vpn-{i}}}",
+            f"  - {{name: gcp-{i}, type: frr, shard_key: vpn-{i}}}",
+        ]
+    config = parse_config("\n".join(lines) + "\n")
+    owners = [{e.name for e in owned(config, parse_shard(f"{i}/3")).exporters} for i in range(3)]
+    assert set().union(*owners) == {e.name for e in config.exporters} and sum(map(len, owners)) == 24
+    for i in range(12):
+        (replica,) = [n for n, names in enumerate(owners) if f"aws-{i}" in names]
+        assert f"gcp-{i}" in owners[replica]  # both clouds of vpn-i together
+    assert len({n for n, names in enumerate(owners) if names}) > 1  # and still spread

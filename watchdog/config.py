@@ -158,6 +158,9 @@ class _ExporterBase(_Strict):
     name: Name
     interval: Interval | None = None
     timeout: Timeout | None = None
+    # Sharding hashes this instead of the name: entries with the same key land on the same replica
+    # (the AWS and GCP entries of one VPN, so their tunnels still join).
+    shard_key: Name | None = None
 
 
 class TunnelLogsConfig(_Strict):
@@ -166,12 +169,22 @@ class TunnelLogsConfig(_Strict):
     log_group: str = Field(min_length=1, max_length=512, pattern=r"^[\w\-./#]+$")
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
 class AssumeRoleConfig(_Strict):
     """One role to assume with STS (one AWS account): its credentials refresh before they expire."""
 
-    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    role_arn: str
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
     session_name: str = Field(default="vpn-watchdog", pattern=r"^[\w+=,.@-]{2,64}$")
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not _ROLE_ARN.match(value):
+            raise ValueError(f"invalid role ARN {_show(value)}: expected arn:aws:iam::123456789012:role/NAME")
+        return value
 
     @property
     def account(self) -> str:
@@ -209,7 +222,9 @@ def _plural_key(raw: Any, one: str, many: str) -> Any:
         if isinstance(values, (list, tuple)) and values and isinstance(values[0], str):
             raw = {**raw, one: values[0]}
     elif isinstance(raw, dict) and many in raw and one in raw:
-        raise ValueError(f"set {one} or {many}, not both")
+        values = raw[many]
+        if isinstance(values, (list, tuple)) and values and values[0] != raw[one]:
+            raise ValueError(f"set {one} or {many}, not both ({one} is the first of {many} when both are given)")
     return raw
 
 

@@ -40,6 +40,7 @@ class TargetStatus:
     api_calls: int = 0  # cumulative
     errors: tuple[tuple[str, int], ...] = ()  # reason -> cumulative count
     last_error: str = ""
+    polled: bool = True  # False: left out of this poll (waiting out the API's Retry-After)
 
 
 @dataclass(frozen=True, slots=True)

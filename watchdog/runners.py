@@ -215,7 +215,7 @@ class ExporterRunner:
             last_error = f"{reason}: {message}"
             log.warning("exporter %s: %s", self.name, message)
         for target in snapshot.targets:
-            if not target.up:  # one account's or project's poll failed; the others' are fresh
+            if not target.up and target.polled:  # one account's or project's poll failed; the others' are fresh
                 errors[target.last_error.partition(":")[0] or "internal"] += 1
                 last_error = last_error or f"{target.scope.key}: {target.last_error}"
         self.status = ExporterStatus(

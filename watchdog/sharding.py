@@ -1,6 +1,7 @@
 """Splitting the exporters of one config among replicas: `--shard i/n` or `shard: i/n`.
 
-Replica i of n owns the exporters whose stable hash of name, modulo n, is i: the hash is Prometheus's
+Replica i of n owns the exporters whose stable hash of name (or `shard_key`), modulo n, is i: entries
+that share a `shard_key` stay together (the two clouds of one VPN, whose tunnels join). The hash is Prometheus's
 `hashmod` relabel action (the last 8 bytes of the name's MD5, big-endian, modulo n), so the same
 split can be reproduced in relabel rules and never depends on Python's per-process string hashing.
 Every replica keeps the probes, the IKE sniffer and the alerting (Alertmanager deduplicates alerts
@@ -26,8 +27,8 @@ class Shard:
     def __str__(self) -> str:
         return f"{self.index}/{self.total}"
 
-    def owns(self, name: str) -> bool:
-        return hashmod(name, self.total) == self.index
+    def owns(self, key: str) -> bool:
+        return hashmod(key, self.total) == self.index
 
 
 WHOLE = Shard(0, 1)
@@ -60,7 +61,7 @@ def owned(config: Config, shard: Shard) -> Config:
     """`config` with only the exporters (and their expected prefixes) that `shard` owns."""
     if shard.total == 1:
         return config
-    exporters = tuple(e for e in config.exporters if shard.owns(e.name))
+    exporters = tuple(e for e in config.exporters if shard.owns(e.shard_key or e.name))
     names = {e.name for e in exporters}
     expected = tuple(x for x in config.expected_prefixes if x.exporter in names)
     return config.model_copy(update={"exporters": exporters, "expected_prefixes": expected})

@@ -41,7 +41,6 @@ def audit_timeout(config: Config, exporter: Any) -> float:
 @contextmanager
 def readers(config: Config) -> Iterator[tuple[list[Any], list[Any]]]:
     """The AWS and GCP inventory readers of the config's exporters, closed on exit."""
-    from exporters.aws_inventory import AwsInventoryReader
     from exporters.gcp_inventory import GcpInventoryReader
 
     aws_configs = [e for e in config.exporters if isinstance(e, AwsExporterConfig)]
@@ -51,12 +50,61 @@ def readers(config: Config) -> Iterator[tuple[list[Any], list[Any]]]:
     aws: list[Any] = []
     gcp: list[Any] = []
     try:
-        aws.extend(AwsInventoryReader(e, timeout=audit_timeout(config, e)) for e in aws_configs)
-        gcp.extend(GcpInventoryReader(e, timeout=audit_timeout(config, e)) for e in gcp_configs)
+        for a in aws_configs:
+            aws.extend(aws_target_readers(a, timeout=audit_timeout(config, a)))
+        for g in gcp_configs:
+            gcp.extend(GcpInventoryReader(c, timeout=audit_timeout(config, g)) for c in gcp_target_configs(g))
         yield aws, gcp
     finally:
         for reader in aws + gcp:
             reader.close()
+
+
+def aws_target_readers(config: AwsExporterConfig, *, timeout: float) -> list[Any]:
+    """One reader per (account, region) of an entry, on that account's (assumed-role) credentials.
+    With several targets each is named `name/account/region`, which every finding's object starts with."""
+    from exporters.aws_accounts import Account
+    from exporters.aws_inventory import AwsInventoryReader
+
+    roles = config.assume_roles or (None,)
+    many = len(roles) * len(config.all_regions) > 1
+    readers: list[Any] = []
+    for role in roles:
+        account = Account(config, role, timeout=timeout)
+        for region in config.all_regions:
+            name = f"{config.name}/{account.key}/{region}" if many else config.name
+            child = config.model_copy(update={"name": name, "region": region, "regions": (), "assume_roles": ()})
+            readers.append(AwsInventoryReader(child, timeout=timeout, session=account.session(region), account=account))
+    return readers
+
+
+def gcp_target_configs(config: GcpExporterConfig) -> list[GcpExporterConfig]:
+    """The entry's (project, region) targets as single-target configs; projects found by labels are
+    looked up once. With several targets each is named `name/project/region`."""
+    from exporters.gcp_projects import GcpTargets
+
+    source = GcpTargets(config, timeout=MIN_AUDIT_TIMEOUT)
+    try:
+        targets, error = source.targets()
+        if error is not None and not targets:
+            raise error
+        found = [(t.scope.id, t.scope.region) for t in targets]
+    finally:
+        source.close()
+    many = len(found) > 1
+    return [
+        config.model_copy(
+            update={
+                "name": f"{config.name}/{project}/{region}" if many else config.name,
+                "project": project,
+                "projects": (),
+                "project_labels": (),
+                "region": region,
+                "regions": (),
+            }
+        )
+        for project, region in found
+    ]
 
 
 def read_inventory(config: Config, aws: list[Any], gcp: list[Any]) -> Inventory:
