@@ -378,7 +378,9 @@ def test_resolver_vpc_route_tables_are_read_where_configured(lab: Lab) -> None:
     client.create_route(RouteTableId=good, DestinationCidrBlock=topo.DNS_RANGE, TransitGatewayId=lab.rename["tgw-0001"])
     config = load_config(lab.config)
     aws_cfg = config.exporters[0]
-    extended = _WithResolvers.model_validate({**aws_cfg.model_dump(), "dns_resolver_route_tables": [good, bad]})
+    extended = _WithResolvers.model_validate(
+        {**aws_cfg.model_dump(exclude_unset=True), "dns_resolver_route_tables": [good, bad]}
+    )
     reader = AwsInventoryReader(extended, timeout=20)
     try:
         account = reader.read()
