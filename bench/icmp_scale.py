@@ -47,7 +47,19 @@ def run_watchdog(addresses: list[str], seconds: float, port: int) -> tuple[float
         config.write_text(f"listen: 127.0.0.1:{port}\nprobes:\n{probes}\n")
         proc = subprocess.Popen([WATCHDOG, "run", "-c", str(config), "--log-level", "error"])
         try:
-            time.sleep(3)  # start-up and first runs
+            deadline = time.monotonic() + 30
+            while True:  # start-up, then a few runs before the window opens
+                if proc.poll() is not None:
+                    raise SystemExit(f"watchdog run exited with {proc.returncode}")
+                try:
+                    if completed_runs(port) >= len(addresses):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("watchdog run did not serve probe results within 30 s")
+                time.sleep(0.2)
+            time.sleep(2)
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             runs0 = completed_runs(port)
             time.sleep(seconds)

@@ -316,4 +316,6 @@ NETWORK_ERRNOS = {
     errno.EPERM,  # a local firewall (nft/iptables reject on output) refuses the packet
     errno.EACCES,
     errno.ECONNREFUSED,
+    errno.ENODEV,  # the interface a long-lived socket is bound to went away
+    errno.ENXIO,
 }

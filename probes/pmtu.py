@@ -5,8 +5,9 @@ not fit) passes every ping and stalls every large transfer. Each run searches be
 `max_mtu` in a few rounds of DF echo requests sent together: a reply proves a size fits; a
 "fragmentation needed" / "packet too big" error or EMSGSIZE proves it does not and names the MTU to
 try next; silence (a black hole, the Cloud VPN case) counts as too big unless a larger size came
-back. Rounds narrow the gap until the answer is exact or the timeout is spent. Sockets and packet
-bytes come from `probes.icmp_socket`; like every probe it must not raise nor outlive its timeout.
+back. Rounds narrow the gap until the answer is exact or the timeout is spent. Requests go out on
+the shared DF socket of `probes.icmp_engine` (packet bytes from `probes.icmp_socket`); like every
+probe it must not raise nor outlive its timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,8 +24,6 @@ from probes.icmp_engine import EchoEngine, SocketKey, engine
 from probes.icmp_socket import NETWORK_ERRNOS, echo_request, ip_header_size
 from watchdog.config import PmtuProbeConfig
 from watchdog.model import ProbeResult
-
-log = logging.getLogger(__name__)
 
 PROBES_PER_ROUND = 8
 MAX_ROUNDS = 5

@@ -135,7 +135,18 @@ def test_the_copied_tree_alone_builds_the_distribution(tmp_path: Path) -> None:
             if src.is_dir():
                 shutil.copytree(src, context / dest, ignore=shutil.ignore_patterns("__pycache__"))
             else:
+                target.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, target / src.name)
+    # The image's `pip install .` builds a wheel: it must find every data file pyproject.toml names.
+    wheel = subprocess.run(
+        [sys.executable, "-c", "from setuptools import build_meta as b; print(b.build_wheel('wheel'))"],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert wheel.returncode == 0, wheel.stderr[-2000:] + wheel.stdout[-2000:]
     script = "from setuptools import build_meta as b; print(b.build_sdist('dist'))"
     built = subprocess.run(
         [sys.executable, "-c", script], cwd=context, capture_output=True, text=True, timeout=60, check=False

@@ -38,6 +38,9 @@ READ_PREFIXES = ("Describe", "Get", "Search", "List", "Filter")
 LOG_GROUP = "/vpn/tunnels"  # the group deploy/iam/aws-policy.json names (DESIGN.md's example)
 
 LOGS_OPERATIONS = frozenset(botocore.session.get_session().get_service_model("logs").operation_names)
+STS_OPERATIONS = frozenset(botocore.session.get_session().get_service_model("sts").operation_names)
+# "No permissions are required to perform this operation" (STS API reference, GetCallerIdentity).
+NEEDS_NO_PERMISSION = frozenset({"sts:GetCallerIdentity"})
 
 # Compute custom methods -> the permission Google documents for them.
 _CUSTOM_METHODS = {
@@ -159,6 +162,10 @@ def build_world(aws: MotoAws, gcp: FakeGcp) -> str:
     return str(client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"])
 
 
+def aws_service(action: str) -> str:
+    return "logs" if action in LOGS_OPERATIONS else "sts" if action in STS_OPERATIONS else "ec2"
+
+
 class Recorder:
     """What the fakes received since the last `take()`, as AWS actions and GCP permissions."""
 
@@ -170,7 +177,7 @@ class Recorder:
 
     def take(self) -> tuple[set[str], set[str]]:
         a, g, m = self._marks
-        actions = {f"{'logs' if r.action in LOGS_OPERATIONS else 'ec2'}:{r.action}" for r in self.aws.requests[a:]}
+        actions = {f"{aws_service(r.action)}:{r.action}" for r in self.aws.requests[a:]} - NEEDS_NO_PERMISSION
         permissions = {p for r in self.gcp.requests[g:] if (p := gcp_permission(r))}
         if self.mon.requests[m:]:
             permissions.add("monitoring.timeSeries.list")

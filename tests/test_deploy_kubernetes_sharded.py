@@ -80,3 +80,9 @@ def test_kubectl_kustomize_builds_it_without_the_deployment() -> None:
     kinds = [doc["kind"] for doc in yaml.safe_load_all(built) if doc]
     assert "StatefulSet" in kinds and "Deployment" not in kinds
     assert {"ServiceAccount", "ConfigMap", "ServiceMonitor", "PrometheusRule"} <= set(kinds)
+
+
+def test_the_statefulset_meets_pod_security_restricted_too() -> None:
+    from tests.pod_security import restricted_violations
+
+    assert restricted_violations(SET["spec"]["template"]["spec"]) == []

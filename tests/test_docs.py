@@ -26,7 +26,15 @@ from watchdog.health import ALERT_NAMES, SEVERITY
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
-COMMANDS = (["run"], ["probe"], ["audit"], ["ike", "analyze"], ["ike", "sniff"], ["config", "check"])
+COMMANDS = (
+    ["run"],
+    ["probe"],
+    ["audit"],
+    ["ike", "analyze"],
+    ["ike", "sniff"],
+    ["config", "check"],
+    ["deploy-assets"],
+)
 
 
 def load_generator() -> ModuleType:

@@ -215,3 +215,43 @@ def test_daemon_reload_keeps_the_counts_of_probes_that_stay_in_a_changed_sweep(t
         assert sum("ICMP sockets" in str(line["msg"]) for line in daemon.log_lines()) == 1
     finally:
         daemon.stop()
+
+
+@pytest.mark.netns
+def test_a_probe_pinned_to_an_interface_that_is_recreated_recovers_on_a_new_socket() -> None:
+    require_root()
+    tag = os.environ.get("WATCHDOG_TEST_LAB_TAG", "")
+    name = f"vw{tag}iface-{os.getpid()}"
+
+    def ip(*argv: str) -> None:
+        subprocess.run(["ip", "-n", name, *argv], check=True, timeout=10)
+
+    def make_link() -> None:
+        ip("link", "add", "vx0", "type", "veth", "peer", "name", "vx1")
+        ip("addr", "add", "198.18.30.1/24", "dev", "vx0")
+        ip("link", "set", "vx0", "up")
+        ip("link", "set", "vx1", "up")
+
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        ip("link", "set", "lo", "up")
+        make_link()
+        config = parse_config(
+            f"probes: [{{name: pinned, type: icmp, target: 198.18.30.1, interface: vx0, count: 1, "
+            f"timeout: 300ms, netns: {name}}}]"
+        )
+        (runner,) = build_runners(config).probes.values()
+
+        async def runs(n: int) -> list[ProbeResult]:
+            return [await runner.run_once() for _ in range(n)]
+
+        assert [r.success for r in asyncio.run(runs(1))] == [True]
+        ip("link", "del", "vx0")
+        gone = asyncio.run(runs(2))
+        assert [(r.success, r.reason) for r in gone] == [(False, "network_error")] * 2
+        assert gone[0].detail == "cannot send to 198.18.30.1: No such device"  # the old socket's last send
+        assert gone[1].detail == "cannot bind to interface 'vx0': No such device"  # a new socket, not yet usable
+        make_link()  # same name, new interface index
+        assert [r.success for r in asyncio.run(runs(2))] == [True, True]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)

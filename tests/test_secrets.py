@@ -134,7 +134,7 @@ def test_no_secret_in_any_output_channel(world: tuple[Path, list[str], Recording
             [sys.executable, "-m", "watchdog", *args, "-c", str(config)], capture_output=True, text=True, timeout=120
         )
         channels[" ".join(args)] = result.stdout + result.stderr
-    assert '"level": "debug"' in channels["daemon log"]  # the most talkative level really ran
+    assert '"level": "DEBUG"' in channels["daemon log"]  # the most talkative level really ran
     for channel, text in channels.items():
         assert text, f"{channel} is empty"
         for secret in secrets:

@@ -263,7 +263,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_arg(check)
     debug_arg(check)
+
+    assets = sub.add_parser(
+        "deploy-assets",
+        help="copy the Prometheus rules, Grafana dashboard, Alertmanager, systemd and Kubernetes files",
+        description="Copy the files of the repository's deploy/ that an installation needs (rules, dashboard, "
+        "example config, systemd unit, Kubernetes manifests) into DIR, from the installed package.",
+        epilog="example:\n  watchdog deploy-assets /tmp/vpn-watchdog && ls /tmp/vpn-watchdog/prometheus",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    assets.add_argument("directory", metavar="DIR")
+    assets.add_argument("--force", action="store_true", help="overwrite files that exist")
+    debug_arg(assets)
     return parser
+
+
+def _deploy_assets(args: argparse.Namespace) -> int:
+    from watchdog.assets import copy_assets
+
+    written = copy_assets(args.directory, force=args.force)
+    print(f"{args.directory}: wrote {len(written)} files")
+    for path in written:
+        print(f"  {path}")
+    return 0
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -372,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "probe": _probe,
         "audit": _audit,
+        "deploy-assets": _deploy_assets,
     }
     try:
         if args.command in handlers:

@@ -1,4 +1,4 @@
-"""The runners (one per exporter, one per probe) and the live state the collector renders.
+"""The runners (one per exporter, one per probe, one per probe sweep) and the live state the collector renders.
 
 Runners own "run once, into an immutable snapshot": a failed poll keeps the last good snapshot (an API
 outage must never look like a VPN outage) and says so in the health fields. When they run is the

@@ -53,7 +53,8 @@ def render(report: Mapping[str, Any], *, now: float | None = None, refresh_secon
         f"<h1>vpn-watchdog {verdict}</h1>",
         f'<p class="sub">{escape(version)} as of {_clock(now)} (refreshes every {int(refresh_seconds)} s) '
         '&middot; <a href="/metrics">/metrics</a> &middot; <a href="/status.json">/status.json</a> '
-        '&middot; <a href="/healthz">/healthz</a></p>',
+        '&middot; <a href="/healthz">/healthz</a> &middot; <a href="/-/healthy">/-/healthy</a> '
+        '&middot; <a href="/-/ready">/-/ready</a></p>',
         svg(drawing),
         _alerts(report.get("alerts", ()), now),
         _prefixes(report.get("expected_prefixes", ())),
