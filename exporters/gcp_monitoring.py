@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from google.cloud import monitoring_v3
 from google.protobuf import timestamp_pb2
 
 from exporters.gcp_errors import PollBudget
@@ -82,6 +81,8 @@ class PacketCounter:
             )
 
     def _list(self, client: Any, budget: PollBudget, metric: _Metric, start: float, end: float) -> list[Any]:
+        from google.cloud import monitoring_v3  # ~19 MB: only for an exporter with `monitoring: true`
+
         request = monitoring_v3.ListTimeSeriesRequest(
             name=f"projects/{self._project}",
             filter=time_series_filter(metric.type, self._region),

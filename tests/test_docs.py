@@ -250,3 +250,11 @@ def test_deploy_paths_named_in_the_docs_exist() -> None:
     for page in PAGES:
         for path in set(re.findall(r"\bdeploy/[\w./*-]+[\w*]", page.read_text())):
             assert list(ROOT.glob(path)), f"{page.name} names {path}, which does not exist"
+
+
+def test_the_audit_rule_table_lists_every_rule_once() -> None:
+    from watchdog.audit.rules import RULES
+
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z]+\.[a-z0-9-]+)` \|", text, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(RULES)

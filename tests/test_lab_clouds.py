@@ -30,6 +30,7 @@ import pytest
 from deploy.lab import topology as topo
 from tests.conftest import free_port, lab_prefix, require_root
 from tests.daemon_process import DaemonProcess
+from tests.test_status_page import browser, look  # noqa: F401 (browser is a fixture)
 from watchdog import cli
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -201,6 +202,28 @@ def test_cut_pages_the_joined_tunnel_down_and_degraded_and_restore_resolves(lab:
         90,
         "VpnTunnelDown and VpnRedundancyDegraded resolved",
     )
+
+
+def test_status_page_draws_the_lab_in_chromium(lab: Lab, browser: Any) -> None:  # noqa: F811
+    """The 3 a.m. page on the live lab: four tunnels between their exact endpoints, all up; with
+    AWS's view of tunnel 3 down, that line (and only it) is drawn asymmetric."""
+    port = int(lab.daemon.url.rsplit(":", 1)[1])
+    seen: dict[str, str] = {}
+
+    def drawn(name: str, expect: Callable[[dict[str, str]], bool]) -> bool:
+        seen.clear()
+        seen.update(look(browser, port, name))
+        return expect(seen)
+
+    wait(lambda: drawn("lab-healthy", lambda s: len(s) == 4 and set(s.values()) == {"up"}), 60, f"4 up: {seen}")
+    assert sorted(seen) == sorted(spec.name for spec in topo.TUNNELS), seen
+    three = topo.tunnel(3).name
+    labctl(lab.dir, "aws-view", "3", "down")
+    try:
+        wait(lambda: drawn("lab-aws-view-3-down", lambda s: s.get(three) == "asymmetric"), 60, f"asymmetric: {seen}")
+        assert sorted(state for name, state in seen.items() if name != three) == ["up"] * 3, seen
+    finally:
+        labctl(lab.dir, "aws-view", "3", "up")
 
 
 def test_the_aws_view_alone_down_is_asymmetric(lab: Lab) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from watchdog import __version__
+from watchdog.configpath import default_config_path
 from watchdog.errors import ConfigError, InputError, WatchdogError
 from watchdog.logs import parse_level, setup_logging
 
@@ -98,8 +99,6 @@ def _seconds(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from watchdog.config import default_config_path
-
     parser = _Parser(
         prog="watchdog",
         description="vpn-watchdog: watch AWS <-> GCP (<-> on-prem) IPsec VPNs, BGP, prefixes, DNS and "
@@ -289,7 +288,7 @@ def _deploy_assets(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from watchdog.config import default_config_path, load_config
+    from watchdog.config import load_config
 
     config = load_config(args.config)
     path = args.config or default_config_path()

@@ -28,11 +28,12 @@ from pydantic import (
     model_validator,
 )
 
+from watchdog.configpath import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH  # re-exported
+from watchdog.configpath import default_config_path as default_config_path
 from watchdog.errors import ConfigError
 from watchdog.plugins import type_names
 from watchdog.yamlfile import parse_yaml, read_yaml_file
 
-DEFAULT_CONFIG_PATH = "/etc/vpn-watchdog/config.yaml"
 MAX_POLL_TIMEOUT = 60.0
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -596,10 +597,6 @@ def _unique(section: str, names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"{section}[{i}].name: duplicate name {name!r}")
         seen.add(name)
-
-
-def default_config_path() -> str:
-    return os.environ.get("WATCHDOG_CONFIG") or DEFAULT_CONFIG_PATH
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

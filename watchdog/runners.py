@@ -27,6 +27,7 @@ from typing import Any
 from watchdog.errors import ExporterError, ProbeFailure
 from watchdog.exposition import Rendered, render_snapshot
 from watchdog.interfaces import Exporter, IkeSource, Probe, Sweep
+from watchdog.memory import release_freed_memory
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot, TargetStatus
 from watchdog.netns import shared_loop
 from watchdog.paths import expected_paths
@@ -179,9 +180,12 @@ class ExporterRunner:
 
     def _fetch(self) -> tuple[Snapshot, Paths, Rendered]:
         """Worker thread: poll, then do the per-snapshot work (paths, exposition) off the event loop."""
-        snapshot = self.exporter.poll()
-        paths = expected_paths(snapshot, self.expected_prefixes)
-        return snapshot, paths, render_snapshot(self.name, self.cloud, snapshot, paths)
+        try:
+            snapshot = self.exporter.poll()
+            paths = expected_paths(snapshot, self.expected_prefixes)
+            return snapshot, paths, render_snapshot(self.name, self.cloud, snapshot, paths)
+        finally:
+            release_freed_memory()  # what the poll allocated and dropped goes back to the system
 
     def _release(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None:

@@ -37,9 +37,12 @@ HA_TUNNEL_DOWN = "ha.tunnel-down"
 WIRING_EXTERNAL_IP = "wiring.external-interface-ip"
 WIRING_CGW_IP = "wiring.customer-gateway-ip"
 WIRING_CGW_SHARED = "wiring.customer-gateway-shared"
+WIRING_GATEWAY_INTERFACE = "wiring.tunnel-gateway-interface"
+WIRING_PEER_SHARED = "wiring.peer-interface-shared"
 INSIDE_CIDR = "inside.cidr-invalid"
 INSIDE_DUPLICATE = "inside.cidr-duplicate"
 INSIDE_ROUTER = "inside.router-mismatch"
+INSIDE_ROUTER_RANGE = "inside.router-interface-no-range"
 IPSEC_IKE_VERSION = "ipsec.ike-version"
 IPSEC_SINGLE = "ipsec.single-transform"
 IPSEC_UNSUPPORTED = "ipsec.unsupported-algorithm"
@@ -273,6 +276,56 @@ def check_wiring(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                     "Give each AWS VPN connection its own customer gateway, one per HA VPN interface IP.",
                 )
             seen[conn.customer_gateway_id] = conn.id
+        yield from _tunnel_interfaces(landing)
+
+
+def _tunnel_interfaces(landing: Landing) -> Iterator[Finding]:
+    """Each GCP tunnel leaves from the HA interface AWS expects, toward an external interface of its own."""
+    project, gateway = landing.project, landing.gateway
+    ext_ips = dict(landing.external.interfaces) if landing.external else {}
+    by_ip = {t.outside_ip: (c, t) for _, c in landing.connections for t in c.tunnels}
+    cgw_uses = Counter(c.customer_gateway_id for _, c in landing.connections)
+    first_on: dict[int, str] = {}
+    for gcp_tunnel in landing.gcp_tunnels:
+        name = _gcp(project, "VPN tunnel", gcp_tunnel.name)
+        peer_if = gcp_tunnel.peer_interface
+        if peer_if is not None and gcp_tunnel.peer_external_gateway:
+            other = first_on.setdefault(peer_if, gcp_tunnel.name)
+            if other != gcp_tunnel.name:
+                free = sorted(set(ext_ips) - {t.peer_interface for t in landing.gcp_tunnels})
+                yield Finding(
+                    WIRING_PEER_SHARED,
+                    ERROR,
+                    name,
+                    f"uses external gateway interface {peer_if}, like tunnel {other}: two tunnels toward one AWS "
+                    "tunnel address, and the AWS tunnel of another interface gets none",
+                    f"Point the tunnel at an external interface of its own"
+                    f"{f' (interface {free[0]} has no tunnel)' if free else ''}: tunnel i -> interface i.",
+                )
+        peer_ip = ext_ips.get(peer_if or 0, gcp_tunnel.peer_ip)
+        found = by_ip.get(peer_ip)
+        if found is None or gcp_tunnel.gateway_interface is None:
+            continue
+        expected_ip = landing.expected_ip(_position(landing, peer_if or 0))
+        if expected_ip is not None and expected_ip != peer_ip:
+            continue  # wiring.external-interface-ip is the cause; fix that first
+        conn, aws_tunnel = found
+        if conn.customer_gateway_ip not in gateway.interfaces or cgw_uses[conn.customer_gateway_id] > 1:
+            continue  # wiring.customer-gateway-ip / -shared say so
+        expected = gateway.interfaces.index(conn.customer_gateway_ip)
+        if landing.cheap and expected != 0:
+            continue  # ha.cheap-mode-customer-gateway says so
+        if gcp_tunnel.gateway_interface != expected:
+            yield Finding(
+                WIRING_GATEWAY_INTERFACE,
+                ERROR,
+                name,
+                f"leaves from HA VPN interface {gcp_tunnel.gateway_interface}, but its peer, AWS tunnel "
+                f"{aws_tunnel.outside_ip} of {conn.id}, expects IKE from its customer gateway "
+                f"{conn.customer_gateway_ip}, HA VPN interface {expected}",
+                f"Set the tunnel's vpnGatewayInterface to {expected} (the interface whose IP is the connection's "
+                "customer gateway); the tunnel must be recreated.",
+            )
 
 
 # -- inside CIDRs ---------------------------------------------------------------------------
@@ -341,8 +394,13 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
         cidr_uses = Counter(t.inside_cidr for t in aws_by_ip.values())
         ext_ips = dict(landing.external.interfaces) if landing.external else {}
         routers = {r.name: r for r in project.routers}
+        seen_peers: set[int | None] = set()
         for gcp_tunnel in landing.gcp_tunnels:
             peer_ip = ext_ips.get(gcp_tunnel.peer_interface or 0, gcp_tunnel.peer_ip)
+            yield from _interface_without_range(landing, routers.get(gcp_tunnel.router or ""), gcp_tunnel.name)
+            if gcp_tunnel.peer_interface in seen_peers and gcp_tunnel.peer_interface is not None:
+                continue  # wiring.peer-interface-shared is the cause; fix that first
+            seen_peers.add(gcp_tunnel.peer_interface)
             expected = landing.expected_ip(_position(landing, gcp_tunnel.peer_interface or 0))
             if expected is not None and expected != peer_ip:
                 continue  # wiring.external-interface-ip is the cause; fix that first
@@ -369,6 +427,22 @@ def _router_inside(topo: Topology) -> Iterator[Finding]:
                 )
 
 
+def _interface_without_range(landing: Landing, router: CloudRouter | None, tunnel: str) -> Iterator[Finding]:
+    """A BGP interface with no inside address is wrong whatever inside CIDR AWS uses (or picks at apply)."""
+    iface = next((i for i in router.interfaces if i.linked_tunnel == tunnel), None) if router else None
+    if router is None or iface is None or iface.ip_range:
+        return
+    yield Finding(
+        INSIDE_ROUTER_RANGE,
+        ERROR,
+        _gcp(landing.project, "Cloud Router", f"{router.name} tunnel {tunnel}"),
+        f"interface {iface.name} (tunnel {tunnel}) has no ipRange: its BGP session has no inside address, "
+        "whatever inside CIDR the AWS tunnel uses",
+        "Set the router interface's ipRange to the GCP side of the AWS tunnel's inside CIDR (its second host, "
+        "as a /30).",
+    )
+
+
 def _position(landing: Landing, interface_id: int) -> int:
     ids = sorted(i for i, _ in landing.external.interfaces) if landing.external else []
     return ids.index(interface_id) if interface_id in ids else interface_id
@@ -379,7 +453,7 @@ def _router_problems(router: CloudRouter, tunnel: str, aws_ip: str, customer_ip:
     if iface is None:
         return [f"no router interface is linked to tunnel {tunnel}"]
     problems = []
-    if iface.ip_range != f"{customer_ip}/30":
+    if iface.ip_range and iface.ip_range != f"{customer_ip}/30":  # unset: inside.router-interface-no-range
         problems.append(f"interface {iface.name} ipRange is {iface.ip_range or 'unset'}")
     peer = next((p for p in router.peers if p.interface == iface.name), None)
     if peer is None:
@@ -404,11 +478,18 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
         name, opts = _tunnel_name(account, conn, tunnel), tunnel.options
         if opts.ike_versions != ("ikev2",):
             offered = ", ".join(opts.ike_versions) or "ikev1, ikev2 (AWS default)"
+            # IKEv2 among others: Cloud VPN negotiates IKEv2 and the tunnel comes up, IKEv1 just stays allowed.
+            with_v2 = not opts.ike_versions or "ikev2" in opts.ike_versions
             yield Finding(
                 IPSEC_IKE_VERSION,
-                ERROR,
+                WARNING if with_v2 else ERROR,
                 name,
-                f"IKE versions offered: {offered}",
+                f"IKE versions offered: {offered}"
+                + (
+                    "; Cloud VPN negotiates IKEv2, but IKEv1 stays allowed (Google recommends IKEv2 only)"
+                    if with_v2
+                    else "; Cloud VPN's HA tunnels speak IKEv2"
+                ),
                 "Allow IKEv2 only (IKEVersions [ikev2]); run `watchdog audit --fix-ipsec` for the exact call.",
             )
         several = []
@@ -416,13 +497,20 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
             values = getattr(opts, key)
             if len(values) != 1:
                 several.append(f"{_label(key)}: {len(values) or 'all (AWS default)'}")
+        biggest = sizes.largest(opts)
+        margin = biggest.margin(inv.mtu)
+        predicted = (
+            f"predicted {biggest.exchange} of {biggest.ip_bytes} bytes on the wire ({biggest.proposals} "
+            f"proposal(s), assuming one per combination) exceeds the path MTU {inv.mtu} by {-margin} bytes"
+        )
         if several:
+            # The lists are the cause of an oversized message too: one finding says both, not two.
             yield Finding(
                 IPSEC_SINGLE,
                 ERROR,
                 name,
                 "more than one value per list makes AWS's rekey proposals large enough to be IP-fragmented, "
-                "which Cloud VPN drops (" + "; ".join(several) + ")",
+                "which Cloud VPN drops (" + "; ".join(several) + ")" + (f"; {predicted}" if margin < 0 else ""),
                 "Narrow every phase 1/phase 2 encryption, integrity and DH list to one GCP-supported value; "
                 "run `watchdog audit --fix-ipsec`.",
             )
@@ -451,16 +539,12 @@ def check_ipsec(inv: Inventory, topo: Topology) -> Iterator[Finding]:
                 "first; the handshake can fail",
                 f"Set Phase1DHGroupNumbers and Phase2DHGroupNumbers to [{GCP_FIRST_DH}].",
             )
-        biggest = sizes.largest(opts)
-        margin = biggest.margin(inv.mtu)
-        if margin < 0:
+        if margin < 0 and not several:  # one value per list and still too big (a small path MTU)
             yield Finding(
                 IPSEC_SIZE,
                 ERROR,
                 name,
-                f"predicted {biggest.exchange} of {biggest.ip_bytes} bytes on the wire ({biggest.proposals} "
-                f"proposal(s), assuming one per combination) exceeds the path MTU {inv.mtu} by {-margin} bytes: "
-                "it would be IP-fragmented and Cloud VPN would drop it",
+                f"{predicted}: it would be IP-fragmented and Cloud VPN would drop it",
                 "Narrow the tunnel options to one value each (and a smaller DH group) so every IKE message "
                 "fits in one packet.",
             )
@@ -753,9 +837,12 @@ RULES = (
     WIRING_EXTERNAL_IP,
     WIRING_CGW_IP,
     WIRING_CGW_SHARED,
+    WIRING_GATEWAY_INTERFACE,
+    WIRING_PEER_SHARED,
     INSIDE_CIDR,
     INSIDE_DUPLICATE,
     INSIDE_ROUTER,
+    INSIDE_ROUTER_RANGE,
     IPSEC_IKE_VERSION,
     IPSEC_SINGLE,
     IPSEC_UNSUPPORTED,

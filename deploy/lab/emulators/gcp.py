@@ -1,6 +1,7 @@
 """Local emulators of the GCP APIs the watchdog reads (lab and tests): Compute REST and Cloud Monitoring gRPC.
 
-`FakeGcp` is a stdlib `ThreadingHTTPServer` answering the documented Compute v1 JSON shapes from a
+`FakeGcp` is a stdlib `ThreadingHTTPServer` (HTTP/1.1 keep-alive, listen backlog 256, so 32 concurrent
+clients measure themselves, not the fake) answering the documented Compute v1 JSON shapes from a
 mutable, plain-dict topology; `FakeMonitoring` is a gRPC server answering
 `google.monitoring.v3.MetricService/ListTimeSeries`. Point the real clients at them:
 
@@ -42,8 +43,11 @@ FakeGcp API (mutate between polls, not during one):
   malformed JSON with `status=200`); `delay` waits first (interrupted by `stop()`); `status=0` with a
   delay means "slow, then the normal answer"; `times=N` expires after N hits, so a transient error
   is `times=1`. The first live matching fault wins; `clear_faults()` removes all.
+- Every Compute GET honours the standard `fields` parameter (partial responses, e.g.
+  `items(name,status),nextPageToken`; a selector that does not parse is HTTP 400).
 - `requests` records every request as `FakeRequest(method, path, query, headers, body)`;
-  `calls(regex)` counts them, `paths()` lists them.
+  `calls(regex)` counts them, `paths()` lists them; `connections` counts the TCP connections
+  accepted. `stop()` also closes the connections clients keep alive.
 - `exporter_config(name, monitoring=, credentials_file=, **extra)` -> an `exporters[]` YAML dict;
   `hermetic_env(dir)` -> env overrides that keep credential discovery on this machine.
 - `write_credentials(dir)` writes a service-account key file (the clients sign their own JWTs, so
@@ -70,6 +74,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -150,6 +155,8 @@ class FakeGcp:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections = 0  # TCP connections accepted (keep-alive clients reuse theirs)
+        self._open: set[Any] = set()
         if not empty:
             self.load_default_topology()
 
@@ -158,6 +165,11 @@ class FakeGcp:
         fake = self
 
         class _Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the real API: a client's pooled connections are what gets measured,
+            # not a TCP handshake per call. An idle connection is dropped after `timeout` seconds.
+            protocol_version = "HTTP/1.1"
+            timeout = 60
+
             def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
@@ -173,10 +185,21 @@ class FakeGcp:
             def do_DELETE(self) -> None:
                 fake._handle(self, "DELETE")
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        server = _Server(("127.0.0.1", port), _Handler)
         server.daemon_threads = True
         server.block_on_close = False  # a slow-response fault must not hold up stop()
         self._server = server
@@ -189,6 +212,13 @@ class FakeGcp:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            with self._lock:
+                still_open, self._open = list(self._open), set()
+            for connection in still_open:  # a stopped server answers no kept-alive connection either
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -545,6 +575,7 @@ class FakeGcp:
             fault = self._take_fault(request.path)
         if fault is not None and fault.delay:
             if self._stopping.wait(fault.delay):
+                http.close_connection = True
                 return
         if fault is not None and fault.status:
             body = fault.body if fault.body is not None else json.dumps(_error(fault.status, "injected fault"))
@@ -553,6 +584,11 @@ class FakeGcp:
         for refresh in self.before_request:
             refresh(request)
         status, payload = self._dispatch(request)
+        if status == 200 and "fields" in request.query and request.path.startswith("/compute/"):
+            try:
+                payload = partial_response(payload, request.query["fields"][0])
+            except ValueError as exc:
+                status, payload = 400, _error(400, f"Invalid field selection {exc}")
         if status == 404:
             log.warning("404 notFound: %s %s", method, request.path)
         self._send(http, status, json.dumps(payload).encode(), {})
@@ -662,7 +698,13 @@ class FakeGcp:
             http.end_headers()
             http.wfile.write(body)
         except OSError:
-            pass  # the client gave up (timeout) before we answered
+            http.close_connection = True  # the client gave up (timeout) before we answered
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 drops SYNs when 32 clients connect at once (each drop
+    # costs the client a 1 s retransmit), which would make every concurrent caller look slow.
+    request_queue_size = 256
 
 
 _KEY_PEM: str | None = None
@@ -680,6 +722,69 @@ def _private_key_pem() -> str:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
     return _KEY_PEM
+
+
+def partial_response(document: Any, selector: str) -> Any:
+    """`document` cut down to the standard `fields` parameter's selection, e.g.
+    `items(name,status),nextPageToken` or `result/bgpPeerStatus/name`; a list applies the
+    selection to each element. ValueError names a selector that does not parse."""
+    return _select(document, _parse_selection(selector))
+
+
+Selection = dict[str, "Selection | None"]  # field -> what to keep of it (None: all of it)
+
+
+def _parse_selection(text: str) -> Selection:
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[(),/]|\S", text)
+    selection, rest = _parse_list(tokens)
+    if rest or not selection:
+        raise ValueError(repr(text))
+    return selection
+
+
+def _parse_list(tokens: list[str]) -> tuple[Selection, list[str]]:
+    selection: Selection = {}
+    while True:
+        if not tokens or not (tokens[0][0].isalpha() or tokens[0][0] == "_"):
+            raise ValueError("".join(tokens) or "(empty)")
+        path, tokens = [tokens[0]], tokens[1:]
+        while tokens[:1] == ["/"] and len(tokens) > 1:
+            path.append(tokens[1])
+            tokens = tokens[2:]
+        inner: Selection | None = None
+        if tokens[:1] == ["("]:
+            inner, tokens = _parse_list(tokens[1:])
+            if tokens[:1] != [")"]:
+                raise ValueError("unbalanced parentheses")
+            tokens = tokens[1:]
+        for name in reversed(path[1:]):
+            inner = {name: inner}
+        _merge(selection, path[0], inner)
+        if tokens[:1] != [","]:
+            return selection, tokens
+        tokens = tokens[1:]
+
+
+def _merge(selection: Selection, name: str, inner: Selection | None) -> None:
+    if name in selection:
+        current = selection[name]
+        if current is None or inner is None:
+            selection[name] = None
+        else:
+            for key, value in inner.items():
+                _merge(current, key, value)
+    else:
+        selection[name] = inner
+
+
+def _select(value: Any, selection: Selection | None) -> Any:
+    if selection is None:
+        return value
+    if isinstance(value, list):
+        return [_select(item, selection) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {key: _select(value[key], inner) for key, inner in selection.items() if key in value}
 
 
 def _error(status: int, message: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from watchdog.audit.inventory import (
 from watchdog.audit.terraform.values import Resource, Unknown, as_text
 
 AWS_ACCOUNT = "aws"
+AWS_PICKS = "AWS picks a /30 at apply"  # the end of the reason an unset tunnelN_inside_cidr is not checked
 GCP_PROJECT = "gcp"
 _NETWORK_PATH = re.compile(r"projects/(?P<project>[^/]+)/global/networks/(?P<network>[^/?]+)")
 # aws_vpn_connection argument suffix per inventory option key.
@@ -458,6 +459,8 @@ def _aws(
             s = Subject(r.address, r.file, r.line_of(f"tunnel{n}_inside_cidr"), "tunnel", r, tunnel=n)
             if isinstance(cidr, Unknown):
                 s.unknown["inside_cidr"] = f"tunnel{n}_inside_cidr is unknown before apply"
+            elif cidr is None:
+                s.unknown["inside_cidr"] = f"tunnel{n}_inside_cidr is unset, {AWS_PICKS}"
             if unknown_opts:
                 s.unknown["options"] = f"{', '.join(unknown_opts)} unknown before apply"
             key = f"{AWS_ACCOUNT}:{r.address} tunnel {outside}"

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from watchdog.audit.terraform.evaluate import Collection, Evaluator, Namespace
-from watchdog.audit.terraform.hcl import Block, Body, parse_file
+from watchdog.audit.terraform.hcl import Attribute, Block, Body, parse_file
 from watchdog.audit.terraform.values import AUDITED_TYPES, Resource, Unknown, is_secret
 from watchdog.errors import InputError
 
@@ -30,14 +31,31 @@ VALUE_FIX = "Give it a value in a .tfvars file (--var-file), or audit a plan JSO
 
 
 class Notes:
-    """What the reader could not follow, said once each (the report shows them as info)."""
+    """What the reader could not follow, said once per place (the report shows them as info).
+
+    While an argument is evaluated its file and line are on a stack, so a note raised from deep inside
+    an expression (a function not evaluated) is located at the argument that holds it.
+    """
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[str, str, str, int, str]] = {}
+        self.items: dict[tuple[str, str, int], tuple[str, str, str, int, str]] = {}
+        self._where: list[tuple[str, int, str]] = []
 
     def add(self, message: str, file: str = "", line: int = 0, fix: str = VALUE_FIX, obj: str = "terraform") -> None:
         """`obj`: what the note is about (a variable, a module or resource address)."""
-        self.items.setdefault(message, (obj, message, file, line, fix))
+        self.items.setdefault((message, file, line), (obj, message, file, line, fix))
+
+    @contextmanager
+    def at(self, file: str, line: int, obj: str) -> Iterator[None]:
+        self._where.append((file, line, obj))
+        try:
+            yield
+        finally:
+            self._where.pop()
+
+    def here(self) -> tuple[str, int, str]:
+        """The file, line and owner (resource address...) of the argument being evaluated now."""
+        return self._where[-1] if self._where else ("", 0, "terraform")
 
 
 class Instance:
@@ -62,7 +80,7 @@ class Instance:
         if is_secret(name):
             return Unknown()
         if name in body.attributes:
-            value = self.module.evaluator.eval(body.attributes[name].expr, self.env)
+            value = self.module.eval_at(self.block.file, body.attributes[name], self.env, self.address)
             if name == "name" and isinstance(value, Unknown) and not value.ref:
                 return Unknown(f"{self.address}.name")  # unknown, but references to it still link
             return value
@@ -88,7 +106,11 @@ class Instance:
         iterator = block.labels[0]
         if "iterator" in attrs and attrs["iterator"].expr[0] == "ref":
             iterator = attrs["iterator"].expr[1]
-        items = self.module.evaluator.eval(attrs["for_each"].expr, env) if "for_each" in attrs else Unknown()
+        items = (
+            self.module.eval_at(self.block.file, attrs["for_each"], env, self.address)
+            if "for_each" in attrs
+            else Unknown()
+        )
         if isinstance(items, Unknown):
             self.module.notes.add(
                 f'{self.address}: dynamic "{block.labels[0]}" for_each is unknown before apply; its blocks '
@@ -115,7 +137,7 @@ class Instance:
         for name, attribute in body.attributes.items():
             if is_secret(name):
                 continue
-            value[name] = self.module.evaluator.eval(attribute.expr, env)
+            value[name] = self.module.eval_at(self.block.file, attribute, env, self.address)
         kinds = {b.labels[0] if b.type == "dynamic" and b.labels else b.type for b in body.blocks}
         for kind in kinds:
             value[kind] = self.blocks(kind, body, env)
@@ -215,10 +237,10 @@ class Module:
                 self._parsed[path] = parse_file(path)
             self.body.blocks.extend(self._parsed[path].blocks)
         self.variables = {b.labels[0]: b for b in self.body.blocks_of("variable") if b.labels}
-        self.locals: dict[str, Any] = {}
+        self.locals: dict[str, tuple[str, Attribute]] = {}
         for block in self.body.blocks_of("locals"):
             for name, attribute in block.body.attributes.items():
-                self.locals[name] = attribute
+                self.locals[name] = (block.file, attribute)
         self.resources: dict[str, dict[str, Block]] = {}
         for block in self.body.blocks_of("resource"):
             if len(block.labels) == 2:
@@ -233,7 +255,16 @@ class Module:
     # -- Scope ------------------------------------------------------------------------------
 
     def note(self, message: str) -> None:
-        self.notes.add(message, fix="Nothing to do: what depends on it is not checked; a plan JSON has the value.")
+        file, line, obj = self.notes.here()
+        fix = "Nothing to do: what depends on it is not checked; a plan JSON has the value."
+        self.notes.add(message, file, line, fix, obj)
+
+    def eval_at(
+        self, file: str, attribute: Attribute, env: dict[str, Any] | None = None, obj: str = "terraform"
+    ) -> Any:
+        """An argument's value, with its file, line and owner as the place of any note it raises."""
+        with self.notes.at(file, attribute.line, obj):
+            return self.evaluator.eval(attribute.expr, env)
 
     def lookup(self, name: str) -> Any:
         if name == "var":
@@ -278,8 +309,8 @@ class Module:
         return Unknown(f"var.{name}")
 
     def _local(self, name: str) -> Any:
-        attribute = self.locals.get(name)
-        return self.evaluator.eval(attribute.expr) if attribute is not None else Unknown(f"local.{name}")
+        found = self.locals.get(name)
+        return self.eval_at(*found) if found is not None else Unknown(f"local.{name}")
 
     def provider_project(self) -> Any:
         """The google provider's project: this module's own provider block, else its parents'."""
@@ -287,7 +318,7 @@ class Module:
         while module is not None:
             for block in module.body.blocks_of("provider"):
                 if block.labels and block.labels[0] in ("google", "google-beta") and "project" in block.body.attributes:
-                    return module.evaluator.eval(block.body.attributes["project"].expr)
+                    return module.eval_at(block.file, block.body.attributes["project"])
             module = module.parent
         return DEFAULT_PROJECT
 
@@ -314,7 +345,7 @@ class Module:
     def _expand(self, block: Block, make: Callable[[Any, dict[str, Any]], Any]) -> dict[Any, Any] | None:
         attrs = block.body.attributes
         if "count" in attrs:
-            count = self.evaluator.eval(attrs["count"].expr)
+            count = self.eval_at(block.file, attrs["count"])
             if isinstance(count, Unknown) or isinstance(count, bool) or not isinstance(count, int | float):
                 if block.type == "resource" and block.labels[0] not in AUDITED_TYPES:
                     return None
@@ -328,7 +359,7 @@ class Module:
                 return None
             return {i: make(i, {"count": {"index": i}}) for i in range(int(count))}
         if "for_each" in attrs:
-            items = self.evaluator.eval(attrs["for_each"].expr)
+            items = self.eval_at(block.file, attrs["for_each"])
             if isinstance(items, Unknown) or not isinstance(items, dict | list):
                 if block.type == "resource" and block.labels[0] not in AUDITED_TYPES:
                     return None
@@ -353,7 +384,7 @@ class Module:
         if block is None:
             return Unknown(f"{self.prefix}module.{name}")
         source = (
-            self.evaluator.eval(block.body.attributes["source"].expr) if "source" in block.body.attributes else None
+            self.eval_at(block.file, block.body.attributes["source"]) if "source" in block.body.attributes else None
         )
         address = f"{self.prefix}module.{name}"
         if not isinstance(source, str) or not source.startswith(("./", "../")):
@@ -376,7 +407,7 @@ class Module:
 
             def variables(var: str) -> Any:
                 if var in block.body.attributes and var not in ("source", "count", "for_each", "version"):
-                    return self.evaluator.eval(block.body.attributes[var].expr, env)
+                    return self.eval_at(block.file, block.body.attributes[var], env)
                 return _MISSING
 
             return Module(directory, prefix, variables, self.notes, parent=self)
@@ -416,7 +447,7 @@ class _ModuleOutputs:
         block = self.module.outputs.get(name)
         if block is None or "value" not in block.body.attributes:
             return Unknown(f"{self.module.prefix}{name}")
-        return self.module.evaluator.eval(block.body.attributes["value"].expr)
+        return self.module.eval_at(block.file, block.body.attributes["value"])
 
 
 class _EmptyScope:

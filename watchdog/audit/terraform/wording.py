@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from watchdog.audit import rules as r
 from watchdog.audit.ciphers import GCP_SUPPORTED
-from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions
+from watchdog.audit.inventory import AFTER_APPLY, OPTION_KEYS, TunnelOptions, after_apply
 from watchdog.audit.ipsec_fix import target_options
 from watchdog.audit.rules import AuditResult, Finding
-from watchdog.audit.terraform.build import OPTION_ARGS, Built, Subject, tunnel_options
+from watchdog.audit.terraform.build import AWS_PICKS, OPTION_ARGS, Built, Subject, tunnel_options
+from watchdog.audit.terraform.values import Resource
 
 UNEVALUATED = "terraform.unevaluated"
 
@@ -64,21 +65,70 @@ def translate(result: AuditResult, built: Built) -> list[Located]:
         if subject is None:
             out.append(Located(Finding(f.rule, f.severity, _names(f.object, built), message, f.fix), "", 0))
             continue
+        owner = _owner(f, subject)
+        address = owner.address if owner is not None else subject.address
         reason = _undecidable(f, subject)
-        if reason:
+        picked = reason is not None and reason.endswith(AWS_PICKS)
+        fixed = _fixed_gcp_inside(f, subject, built) if picked else None
+        if fixed is not None:
+            # AWS's pick is unknown, but the GCP side is written down: it cannot match a random pick.
+            located = Finding(
+                f.rule,
+                f.severity,
+                address,
+                f"tunnel{subject.tunnel}: {reason}, but {fixed[0]}: AWS's pick will not match it",
+                fixed[1],
+            )
+        elif picked and f.rule == r.INSIDE_CIDR:
             located = Finding(
                 f.rule,
                 r.INFO,
-                subject.address,
+                address,
+                f"not checked before apply: tunnel{subject.tunnel}: {reason} (the GCP side must read it from "
+                f"tunnel{subject.tunnel}_cgw_inside_address; a random pick can collide with another tunnel's on "
+                "the same GCP gateway)",
+                _fix(f, subject, built),
+            )
+        elif reason:
+            located = Finding(
+                f.rule,
+                r.INFO,
+                address,
                 f"not checked before apply: {reason} ({_tunnel_prefix(subject)}{message})",
                 _fix(f, subject, built),
             )
         else:
-            located = Finding(
-                f.rule, f.severity, subject.address, _tunnel_prefix(subject) + message, _fix(f, subject, built)
-            )
-        out.append(Located(located, subject.file, _line(f, subject)))
+            located = Finding(f.rule, f.severity, address, _tunnel_prefix(subject) + message, _fix(f, subject, built))
+        out.append(Located(located, *_where(f, subject)))
     return out
+
+
+def _fixed_gcp_inside(f: Finding, s: Subject, built: Built) -> tuple[str, str] | None:
+    """For an AWS tunnel with no inside CIDR: the GCP router interface that hard-codes one, and the fix."""
+    if f.rule != r.INSIDE_CIDR or s.kind != "tunnel" or " tunnel " not in f.object:
+        return None
+    outside = f.object.split(" tunnel ", 1)[1]
+    for project in built.inventory.gcp:
+        routers = {x.name: x for x in project.routers}
+        for gcp_tunnel in project.tunnels:
+            router = routers.get(gcp_tunnel.router or "")
+            if gcp_tunnel.peer_ip != outside or router is None:
+                continue
+            for iface in router.interfaces:
+                if iface.linked_tunnel != gcp_tunnel.name or not iface.ip_range or after_apply(iface.ip_range):
+                    continue
+                try:
+                    cidr = str(ipaddress.ip_network(iface.ip_range, strict=False))
+                except ValueError:
+                    continue
+                arg = f"tunnel{s.tunnel}_inside_cidr"
+                fix = (
+                    f'Set {arg} = "{cidr}" on {s.address} (the /30 {iface.name} already uses).'
+                    if r.inside_cidr_problem(cidr) is None
+                    else _fix(f, s, built)
+                )
+                return f"{iface.name} has ip_range = {iface.ip_range} written down", fix
+    return None
 
 
 def _subject(f: Finding, built: Built) -> Subject | None:
@@ -112,25 +162,86 @@ def _names(text: str, built: Built) -> str:
     return re.sub(re.escape(AFTER_APPLY) + r"\)#\d+", "(known after apply)", text)
 
 
-def _line(f: Finding, s: Subject) -> int:
+_GCP_TUNNEL_ARGS = {
+    r.WIRING_GATEWAY_INTERFACE: "vpn_gateway_interface",
+    r.WIRING_PEER_SHARED: "peer_external_gateway_interface",
+}
+
+
+def _where(f: Finding, s: Subject) -> tuple[str, int]:
+    """The file and line of the argument a finding is about: both from the one resource that holds it."""
     res = s.resource
     if res is None:
-        return s.line
+        return s.file, s.line
     if s.kind == "tunnel":
         if f.rule.startswith("ipsec."):
             keys, _ = _ipsec_keys(f, s)
-            for key in (*keys, *OPTION_KEYS):
+            for key in keys:
                 arg = f"tunnel{s.tunnel}_{OPTION_ARGS[key]}"
                 if arg in res.lines:
-                    return res.lines[arg]
-            return res.line
-        return res.line_of(f"tunnel{s.tunnel}_inside_cidr")
+                    return res.file, res.lines[arg]
+            return res.file, res.line  # the argument is absent (AWS's default): the resource block itself
+        return res.file, res.line_of(f"tunnel{s.tunnel}_inside_cidr")
     if s.kind == "connection" and f.rule in (r.WIRING_CGW_IP, r.HA_CHEAP_CGW):
         cgw = s.related.get("customer_gateway")
-        return cgw.line_of("ip_address") if cgw else s.line
+        return (cgw.file, cgw.line_of("ip_address")) if cgw else (s.file, s.line)
     if s.kind == "peering":
-        return res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
-    return s.line
+        return res.file, res.line_of("import_custom_routes" if "import" in f.fix else "export_custom_routes")
+    if s.kind == "gcp_tunnel" and f.rule in _GCP_TUNNEL_ARGS:
+        return res.file, res.line_of(_GCP_TUNNEL_ARGS[f.rule])
+    if s.kind == "router_tunnel" and f.rule == r.INSIDE_ROUTER:
+        wrong = _router_args(f, s)
+        if wrong:
+            return wrong[0][0].file, wrong[0][0].line_of(wrong[0][1])  # the block itself when it is absent
+    owner = _owner(f, s)
+    if owner is not None:
+        return owner.file, owner.line
+    return s.file, s.line
+
+
+def _owner(f: Finding, s: Subject) -> Resource | None:
+    """The resource that holds the wrong argument when it is not the subject's own (a Cloud Router's interface)."""
+    if s.kind != "router_tunnel":
+        return None
+    if f.rule == r.INSIDE_ROUTER:
+        wrong = _router_args(f, s)
+        return wrong[0][0] if wrong else None
+    if f.rule == r.INSIDE_ROUTER_RANGE:
+        return s.related.get("interface")
+    return None
+
+
+def _router_args(f: Finding, s: Subject) -> list[tuple[Resource, str, str]]:
+    """The router interface / BGP peer arguments an inside.router-mismatch finding says are wrong, with their values."""
+    hosts = re.search(r"\(AWS (\S+), GCP (\S+)\)", f.message)
+    iface, peer = s.related.get("interface"), s.related.get("peer")
+    if hosts is None:
+        return []
+    aws_ip, gcp_ip = hosts[1], hosts[2]
+    wrong: list[tuple[Resource, str, str]] = []
+    if iface is not None and re.search(r"\bipRange is ", f.message):
+        wrong.append((iface, "ip_range", f"{gcp_ip}/30"))
+    if peer is not None and re.search(r"\bpeerIpAddress is ", f.message):
+        wrong.append((peer, "peer_ip_address", aws_ip))
+    if peer is not None and re.search(r"\bipAddress is ", f.message):
+        wrong.append((peer, "ip_address", gcp_ip))
+    return wrong
+
+
+def _gcp_inside_range(s: Subject, built: Built) -> str:
+    """The ip_range a router interface needs: the GCP side of its AWS tunnel's inside CIDR, as HCL."""
+    tunnel = s.related.get("tunnel")
+    gcp_tunnel = next((t for p in built.inventory.gcp for t in p.tunnels if tunnel and t.name == tunnel.address), None)
+    for account in built.inventory.aws:
+        for conn in account.connections:
+            for n, aws_tunnel in enumerate(conn.tunnels, 1):
+                if gcp_tunnel is None or aws_tunnel.outside_ip != gcp_tunnel.peer_ip:
+                    continue
+                hosts = aws_tunnel.inside_hosts() if not r.inside_cidr_problem(aws_tunnel.inside_cidr) else None
+                if hosts is not None:
+                    return f'"{hosts[1]}/30"'
+                return f'"${{{conn.id}.tunnel{n}_cgw_inside_address}}/30"'
+    return '"<the AWS tunnel\'s cgw inside address>/30"'
 
 
 def _q(values: tuple[object, ...]) -> str:
@@ -222,6 +333,17 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
         position = 0 if f.rule == r.HA_CHEAP_CGW else (conns.index(addr) % 2 if addr in conns else 0)
         target = cgw.address if cgw else f"the customer gateway of {addr}"
         return f"Set ip_address = {_ha_address(built)}.vpn_interfaces[{position}].ip_address on {target}."
+    if f.rule == r.WIRING_GATEWAY_INTERFACE:
+        m = re.search(r"vpnGatewayInterface to (\d+)", f.fix)
+        if m:
+            return (
+                f"Set vpn_gateway_interface = {m[1]} on {addr} (the HA VPN interface whose ip_address its "
+                "connection's customer gateway has; the tunnel is recreated)."
+            )
+    if f.rule == r.WIRING_PEER_SHARED:
+        m = re.search(r"interface (\d+) has no tunnel", f.fix)
+        target = m[1] if m else "N"
+        return f"Set peer_external_gateway_interface = {target} on {addr} (one tunnel per external interface)."
     if f.rule == r.WIRING_CGW_SHARED:
         return (
             f"Give {addr} its own aws_customer_gateway (count = 2 with ip_address = "
@@ -234,12 +356,11 @@ def _fix(f: Finding, s: Subject, built: Built) -> str:  # noqa: C901 - one wordi
             "outside AWS's reserved ranges, unique per GCP gateway) and match the router interface and peer to it."
         )
     if f.rule == r.INSIDE_ROUTER:
-        m = re.search(r"ip_range to (\S+) and the BGP peer's peer_ip_address to (\S+?)\.$", f.fix)
-        iface, peer = s.related.get("interface"), s.related.get("peer")
-        if m:
-            where_if = iface.address if iface else "the google_compute_router_interface"
-            where_peer = peer.address if peer else "the google_compute_router_peer"
-            return f'Set ip_range = "{m[1]}" on {where_if} and peer_ip_address = "{m[2]}" on {where_peer}.'
+        wrong = _router_args(f, s)
+        if wrong:
+            return "Set " + " and ".join(f'{arg} = "{value}" on {res.address}' for res, arg, value in wrong) + "."
+    if f.rule == r.INSIDE_ROUTER_RANGE and s.kind == "router_tunnel" and "interface" in s.related:
+        return f"Set ip_range = {_gcp_inside_range(s, built)} on {s.related['interface'].address}."
     if f.rule == r.ROUTING_ADVERTISED:
         m = re.search(r"advertise to AWS: (.+); AWS", f.message)
         ranges = m[1].split(", ") if m else []

@@ -1,0 +1,67 @@
+"""After a poll the daemon hands freed heap memory back to the system (`watchdog.memory`): RSS that
+glibc would keep after a burst of allocations drops, and the trim runs at most once a second."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watchdog import memory
+
+ROOT = Path(__file__).resolve().parent.parent
+glibc = pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's"
+)
+BURST = """
+import sys
+from watchdog.memory import release_freed_memory
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+chunks = [bytes(1024) + bytes([i % 256]) for i in range(60_000)]  # ~60 MB of malloc'd 1 KB blocks
+kept = chunks[::100]  # what outlives a poll, scattered: the free holes between can't shrink the heap
+del chunks
+before = rss_mb()
+ran = release_freed_memory(clock=lambda: 1e9) if sys.argv[1] == "trim" else False
+print(ran, before - rss_mb())
+"""
+
+
+def burst(mode: str) -> tuple[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", BURST, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    ran, released = out.stdout.split()
+    return ran, float(released)
+
+
+@glibc
+def test_memory_freed_by_a_burst_goes_back_to_the_system() -> None:
+    assert burst("keep")[1] < 5  # glibc by itself keeps it
+
+    ran, released = burst("trim")
+
+    assert ran == "True" and released > 40
+
+
+@glibc
+def test_the_trim_runs_at_most_once_a_second() -> None:
+    now = [5000.0]
+
+    assert memory.release_freed_memory(clock=lambda: now[0]) is True
+    now[0] += 0.5
+    assert memory.release_freed_memory(clock=lambda: now[0]) is False
+    now[0] += 0.6
+    assert memory.release_freed_memory(clock=lambda: now[0]) is True
