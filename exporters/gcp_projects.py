@@ -76,6 +76,11 @@ class GcpTargets:
         # Finds the projects by labels, and holds the one credential every target uses.
         self._client = GcpClient(config)
         self.discovery_calls = 0
+        # The listed projects' exporters are built now, not in the first poll: building one imports
+        # the Compute client library (seconds), which would count against that poll's timeout.
+        for project in config.listed_projects:
+            for region in config.all_regions:
+                self._targets[(project, region)] = self._build(project, region)
 
     def group(self, project: str) -> Group:
         if project not in self._groups:

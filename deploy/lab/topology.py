@@ -377,6 +377,7 @@ AWS_EXPORTER, GCP_EXPORTER = "aws-tokyo", "gcp-hub"  # the daemon's names of the
 # never with whatever AWS keys the machine's environment holds.
 LAB_AWS_CREDENTIALS = "[default]\naws_access_key_id = AKIAVPNWATCHDOGLAB01\naws_secret_access_key = lab-test-only\n"
 CLOUD_INTERVAL = "2s"  # the lab's poll interval of the cloud exporters
+CLOUD_TIMEOUT = "5s"  # a first poll (SDK clients, gRPC channel) on a busy machine can take longer than 2 s
 
 
 def watchdog_yaml(
@@ -401,6 +402,7 @@ def watchdog_yaml(
     endpoint_url: {aws_endpoint}
     credentials_file: {layout.aws_credentials}
     interval: {CLOUD_INTERVAL}
+    timeout: {CLOUD_TIMEOUT}
     tunnel_logs: {{log_group: {AWS_TUNNEL_LOG_GROUP}}}""")
     if gcp_endpoint is not None:
         exporters.append(f"""  - name: {GCP_EXPORTER}
@@ -410,6 +412,7 @@ def watchdog_yaml(
     endpoint: {gcp_endpoint}
     monitoring_endpoint: {gcp_monitoring_endpoint or gcp_endpoint}
     interval: {CLOUD_INTERVAL}
+    timeout: {CLOUD_TIMEOUT}
     logs: true""")
     for side in SIDES:
         exporters.append(f"""  - name: {side.key}-strongswan
