@@ -11,9 +11,9 @@ It imports nothing of the project until the check passed, and reads those files 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 PACKAGES = ("watchdog", "exporters", "probes")
 MARKER = "vpn-watchdog"  # each of our packages' docstrings names the distribution
@@ -29,10 +29,11 @@ def foreign_package() -> str | None:
             return f"the '{name}' package cannot be found ({exc}); reinstall vpn-watchdog"
         if spec is None or spec.origin is None:
             return f"the '{name}' package of vpn-watchdog is missing; reinstall vpn-watchdog"
-        origin = Path(spec.origin)
-        location = origin.parent if origin.name == "__init__.py" else origin
+        origin = spec.origin  # os.path, not pathlib: this runs before every command (start-up time)
+        location = os.path.dirname(origin) if os.path.basename(origin) == "__init__.py" else origin
         try:
-            head = origin.read_text(encoding="utf-8", errors="replace")[:4096]
+            with open(origin, encoding="utf-8", errors="replace") as handle:
+                head = handle.read(4096)
         except OSError:
             head = ""
         if MARKER not in head:

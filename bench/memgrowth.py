@@ -39,16 +39,18 @@ NO_TRIM = (
 
 TRACED = (
     "import sys, threading, time, tracemalloc\n"
-    "tracemalloc.start(12)\n"
+    "tracemalloc.start(8)\n"
     "def diff(warmup, span, out):\n"
     "    time.sleep(warmup)\n"
     "    first = tracemalloc.take_snapshot()\n"
     "    time.sleep(span)\n"
     "    grown = tracemalloc.take_snapshot().compare_to(first, 'traceback')\n"
-    "    with open(out, 'w') as handle:\n"
+    "    with open(out + '.part', 'w') as handle:\n"
     "        for stat in grown[:12]:\n"
     "            handle.write(f'{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks\\n')\n"
     "            handle.writelines(f'    {line}\\n' for line in stat.traceback.format()[-8:])\n"
+    "    import os\n"
+    "    os.replace(out + '.part', out)\n"
     "warmup, span, out = float(sys.argv.pop(1)), float(sys.argv.pop(1)), sys.argv.pop(1)\n"
     "threading.Thread(target=diff, args=(warmup, span, out), daemon=True).start()\n"
     "from vpn_watchdog import main\n"
@@ -131,7 +133,7 @@ def main() -> int:
         ours = [sys.executable, "-m", "watchdog"]
         traced = lab_dir / "tracemalloc.txt"
         if args.tracemalloc:
-            ours = [sys.executable, "-c", TRACED, str(args.warmup * 60), str(args.minutes * 60 - 15), str(traced)]
+            ours = [sys.executable, "-c", TRACED, str(args.warmup * 60), str(args.minutes * 60), str(traced)]
         for name, argv in (
             ("ours", [*ours, "run", "-c", config]),
             (
@@ -151,8 +153,11 @@ def main() -> int:
                     return 1
                 samples[name].append((time.monotonic() - started, rss_mb(daemon.pid)))
             time.sleep(10)
-        if args.tracemalloc:
-            time.sleep(20)
+        if args.tracemalloc:  # the diff of a big traced heap takes a while
+            deadline = time.monotonic() + 300
+            while not traced.exists() and time.monotonic() < deadline:
+                time.sleep(5)
+            time.sleep(2)
             heap_growth = traced.read_text() if traced.exists() else "(no tracemalloc diff written)\n"
     finally:
         for daemon in daemons.values():

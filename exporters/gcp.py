@@ -29,6 +29,8 @@ from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Sna
 __all__ = ["GcpExporter", "last_segment", "list_all", "load_credentials", "monitoring_client", "page_args"]
 
 REDUNDANCY_MET = "CONNECTION_REDUNDANCY_MET"
+# One router's routes by next hop, then prefix (keyed by the records' own strings: no new key objects).
+KnownRoutes = dict[str, dict[str, LearnedRoute]]
 MAX_CONCURRENT_CALLS = 32  # per poll; well under Compute's per-project read quota
 # getRouterStatus asks for a partial response (the API's standard `fields` parameter) of what
 # `_session` and `_routes` read: the whole answer also carries the VPC-wide bestRoutes (in a hub VPC
@@ -75,6 +77,9 @@ class GcpExporter:
         self.logs = GcpLogReader(self.client, clock=clock) if config.logs else None
         self.pace: Callable[[float], None] | None = None  # a project's shared rate limit (exporters.fanout)
         self.last_budget: PollBudget | None = None  # the last poll's, failed or not (its API calls)
+        # Each router's routes of the last poll: an unchanged route is the same (immutable) record
+        # again, not a new one; at 50,000 routes creating them was most of a poll's CPU.
+        self._known_routes: dict[str, KnownRoutes] = {}
 
     def poll(self) -> Snapshot:
         budget = self.last_budget = PollBudget(self.timeout, pace=self.pace)
@@ -86,7 +91,7 @@ class GcpExporter:
             except Exception as exc:  # noqa: BLE001 - anything left is an unexpected response shape
                 raise _as_malformed(exc, self._where()) from exc
 
-    def _fan_out(self, call: Callable[[str], Any], names: list[str]) -> list[Any]:
+    def _fan_out(self, call: Callable[[Any], Any], names: list[Any]) -> list[Any]:
         """Per-router / per-gateway calls run concurrently: a region with 250 routers must poll in
         seconds, not 250 round trips. Results keep the order of `names`; the first error wins."""
         if len(names) <= 1:
@@ -130,12 +135,6 @@ class GcpExporter:
                 ),
             )
 
-        gateway_names = sorted(_text(g, "name") for g in gateways)
-        ha_gateways = tuple(
-            _ha_gateway(name, status)
-            for name, status in zip(gateway_names, self._fan_out(gateway_status, gateway_names), strict=True)
-        )
-
         router_ids: dict[str, str] = {}
         if cfg.routers:
             router_names = list(cfg.routers)
@@ -144,8 +143,7 @@ class GcpExporter:
             # A router without BGP peers (NAT only) has no sessions to report: don't spend a call on it.
             router_names = sorted(_text(r, "name") for r in routers if r.get("bgpPeers") or r.get("interfaces"))
             router_ids = {str(r["id"]): _text(r, "name") for r in routers if "id" in r}
-        sessions: list[BgpSession] = []
-        routes: list[LearnedRoute] = []
+        known: dict[str, KnownRoutes] = {}
 
         def router_records(name: str) -> tuple[list[BgpSession], list[LearnedRoute]]:
             # Convert in the worker so the large response is freed at once (50k routes).
@@ -153,11 +151,27 @@ class GcpExporter:
             router_sessions = [_session(name, peer) for peer in _objects(result, "bgpPeerStatus")]
             # bestRoutesForRouter: what this router learned. bestRoutes is the whole VPC's programmed
             # routes in the region (other routers' too), so two routers in one VPC would share them.
-            return router_sessions, _routes(name, _objects(result, "bestRoutesForRouter"), router_sessions)
+            learned = _objects(result, "bestRoutesForRouter")
+            router_routes, known[name] = _routes(name, learned, router_sessions, self._known_routes.get(name, {}))
+            return router_sessions, router_routes
 
-        for router_sessions, router_routes in self._fan_out(router_records, router_names):
+        # Every gateway's and router's status in one fan-out: no wait for the slowest gateway call
+        # before the first router call.
+        gateway_names = sorted(_text(g, "name") for g in gateways)
+        statuses = self._fan_out(
+            lambda call: gateway_status(call[1]) if call[0] == "gateway" else router_records(call[1]),
+            [("gateway", name) for name in gateway_names] + [("router", name) for name in router_names],
+        )
+        ha_gateways = tuple(
+            _ha_gateway(name, status)
+            for name, status in zip(gateway_names, statuses[: len(gateway_names)], strict=True)
+        )
+        sessions: list[BgpSession] = []
+        routes: list[LearnedRoute] = []
+        for router_sessions, router_routes in statuses[len(gateway_names) :]:
             sessions.extend(router_sessions)
             routes.extend(router_routes)
+        self._known_routes = known
 
         packet_counts: tuple[PacketCount, ...] = ()
         if self._packets is not None:
@@ -233,10 +247,14 @@ def _session(router: str, peer: Any) -> BgpSession:
     )
 
 
-def _routes(router: str, best_routes: list[dict[str, Any]], sessions: list[BgpSession]) -> list[LearnedRoute]:
-    """`best_routes` is the router status's `bestRoutesForRouter` (see the comment in `_poll`)."""
+def _routes(
+    router: str, best_routes: list[dict[str, Any]], sessions: list[BgpSession], previous: KnownRoutes
+) -> tuple[list[LearnedRoute], KnownRoutes]:
+    """The BGP routes of `best_routes` (the router status's `bestRoutesForRouter`, see `_poll`), and
+    them as `KnownRoutes` for the next poll; a route equal to one in `previous` is that record."""
     by_peer_ip = {s.peer_ip: s for s in sessions if s.peer_ip}
     routes = []
+    known: KnownRoutes = {}
     tunnels: dict[str, str | None] = {}
     # The inner loop of 50,000 routes a region: plain dict reads, one type check per value used.
     for route in best_routes:
@@ -252,21 +270,22 @@ def _routes(router: str, best_routes: list[dict[str, Any]], sessions: list[BgpSe
                 f"route {prefix!r} via {next_hop!r}: destRange, nextHopIp, nextHopVpnTunnel must be strings"
             )
         session = by_peer_ip.get(next_hop)
-        if session is not None:
-            next_hop = session.peer_ip  # one string per peer, not one per route (50,000 a snapshot)
         if url not in tunnels:
             tunnels[url] = last_segment(url)
-        routes.append(
-            LearnedRoute(
-                router=router,
-                prefix=prefix,
-                next_hop=next_hop,
-                peer=session.peer if session else None,
-                # nextHopVpnTunnel names the path; the session's linked tunnel is the same one when absent.
-                tunnel=tunnels[url] or (session.tunnel if session else None),
-            )
-        )
-    return routes
+        peer = session.peer if session else None
+        # nextHopVpnTunnel names the path; the session's linked tunnel is the same one when absent.
+        tunnel = tunnels[url] or (session.tunnel if session else None)
+        route_record = previous.get(next_hop, {}).get(prefix)
+        if route_record is None or route_record.peer != peer or route_record.tunnel != tunnel:
+            # A known session's peer address is one string for all its routes, not one per route.
+            hop = session.peer_ip if session else next_hop
+            route_record = LearnedRoute(router=router, prefix=prefix, next_hop=hop, peer=peer, tunnel=tunnel)
+        bucket = known.get(route_record.next_hop)
+        if bucket is None:
+            bucket = known[route_record.next_hop] = {}
+        bucket[route_record.prefix] = route_record
+        routes.append(route_record)
+    return routes, known
 
 
 # Typed reads of the REST JSON: a value of the wrong type is a malformed response (`_as_malformed`),

@@ -189,8 +189,9 @@ def test_polls_reuse_their_connections(gcp: FakeGcp, make: Any) -> None:
     for _ in range(3):
         exporter.poll()
 
-    # 18 calls over at most as many connections as calls ran at once (the two routers' statuses).
-    assert gcp.calls("^/compute/") == 18 and 1 <= gcp.connections <= 2
+    # 18 calls over at most as many connections as calls ran at once (the statuses of the gateway
+    # and the two routers).
+    assert gcp.calls("^/compute/") == 18 and 1 <= gcp.connections <= 3
 
 
 def test_connections_the_server_dropped_are_replaced_without_a_failed_poll(tmp_path: Path) -> None:
@@ -337,3 +338,25 @@ def test_the_poll_never_imports_the_compute_client(tmp_path: Path) -> None:
     )
 
     assert out.stdout.split() == ["4", "False"]
+
+
+def test_routes_are_reported_as_they_are_now_whatever_the_last_poll_saw(gcp: FakeGcp, make: Any) -> None:
+    exporter = make()
+    first = exporter.poll().routes
+    via_tunnel_0 = ("cr-aws", "10.20.0.0/16", "169.254.10.2")
+
+    def route(routes: tuple[Any, ...]) -> Any:
+        return next(r for r in routes if (r.router, r.prefix, r.next_hop) == via_tunnel_0)
+
+    assert (route(first).peer, route(first).tunnel) == ("aws-peer-0", "aws-tun-0")
+    second = exporter.poll().routes
+    assert second == first and route(second) is route(first)  # unchanged: the same record, not a copy
+
+    best = gcp.router_status("cr-aws")["bestRoutesForRouter"]
+    best[0]["nextHopVpnTunnel"] = gcp.link(gcp.regional("vpnTunnels"), "aws-tun-3")
+    assert (route(exporter.poll().routes).peer, route(exporter.poll().routes).tunnel) == ("aws-peer-0", "aws-tun-3")
+
+    peers = gcp.router_status("cr-aws")["bgpPeerStatus"]
+    peers[:] = [p for p in peers if p["name"] != "aws-peer-0"]
+    now = route(exporter.poll().routes)
+    assert (now.peer, now.tunnel) == (None, "aws-tun-3")

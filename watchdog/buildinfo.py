@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
-import subprocess
-from pathlib import Path
+import sys
 
 from watchdog import __version__
 
@@ -21,8 +19,8 @@ def revision() -> str:
     env = os.environ.get("VPN_WATCHDOG_REVISION", "").strip()
     if env:
         return env
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    if not os.path.exists(os.path.join(root, ".git")):
         return "unknown"
     try:
         found = _read_head(root)
@@ -30,9 +28,11 @@ def revision() -> str:
         found = None
     if found:
         return found
+    import subprocess
+
     try:
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            ["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
             capture_output=True,
             text=True,
             timeout=2,
@@ -43,31 +43,36 @@ def revision() -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def _read_head(root: Path) -> str | None:
+def _read_head(root: str | os.PathLike[str]) -> str | None:
     """HEAD's commit read from the repository's files (a checkout, a worktree): `git rev-parse`
     costs a process start, as much as the rest of `watchdog --version`. None: ask git."""
-    git = root / ".git"
-    if git.is_file():  # a worktree or submodule: "gitdir: <path>"
-        kind, _, where = git.read_text(encoding="utf-8").partition(":")
+    git = os.path.join(root, ".git")
+    if os.path.isfile(git):  # a worktree or submodule: "gitdir: <path>"
+        kind, _, where = _read(git).partition(":")
         if kind.strip() != "gitdir":
             return None
-        git = (root / where.strip()).resolve()
-    head = (git / "HEAD").read_text(encoding="utf-8").strip()
+        git = os.path.realpath(os.path.join(root, where.strip()))
+    head = _read(os.path.join(git, "HEAD"))
     if not head.startswith("ref:"):
         return _short(head)  # detached
     ref = head.removeprefix("ref:").strip()
     common = git
-    if (git / "commondir").is_file():  # a worktree's branches live in the main repository
-        common = (git / (git / "commondir").read_text(encoding="utf-8").strip()).resolve()
+    if os.path.isfile(os.path.join(git, "commondir")):  # a worktree's branches live in the main repository
+        common = os.path.realpath(os.path.join(git, _read(os.path.join(git, "commondir"))))
     for base in (git, common):
-        if (base / ref).is_file():
-            return _short((base / ref).read_text(encoding="utf-8").strip())
-    if (common / "packed-refs").is_file():
-        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
+        if os.path.isfile(os.path.join(base, ref)):
+            return _short(_read(os.path.join(base, ref)))
+    if os.path.isfile(os.path.join(common, "packed-refs")):
+        for line in _read(os.path.join(common, "packed-refs")).splitlines():
             sha, _, name = line.partition(" ")
             if name == ref:
                 return _short(sha)
     return None
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
 
 
 def _short(sha: str) -> str | None:
@@ -75,4 +80,4 @@ def _short(sha: str) -> str | None:
 
 
 def python_version() -> str:
-    return platform.python_version()
+    return sys.version.split()[0]  # as platform.python_version(), without importing platform

@@ -7,21 +7,17 @@ input error. Exceptions are mapped to exit codes here and only here; tracebacks 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from watchdog import __version__
 from watchdog.configpath import default_config_path
 from watchdog.errors import ConfigError, InputError, WatchdogError
-from watchdog.logs import parse_level, setup_logging
 
 # Deliberately light imports: `watchdog run` must hold SIGHUP/SIGTERM before the config code (pydantic,
 # ~0.2 s) is imported, so the rest of the project is imported inside the handlers.
 
-log = logging.getLogger("watchdog")
 
 EPILOG = """\
 examples:
@@ -46,6 +42,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _level(value: str) -> str:
+    from watchdog.logs import parse_level
+
     try:
         return parse_level(value)
     except ValueError as exc:
@@ -305,7 +303,7 @@ def _config_check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from watchdog.daemon import run_daemon
 
-    setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
+    _setup_logging(args.log_format, "DEBUG" if args.debug else args.log_level)
     return run_daemon(
         args.config,
         args.listen,
@@ -319,7 +317,7 @@ def _probe(args: argparse.Namespace) -> int:
     from watchdog.oneshot import probe_once
 
     # The table says what failed; per-probe warnings on stderr would only repeat it.
-    setup_logging("logfmt", "DEBUG" if args.debug else "ERROR")
+    _setup_logging("logfmt", "DEBUG" if args.debug else "ERROR")
     return probe_once(args.config, fmt=args.format, only=args.only)
 
 
@@ -328,7 +326,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     if args.apply and not args.fix_ipsec:
         raise ConfigError("--apply only makes sense with --fix-ipsec")
-    setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
+    _setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
     if args.terraform:
         from watchdog.audit.terraform.command import terraform_main
 
@@ -341,7 +339,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
+    _setup_logging("logfmt", "DEBUG" if args.debug else "WARNING")
     if args.ike_command == "analyze":
         from watchdog.ike_command import analyze_main
 
@@ -363,6 +361,12 @@ def _ike(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return sniff_main(interfaces, peers, args.duration, mtu or 1500, fmt=args.format, netns=netns)
     parser.parse_args(["ike", "--help"])
     return 2
+
+
+def _setup_logging(fmt: str, level: str) -> None:
+    from watchdog.logs import setup_logging
+
+    setup_logging(fmt, level)
 
 
 def version_text() -> str:
@@ -389,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signals.hold()  # first of all: a SIGHUP during start-up must not kill the daemon
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers: dict[str, Any] = {
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _run,
         "probe": _probe,
         "audit": _audit,
