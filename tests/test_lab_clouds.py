@@ -227,6 +227,7 @@ def test_status_page_draws_the_lab_in_chromium(lab: Lab, browser: Any) -> None: 
 
 
 def test_the_aws_view_alone_down_is_asymmetric(lab: Lab) -> None:
+    wait(lambda: not lab.firing("VpnTunnelAsymmetric"), 60, "no VpnTunnelAsymmetric left from before")
     out = labctl(lab.dir, "aws-view", "3", "down").stdout
     assert "VpnTunnelAsymmetric" in out and "aws-view 3 up" in out
     try:
