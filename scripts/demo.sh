@@ -80,7 +80,7 @@ and the on-prem view (strongSwan, FRR). Config: $CONFIG
 
   status page    http://$LISTEN/
   metrics        http://$LISTEN/metrics
-  Alertmanager   http://127.0.0.1:$AM_PORT/#/alerts      (the daemon's alerts, one per problem)
+  Alertmanager   http://127.0.0.1:$AM_PORT/#/alerts      (the daemon's alerts, each sent once: one per view that sees it)
   Prometheus     http://127.0.0.1:$PROM_PORT/classic/alerts  (the shipped rules, evaluated; they send nothing)
                  http://127.0.0.1:$PROM_PORT/classic/graph?g0.expr=vpn_watchdog_tunnel_up
   one-shot check $W probe --once -c $CONFIG
