@@ -215,12 +215,12 @@ def test_status_page_draws_the_lab_in_chromium(lab: Lab, browser: Any) -> None: 
         seen.update(look(browser, port, name))
         return expect(seen)
 
-    wait(lambda: drawn("lab-healthy", lambda s: len(s) == 4 and set(s.values()) == {"up"}), 60, f"4 up: {seen}")
+    wait(lambda: drawn("lab-healthy", lambda s: len(s) == 4 and set(s.values()) == {"up"}), 60, "4 drawn up")
     assert sorted(seen) == sorted(spec.name for spec in topo.TUNNELS), seen
     three = topo.tunnel(3).name
     labctl(lab.dir, "aws-view", "3", "down")
     try:
-        wait(lambda: drawn("lab-aws-view-3-down", lambda s: s.get(three) == "asymmetric"), 60, f"asymmetric: {seen}")
+        wait(lambda: drawn("lab-aws-view-3-down", lambda s: s.get(three) == "asymmetric"), 60, "3 asymmetric")
         assert sorted(state for name, state in seen.items() if name != three) == ["up"] * 3, seen
     finally:
         labctl(lab.dir, "aws-view", "3", "up")
