@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from deploy.lab.emulators.gcp_logging import CloudLogging
 
@@ -89,8 +89,44 @@ class CharonTail:
         return lines
 
 
-class GcpLogShipper:
+class _Shipper:
+    """What both clouds' shippers share: a charon log tail and a thread that ships what it added every
+    `interval` seconds. Subclasses write `ship_once`."""
+
+    thread_name = "logship"
+
+    def __init__(self, path: Path, *, interval: float, from_end: bool) -> None:
+        self.tail = CharonTail(path, from_end=from_end)
+        self.interval = interval
+        self.shipped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ship_once(self, now: float | None = None) -> int:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.ship_once()
+            except Exception:  # a bad line, a refused write or a full disk must not end the emulator
+                log.exception("shipping %s failed", self.tail.path)
+
+
+class GcpLogShipper(_Shipper):
     """Tails one charon log into Cloud VPN entries of the lab's HA gateway, every `interval` seconds."""
+
+    thread_name = "logship-gcp"
 
     def __init__(
         self,
@@ -103,15 +139,11 @@ class GcpLogShipper:
         interval: float = 0.5,
         from_end: bool = True,
     ) -> None:
-        self.tail = CharonTail(path, from_end=from_end)
+        super().__init__(path, interval=interval, from_end=from_end)
         self.api = logging_api
         self.region = region
         self.gateway_id = gateway_id
         self.tunnel_ids = dict(tunnel_ids)
-        self.interval = interval
-        self.shipped = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def ship_once(self, now: float | None = None) -> int:
         """Write the entries of the lines added since the last call; how many were written."""
@@ -129,23 +161,6 @@ class GcpLogShipper:
             written += 1
         self.shipped += written
         return written
-
-    def start(self) -> GcpLogShipper:
-        self._thread = threading.Thread(target=self._run, name="logship-gcp", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.ship_once()
-            except Exception:  # a bad line or a full disk must not end the emulator
-                log.exception("shipping %s failed", self.tail.path)
 
 
 # --- AWS --------------------------------------------------------------------------------------------
@@ -300,11 +315,13 @@ def aws_record(details: str, phases: AwsTunnelPhases, at: float) -> dict[str, An
     }
 
 
-class AwsLogShipper:
+class AwsLogShipper(_Shipper):
     """Tails the AWS side's charon log into tunnel activity records, every `interval` seconds.
 
     `logs` is a boto3 CloudWatch Logs client of the AWS emulator; the group and streams exist.
     """
+
+    thread_name = "logship-aws"
 
     def __init__(
         self,
@@ -317,16 +334,12 @@ class AwsLogShipper:
         interval: float = 0.5,
         from_end: bool = True,
     ) -> None:
-        self.tail = CharonTail(path, from_end=from_end)
+        super().__init__(path, interval=interval, from_end=from_end)
         self.logs = logs
         self.log_group = log_group
         self.streams = dict(streams)
         sas = list(initial)
         self.phases = {name: AwsTunnelPhases.from_sas(name, sas, s.customer_gateway_ip) for name, s in streams.items()}
-        self.interval = interval
-        self.shipped = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def records(self, lines: Iterable[str], now: float) -> dict[str, list[dict[str, Any]]]:
         """stream name -> the PutLogEvents events of these lines, in order."""
@@ -353,20 +366,3 @@ class AwsLogShipper:
             written += len(events)
         self.shipped += written
         return written
-
-    def start(self) -> AwsLogShipper:
-        self._thread = threading.Thread(target=self._run, name="logship-aws", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.ship_once()
-            except Exception:  # a bad line or a refused put must not end the emulator
-                log.exception("shipping %s failed", self.tail.path)
