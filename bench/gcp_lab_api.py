@@ -76,9 +76,11 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--polls", type=int, default=100)
     p.add_argument("--prefix", default="vwm-")
-    p.add_argument("--ports", default="19295,19296,19297,19298", help="gcp, monitoring, prometheus, alertmanager")
+    p.add_argument(
+        "--ports", default="19295,19296,19297,19298,19294", help="gcp, monitoring, prometheus, alertmanager, aws"
+    )
     args = p.parse_args()
-    gcp_port, mon_port, prom_port, am_port = (int(x) for x in args.ports.split(","))
+    gcp_port, mon_port, prom_port, am_port, aws_port = (int(x) for x in args.ports.split(","))
     lab_dir = Path(tempfile.mkdtemp(prefix=f"{args.prefix}bench-"))
     lab_dir.chmod(0o755)
     base = f"http://127.0.0.1:{gcp_port}"
@@ -97,6 +99,8 @@ def main() -> int:
                 str(gcp_port),
                 "--gcp-monitoring-port",
                 str(mon_port),
+                "--aws-port",
+                str(aws_port),  # the lab starts its AWS endpoint too: not on the demo's default port
                 "--watchdog-addr",
                 "127.0.0.1:19299",
             ).splitlines()[0]
