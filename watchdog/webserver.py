@@ -178,8 +178,12 @@ class _Server(ThreadingHTTPServer):
         fields: dict[str, Any] = {"remote": _remote(client_address), "err": f"{kind}: {exc}"}
         if skipped:
             fields["suppressed"] = skipped
-        client_left = isinstance(exc, ConnectionError | TimeoutError | ssl.SSLEOFError)
+        client_left = isinstance(exc, _CLIENT_LEFT)
         log.log(logging.DEBUG if client_left else logging.WARNING, "http connection failed", extra={"fields": fields})
+
+
+# What a write to a client that has gone raises: not a handler fault, so no traceback and no 500.
+_CLIENT_LEFT = (ConnectionError, TimeoutError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 def _remote(address: Any) -> str:
@@ -349,8 +353,8 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str) -> None:
             try:
                 self._dispatch(method)
-            except ConnectionError:
-                raise  # the client left: the server logs it at debug
+            except _CLIENT_LEFT:
+                raise  # the client left mid-response (over TLS an SSLEOFError): the server logs it at debug
             except Exception as exc:
                 log.error(
                     "http handler failed",
