@@ -8,15 +8,11 @@ so a cut shows within seconds. The emulator is the one `labctl up` starts (Compu
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,79 +22,43 @@ from google.cloud import compute_v1
 from deploy.lab import topology as topo
 from exporters.gcp import GcpExporter, monitoring_client
 from tests.compute_shapes import shape_errors
-from tests.conftest import free_port, lab_prefix, require_root
+from tests.conftest import lab_prefix
+from tests.lab_fixture import Lab, running_lab
 from watchdog.config import GcpExporterConfig
 from watchdog.model import Snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-LABCTL = REPO / "deploy" / "lab" / "labctl.py"
 PREFIX = lab_prefix("g")
 REGIONAL = f"/compute/v1/projects/{topo.GCP_PROJECT}/regions/{topo.GCP_REGION}"
 
 
-def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    python = shutil.which("python3") or sys.executable
-    return subprocess.run(
-        [python, str(LABCTL), "--dir", str(lab_dir), *args], capture_output=True, text=True, timeout=timeout
-    )
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab("g") as lab:
+        state = json.loads((lab.dir / "state.json").read_text())
+        assert (state["gcp_api_port"], state["gcp_monitoring_port"]) == (lab.ports["gcp"], lab.ports["monitoring"])
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
-    require_root()
-    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
-    directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
-    ports = {"gcp": free_port(), "monitoring": free_port()}
-    try:
-        result = labctl(
-            directory,
-            "up",
-            "--prefix",
-            PREFIX,
-            "--prom-port",
-            str(free_port()),
-            "--am-port",
-            str(free_port()),
-            "--gcp-port",
-            str(ports["gcp"]),
-            "--gcp-monitoring-port",
-            str(ports["monitoring"]),
-            "--aws-port",
-            str(free_port()),
-        )
-        assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
-        state = json.loads((directory / "state.json").read_text())
-        assert (state["gcp_api_port"], state["gcp_monitoring_port"]) == (ports["gcp"], ports["monitoring"])
-        yield {
-            "dir": directory,
-            "url": f"http://127.0.0.1:{ports['gcp']}",
-            "mon": f"http://127.0.0.1:{ports['monitoring']}",
-        }
-    finally:
-        labctl(directory, "down")
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def exporter(lab: dict[str, Any]) -> Iterator[GcpExporter]:
+def exporter(lab: Lab) -> Iterator[GcpExporter]:
     config = GcpExporterConfig(
         name="gcp-lab",
         type="gcp",
         project=topo.GCP_PROJECT,
         region=topo.GCP_REGION,
-        endpoint=lab["url"],
-        monitoring_endpoint=lab["mon"],
+        endpoint=lab.url("gcp"),
+        monitoring_endpoint=lab.url("monitoring"),
     )  # no credentials: anonymous over plain http
     built = GcpExporter(config, timeout=5.0)
     yield built
     built.close()
 
 
-def get(lab: dict[str, Any], path: str) -> tuple[int, Any]:
+def get(lab: Lab, path: str) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(f"{lab['url']}{path}", timeout=5) as response:  # loopback only
+        with urllib.request.urlopen(f"{lab.url('gcp')}{path}", timeout=5) as response:  # loopback only
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -115,7 +75,7 @@ def poll_until(exporter: GcpExporter, check: Callable[[Snapshot], bool], timeout
         time.sleep(0.2)
 
 
-def test_healthy_lab_seen_through_the_gcp_api(lab: dict[str, Any], exporter: GcpExporter) -> None:
+def test_healthy_lab_seen_through_the_gcp_api(lab: Lab, exporter: GcpExporter) -> None:
     snapshot = exporter.poll()
 
     assert [(t.name, t.status, t.local_ip, t.peer_ip, t.router) for t in snapshot.tunnels] == [
@@ -130,7 +90,7 @@ def test_healthy_lab_seen_through_the_gcp_api(lab: dict[str, Any], exporter: Gcp
     assert [(g.name, g.redundancy_met) for g in snapshot.gateways] == [(topo.HA_VPN_GATEWAY, True)]
 
 
-def test_lab_responses_fit_compute_v1(lab: dict[str, Any]) -> None:
+def test_lab_responses_fit_compute_v1(lab: Lab) -> None:
     project = f"/compute/v1/projects/{topo.GCP_PROJECT}"
     documents = {
         f"{REGIONAL}/vpnTunnels": compute_v1.VpnTunnelList,
@@ -163,13 +123,13 @@ def compute(rest: str) -> str:
     return f"https://www.googleapis.com/compute/v1/projects/{topo.GCP_PROJECT}/{rest}"
 
 
-def test_cut_shows_in_the_gcp_api_and_restore_brings_it_back(lab: dict[str, Any], exporter: GcpExporter) -> None:
+def test_cut_shows_in_the_gcp_api_and_restore_brings_it_back(lab: Lab, exporter: GcpExporter) -> None:
     def tunnel3_down(s: Snapshot) -> bool:
         tunnel = next(t for t in s.tunnels if t.name == "tun3")
         session = next(x for x in s.bgp_sessions if x.peer == "peer-tun3")
         return not tunnel.up and not session.up
 
-    assert labctl(lab["dir"], "cut", "3").returncode == 0
+    assert lab.labctl("cut", "3").returncode == 0
     snapshot, took = poll_until(exporter, tunnel3_down, 30)
     print(f"\ncut 3 -> tunnel and peer down in the GCP API after {took:.2f} s")
     tun3 = next(t for t in snapshot.tunnels if t.name == "tun3")
@@ -178,12 +138,12 @@ def test_cut_shows_in_the_gcp_api_and_restore_brings_it_back(lab: dict[str, Any]
     assert not any(r.tunnel == "tun3" for r in snapshot.routes)
     assert snapshot.gateways[0].redundancy_met is False
 
-    assert labctl(lab["dir"], "restore", "3").returncode == 0
+    assert lab.labctl("restore", "3").returncode == 0
     _, took = poll_until(exporter, lambda s: all(t.up for t in s.tunnels) and all(x.up for x in s.bgp_sessions), 60)
     print(f"restore 3 -> all up again in the GCP API after {took:.2f} s")
 
 
-def test_removing_the_spoke_network_drops_it_from_the_advertisements(lab: dict[str, Any]) -> None:
+def test_removing_the_spoke_network_drops_it_from_the_advertisements(lab: Lab) -> None:
     def advertised() -> list[str]:
         _, router = get(lab, f"{REGIONAL}/routers/{topo.CLOUD_ROUTER}")
         return [r["range"] for r in router["bgp"]["advertisedIpRanges"]]
@@ -191,35 +151,35 @@ def test_removing_the_spoke_network_drops_it_from_the_advertisements(lab: dict[s
     # The DNS forwarders' stand-in range is advertised as the real one.
     every = [topo.GCP_VPC[0], topo.SPOKE_RANGE, topo.DNS_FORWARDING_RANGE]
     assert advertised() == every
-    assert labctl(lab["dir"], "advertise", "no-spoke").returncode == 0
+    assert lab.labctl("advertise", "no-spoke").returncode == 0
     try:
         deadline = time.monotonic() + 15
         while advertised() != [topo.GCP_VPC[0], topo.DNS_FORWARDING_RANGE] and time.monotonic() < deadline:
             time.sleep(0.2)
         assert advertised() == [topo.GCP_VPC[0], topo.DNS_FORWARDING_RANGE]
     finally:
-        assert labctl(lab["dir"], "advertise", "spoke").returncode == 0
+        assert lab.labctl("advertise", "spoke").returncode == 0
     deadline = time.monotonic() + 15
     while advertised() != every and time.monotonic() < deadline:
         time.sleep(0.2)
     assert advertised() == every
 
 
-def test_what_the_emulator_does_not_implement_answers_at_once(lab: dict[str, Any]) -> None:
+def test_what_the_emulator_does_not_implement_answers_at_once(lab: Lab) -> None:
     start = time.monotonic()
     status, body = get(lab, f"{REGIONAL}/forwardingRules")
     assert status == 404 and body["error"]["errors"][0]["reason"] == "notFound"
-    log = (lab["dir"] / "gcp" / "api.log").read_text()
+    log = (lab.dir / "gcp" / "api.log").read_text()
     assert f"404 notFound: GET {REGIONAL}/forwardingRules" in log
 
-    client = monitoring_client(lab["mon"], None)
+    client = monitoring_client(lab.url("monitoring"), None)
     with pytest.raises(Exception) as info:
         client.list_metric_descriptors(name=f"projects/{topo.GCP_PROJECT}", timeout=5)
     assert getattr(info.value, "grpc_status_code", None) == grpc.StatusCode.UNIMPLEMENTED
     assert time.monotonic() - start < 5
 
 
-def test_packet_counters_rise_while_a_ping_runs_across_a_tunnel(lab: dict[str, Any], exporter: GcpExporter) -> None:
+def test_packet_counters_rise_while_a_ping_runs_across_a_tunnel(lab: Lab, exporter: GcpExporter) -> None:
     def counts(s: Snapshot) -> dict[tuple[str, str], int]:
         return {(c.tunnel, c.direction): int(c.count) for c in s.packet_counts if c.status == "successful"}
 
