@@ -10,11 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,71 +24,49 @@ import pytest
 
 from deploy.lab import topology as topo
 from exporters.aws import AwsExporter
-from tests.conftest import free_port, lab_prefix, require_root
+from tests.conftest import lab_prefix
+from tests.lab_fixture import Lab, running_lab
 from watchdog.config import AwsExporterConfig
 from watchdog.exposition import render_snapshot
 from watchdog.model import Snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-LABCTL = REPO / "deploy" / "lab" / "labctl.py"
 PREFIX = lab_prefix("w")
 KEYS = {"AWS_ACCESS_KEY_ID": "AKIATESTWATCHDOG0001", "AWS_SECRET_ACCESS_KEY": "test-secret-key-not-real"}
 
 
-def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    python = shutil.which("python3") or sys.executable
-    return subprocess.run(
-        [python, str(LABCTL), "--dir", str(lab_dir), *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
-    require_root()
-    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
-    directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
-    port, gcp_port = free_port(), free_port()
+def lab() -> Iterator[Lab]:
     with pytest.MonkeyPatch.context() as env:
         for key, value in KEYS.items():
             env.setenv(key, value)
         env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        try:
-            ports = ("--prom-port", "--am-port", "--gcp-monitoring-port")
-            result = labctl(
-                directory,
-                "up",
-                "--prefix",
-                PREFIX,
-                *(arg for option in ports for arg in (option, str(free_port()))),
-                "--gcp-port",
-                str(gcp_port),
-                "--aws-port",
-                str(port),
-            )
-            assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
-            assert f"AWS API http://127.0.0.1:{port}" in result.stdout
-            info = json.loads((directory / "aws" / "api.json").read_text())
-            assert info["endpoint_url"] == f"http://127.0.0.1:{port}"
-            yield {"dir": directory, "url": info["endpoint_url"], "info": info, "gcp": f"http://127.0.0.1:{gcp_port}"}
-        finally:
-            labctl(directory, "down")
-            shutil.rmtree(directory, ignore_errors=True)
+        with running_lab("w") as lab:
+            assert f"AWS API {lab.url('aws')}" in lab.up_output
+            yield lab
 
 
 @pytest.fixture(scope="module")
-def ec2(lab: dict[str, Any]) -> Any:
-    return boto3.session.Session().client("ec2", region_name=topo.AWS_REGION, endpoint_url=lab["url"])
+def aws_api(lab: Lab) -> dict[str, Any]:
+    """What `labctl up` wrote about the AWS emulator: its endpoint, VPN connections and tunnels."""
+    written: dict[str, Any] = json.loads((lab.dir / "aws" / "api.json").read_text())
+    assert written["endpoint_url"] == lab.url("aws")
+    return written
 
 
 @pytest.fixture(scope="module")
-def exporter(lab: dict[str, Any]) -> Iterator[AwsExporter]:
+def ec2(lab: Lab) -> Any:
+    return boto3.session.Session().client("ec2", region_name=topo.AWS_REGION, endpoint_url=lab.url("aws"))
+
+
+@pytest.fixture(scope="module")
+def exporter(lab: Lab) -> Iterator[AwsExporter]:
     config = AwsExporterConfig(
         name="aws-lab",
         type="aws",
         region=topo.AWS_REGION,
-        endpoint_url=lab["url"],
+        endpoint_url=lab.url("aws"),
         tunnel_logs={"log_group": topo.AWS_TUNNEL_LOG_GROUP},
     )
     built = AwsExporter(config, timeout=10.0)
@@ -135,13 +110,13 @@ def telemetry(ec2: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def swan_conn(lab: dict[str, Any], name: str) -> topo.ConnProposals:
-    return topo.conn_proposals((lab["dir"] / "aws" / "strongswan" / "swanctl.conf").read_text())[name]
+def swan_conn(lab: Lab, name: str) -> topo.ConnProposals:
+    return topo.conn_proposals((lab.dir / "aws" / "strongswan" / "swanctl.conf").read_text())[name]
 
 
-def aws_prefixes_received(lab: dict[str, Any]) -> dict[str, int]:
+def aws_prefixes_received(lab: Lab) -> dict[str, int]:
     out = subprocess.run(
-        ["vtysh", "--vty_socket", str(lab["dir"] / "aws" / "frr"), "-c", "show bgp summary json"],
+        ["vtysh", "--vty_socket", str(lab.dir / "aws" / "frr"), "-c", "show bgp summary json"],
         capture_output=True,
         text=True,
         timeout=10,
@@ -150,19 +125,21 @@ def aws_prefixes_received(lab: dict[str, Any]) -> dict[str, int]:
     return {address: int(peer["pfxRcd"]) for address, peer in peers.items()}
 
 
-def aws_sa(lab: dict[str, Any], name: str) -> str:
+def aws_sa(lab: Lab, name: str) -> str:
     """The AWS side's `swanctl --list-sas` lines of one connection."""
     out = subprocess.run(
-        ["swanctl", "--list-sas", "--ike", name, "--uri", f"unix://{lab['dir'] / 'aws' / 'charon.vici'}"],
+        ["swanctl", "--list-sas", "--ike", name, "--uri", f"unix://{lab.dir / 'aws' / 'charon.vici'}"],
         capture_output=True,
         text=True,
         timeout=10,
-        env={**os.environ, "STRONGSWAN_CONF": str(lab["dir"] / "aws" / "strongswan" / "strongswan.conf")},
+        env={**os.environ, "STRONGSWAN_CONF": str(lab.dir / "aws" / "strongswan" / "strongswan.conf")},
     )
     return out.stdout
 
 
-def test_healthy_lab_seen_through_the_aws_api(lab: dict[str, Any], ec2: Any, exporter: AwsExporter) -> None:
+def test_healthy_lab_seen_through_the_aws_api(
+    lab: Lab, aws_api: dict[str, Any], ec2: Any, exporter: AwsExporter
+) -> None:
     described = ec2.describe_vpn_connections()
     model = botocore.session.get_session().get_service_model("ec2")
     assert unknown_members(described, model.operation_model("DescribeVpnConnections").output_shape) == []
@@ -202,18 +179,20 @@ def test_healthy_lab_seen_through_the_aws_api(lab: dict[str, Any], ec2: Any, exp
         (spec.aws_outside, True, spec.aws_inside, spec.gcp_inside) for spec in topo.TUNNELS
     ]
     paths = {prefix: {r.connection for r in snapshot.routes if r.prefix == prefix} for prefix in topo.GCP_VPC}
-    assert paths == {prefix: set(lab["info"]["vpn_connections"]) for prefix in topo.GCP_VPC}
+    assert paths == {prefix: set(aws_api["vpn_connections"]) for prefix in topo.GCP_VPC}
 
 
-def test_an_action_the_emulator_lacks_answers_invalid_action_at_once(lab: dict[str, Any], ec2: Any) -> None:
-    vpn = lab["info"]["tunnels"]["tun1"]
+def test_an_action_the_emulator_lacks_answers_invalid_action_at_once(
+    lab: Lab, aws_api: dict[str, Any], ec2: Any
+) -> None:
+    vpn = aws_api["tunnels"]["tun1"]
     start = time.monotonic()
     with pytest.raises(botocore.exceptions.ClientError) as info:
         ec2.get_vpn_tunnel_replacement_status(VpnConnectionId=vpn["vpn_connection_id"], VpnTunnelOutsideIpAddress="x")
     assert time.monotonic() - start < 5
     error = info.value.response
     assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidAction", 400)
-    assert "400 not implemented: ec2 GetVpnTunnelReplacementStatus" in (lab["dir"] / "aws" / "api.log").read_text()
+    assert "400 not implemented: ec2 GetVpnTunnelReplacementStatus" in (lab.dir / "aws" / "api.log").read_text()
 
 
 def rekeys(snapshot: Snapshot) -> dict[str, int]:
@@ -221,14 +200,14 @@ def rekeys(snapshot: Snapshot) -> dict[str, int]:
     return {t: n for t, e, n in snapshot.logs.events if e == "rekey"}
 
 
-def test_a_rekey_counts_once_for_exactly_that_tunnel(lab: dict[str, Any], exporter: AwsExporter) -> None:
+def test_a_rekey_counts_once_for_exactly_that_tunnel(lab: Lab, exporter: AwsExporter) -> None:
     time.sleep(1.0)  # charon's log has whole seconds: past the second the reader started in
     before = rekeys(exporter.poll())
     lags = []
     for number, side in ((2, "gcp"), (4, "aws")):  # AWS responds to one rekey and initiates the other
         spec = topo.tunnel(number)
         expected = {**before, spec.aws_outside: before.get(spec.aws_outside, 0) + 1}
-        assert labctl(lab["dir"], "rekey", str(number), "--from", side).returncode == 0
+        assert lab.labctl("rekey", str(number), "--from", side).returncode == 0
         asked = time.monotonic()
         while (now := rekeys(exporter.poll())) == before and time.monotonic() < asked + 30:
             time.sleep(0.2)
@@ -241,11 +220,11 @@ def test_a_rekey_counts_once_for_exactly_that_tunnel(lab: dict[str, Any], export
 
 
 def test_a_cut_shows_within_a_poll_and_its_phases_go_down_in_the_logs(
-    lab: dict[str, Any], ec2: Any, exporter: AwsExporter
+    lab: Lab, aws_api: dict[str, Any], ec2: Any, exporter: AwsExporter
 ) -> None:
     spec = topo.tunnel(2)
     exporter.poll()
-    assert labctl(lab["dir"], "cut", "2").returncode == 0
+    assert lab.labctl("cut", "2").returncode == 0
     try:
         snapshot, took = poll_until(
             exporter, lambda s: not next(t for t in s.tunnels if t.name == spec.aws_outside).up, 15
@@ -268,23 +247,23 @@ def test_a_cut_shows_within_a_poll_and_its_phases_go_down_in_the_logs(
         assert snapshot.logs is not None
         assert [(t, e) for t, e, _ in snapshot.logs.events if e == "dpd_timeout"] == [(spec.aws_outside, "dpd_timeout")]
         text = "".join(line for lines in render_snapshot("aws-lab", "aws", snapshot, {}).values() for line in lines)
-        vpn = lab["info"]["tunnels"][spec.name]["vpn_connection_id"]
+        vpn = aws_api["tunnels"][spec.name]["vpn_connection_id"]
         for phase in ("1", "2"):
             assert (
                 f'vpn_watchdog_tunnel_ike_state{{cloud="aws",connection="{vpn}",exporter="aws-lab",'
                 f'phase="{phase}",state="Down",tunnel="{spec.aws_outside}"}} 1.0' in text
             )
     finally:
-        assert labctl(lab["dir"], "restore", "2").returncode == 0
+        assert lab.labctl("restore", "2").returncode == 0
     _, took = poll_until(exporter, lambda s: all(t.up for t in s.tunnels), 60)
     print(f"restore 2 -> all UP again after {took:.2f} s")
 
 
 def test_modify_vpn_tunnel_options_changes_the_tunnels_strongswan_proposals(
-    lab: dict[str, Any], ec2: Any, exporter: AwsExporter
+    lab: Lab, aws_api: dict[str, Any], ec2: Any, exporter: AwsExporter
 ) -> None:
     spec = topo.tunnel(1)
-    vpn = lab["info"]["tunnels"][spec.name]["vpn_connection_id"]
+    vpn = aws_api["tunnels"][spec.name]["vpn_connection_id"]
 
     def modify(encryption: str) -> None:
         ec2.modify_vpn_tunnel_options(
@@ -322,12 +301,12 @@ def test_modify_vpn_tunnel_options_changes_the_tunnels_strongswan_proposals(
     print(f"modify back to AES256 -> UP after {took:.2f} s")
     assert swan_conn(lab, spec.name) == topo.ConnProposals(*topo.SMALL_PROPOSALS, 2)
     assert "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048" in aws_sa(lab, spec.name)
-    assert json.loads((lab["dir"] / "state.json").read_text())["proposals"] == "small"
+    assert json.loads((lab.dir / "state.json").read_text())["proposals"] == "small"
 
 
-def ip_fragments_on_rekeys(lab: dict[str, Any]) -> int:
+def ip_fragments_on_rekeys(lab: Lab) -> int:
     """IP fragments on the aws underlay (the root-namespace tap) while every tunnel rekeys from AWS."""
-    capture = lab["dir"] / "fragments.pcap"
+    capture = lab.dir / "fragments.pcap"
     sniffer = subprocess.Popen(
         ["tcpdump", "-ni", f"{PREFIX}aws-tap", "-U", "-w", str(capture), "ip[6:2] & 0x3fff != 0"],
         stdout=subprocess.DEVNULL,
@@ -337,7 +316,7 @@ def ip_fragments_on_rekeys(lab: dict[str, Any]) -> int:
         time.sleep(1.0)  # tcpdump attached
         for spec in topo.TUNNELS:
             # AWS's CHILD rekey request carries its ESP proposals and a KE of the first DH group
-            assert labctl(lab["dir"], "rekey", str(spec.number), "--from", "aws").returncode == 0
+            assert lab.labctl("rekey", str(spec.number), "--from", "aws").returncode == 0
         time.sleep(0.5)
     finally:
         sniffer.terminate()
@@ -346,7 +325,7 @@ def ip_fragments_on_rekeys(lab: dict[str, Any]) -> int:
     return len(read.stdout.splitlines())
 
 
-def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: dict[str, Any], tmp_path: Path) -> None:
+def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: Lab, tmp_path: Path) -> None:
     from watchdog.audit.command import audit_main
 
     config = tmp_path / "watchdog.yaml"
@@ -355,12 +334,12 @@ def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: d
   - name: aws-lab
     type: aws
     region: {topo.AWS_REGION}
-    endpoint_url: {lab["url"]}
+    endpoint_url: {lab.url("aws")}
   - name: gcp-lab
     type: gcp
     project: {topo.GCP_PROJECT}
     region: {topo.GCP_REGION}
-    endpoint: {lab["gcp"]}
+    endpoint: {lab.url("gcp")}
     monitoring: false
 """
     )
@@ -372,9 +351,9 @@ def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: d
         return sorted((f["rule"], f["object"]) for f in found if f["rule"].startswith("ipsec."))
 
     assert ipsec_findings() == []  # the healthy lab's narrowed proposals audit clean
-    assert labctl(lab["dir"], "mtu", "1000").returncode == 0
+    assert lab.labctl("mtu", "1000").returncode == 0
     try:
-        assert labctl(lab["dir"], "proposals", "big").returncode == 0
+        assert lab.labctl("proposals", "big").returncode == 0
         assert ip_fragments_on_rekeys(lab) > 0
         assert {rule for rule, _ in ipsec_findings()} >= {"ipsec.single-transform"}
         started = time.monotonic()
@@ -384,7 +363,7 @@ def test_fix_ipsec_apply_ends_the_fragmentation_that_big_proposals_caused(lab: d
         print(f"\n--fix-ipsec --apply on 4 tunnels: {time.monotonic() - started:.1f} s (poll interval 0.5 s)")
         assert ipsec_findings() == []
         assert ip_fragments_on_rekeys(lab) == 0
-        assert json.loads((lab["dir"] / "state.json").read_text())["proposals"] == "small"
+        assert json.loads((lab.dir / "state.json").read_text())["proposals"] == "small"
     finally:
-        labctl(lab["dir"], "mtu", "1500")
-        labctl(lab["dir"], "proposals", "small")
+        lab.labctl("mtu", "1500")
+        lab.labctl("proposals", "small")
