@@ -14,10 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,42 +25,38 @@ from typing import Any
 import pytest
 
 from deploy.lab import topology as topo
-from tests.conftest import free_port, lab_prefix, require_root
+from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess
+from tests.lab_fixture import Lab, running_lab
 from tests.test_status_page import browser, look  # noqa: F401 (browser is a fixture)
 from watchdog import cli
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-LABCTL = REPO / "deploy" / "lab" / "labctl.py"
-PREFIX = lab_prefix("c")
 AWS, GCP = topo.AWS_EXPORTER, topo.GCP_EXPORTER
 
 
-def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    python = shutil.which("python3") or sys.executable
-    result = subprocess.run(
-        [python, str(LABCTL), "--dir", str(lab_dir), *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, f"labctl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def own_namespaces() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
-
-
 @dataclass
-class Lab:
-    dir: Path
-    config: Path
+class Watched:
+    """The lab with `watchdog run` on the config `labctl up` wrote, paging the lab's Alertmanager."""
+
+    lab: Lab
     daemon: DaemonProcess
-    am_url: str
+
+    @property
+    def dir(self) -> Path:
+        return self.lab.dir
+
+    @property
+    def config(self) -> Path:
+        return self.lab.config
+
+    def labctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`labctl ARGS` on this lab; it must succeed."""
+        return self.lab.labctl(*args, check=True)
 
     def alerts(self, env: str = "lab") -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.am_url}/api/v2/alerts?active=true", timeout=3) as response:
+        with urllib.request.urlopen(f"{self.lab.url('am')}/api/v2/alerts?active=true", timeout=3) as response:
             return [a for a in json.load(response) if a["labels"].get("env") == env]
 
     def firing(self, name: str, env: str = "lab", **labels: str) -> list[dict[str, Any]]:
@@ -108,45 +101,13 @@ def findings(report: dict[str, Any], rule: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    require_root()
-    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
-    directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
-    port, am_port = free_port(), free_port()
-    daemon: DaemonProcess | None = None
-    try:
-        labctl(
-            directory,
-            "up",
-            "--prefix",
-            PREFIX,
-            "--prom-port",
-            str(free_port()),
-            "--am-port",
-            str(am_port),
-            "--watchdog-addr",
-            f"127.0.0.1:{port}",
-            "--gcp-port",
-            str(free_port()),
-            "--gcp-monitoring-port",
-            str(free_port()),
-            "--aws-port",
-            str(free_port()),
-            timeout=120,
-        )
-        daemon = DaemonProcess(directory / "watchdog.yaml", port)
-        yield Lab(directory, directory / "watchdog.yaml", daemon, f"http://127.0.0.1:{am_port}")
-    finally:
-        if daemon is not None:
+def lab() -> Iterator[Watched]:
+    with running_lab("c") as lab:
+        daemon = DaemonProcess(lab.config, lab.ports["watchdog"])
+        try:
+            yield Watched(lab, daemon)
+        finally:
             assert daemon.stop() == 0
-        subprocess.run(
-            [shutil.which("python3") or sys.executable, str(LABCTL), "--dir", str(directory), "down"],
-            capture_output=True,
-            timeout=60,
-        )
-        leftovers = own_namespaces()
-        shutil.rmtree(directory, ignore_errors=True)
-        assert leftovers == [], f"lab down left namespaces behind: {leftovers}"
 
 
 def pair_labels(n: int) -> dict[str, str]:
@@ -154,7 +115,7 @@ def pair_labels(n: int) -> dict[str, str]:
     return {"aws_exporter": AWS, "aws_tunnel": spec.aws_outside, "gcp_exporter": GCP, "gcp_tunnel": spec.name}
 
 
-def test_healthy_lab_seen_through_both_clouds_and_audited_clean(lab: Lab) -> None:
+def test_healthy_lab_seen_through_both_clouds_and_audited_clean(lab: Watched) -> None:
     for cloud, name, prefixes in (("gcp", GCP, topo.AWS_VPC), ("aws", AWS, topo.GCP_VPC)):
         for prefix in prefixes:
             lab.daemon.wait_for(
@@ -179,8 +140,8 @@ def test_healthy_lab_seen_through_both_clouds_and_audited_clean(lab: Lab) -> Non
     assert (rc, report["findings"]) == (0, []), report["findings"]
 
 
-def test_cut_pages_the_joined_tunnel_down_and_degraded_and_restore_resolves(lab: Lab) -> None:
-    labctl(lab.dir, "cut", "2")
+def test_cut_pages_the_joined_tunnel_down_and_degraded_and_restore_resolves(lab: Watched) -> None:
+    lab.labctl("cut", "2")
     joined = {**pair_labels(2), "exporter": f"{AWS}+{GCP}"}
     took = wait(lambda: lab.firing("VpnTunnelDown", **joined), 60, "the joined VpnTunnelDown of tunnel 2")
     print(f"\ncut 2 -> joined VpnTunnelDown in Alertmanager after {took:.1f} s")
@@ -196,7 +157,7 @@ def test_cut_pages_the_joined_tunnel_down_and_degraded_and_restore_resolves(lab:
         f"{AWS}+{GCP}"
     }
 
-    labctl(lab.dir, "restore", "2")
+    lab.labctl("restore", "2")
     wait(
         lambda: not lab.firing("VpnTunnelDown", gcp_tunnel="tun2") and not lab.firing("VpnRedundancyDegraded"),
         90,
@@ -204,7 +165,7 @@ def test_cut_pages_the_joined_tunnel_down_and_degraded_and_restore_resolves(lab:
     )
 
 
-def test_status_page_draws_the_lab_in_chromium(lab: Lab, browser: Any) -> None:  # noqa: F811
+def test_status_page_draws_the_lab_in_chromium(lab: Watched, browser: Any) -> None:  # noqa: F811
     """The 3 a.m. page on the live lab: four tunnels between their exact endpoints, all up; with
     AWS's view of tunnel 3 down, that line (and only it) is drawn asymmetric."""
     port = int(lab.daemon.url.rsplit(":", 1)[1])
@@ -218,17 +179,17 @@ def test_status_page_draws_the_lab_in_chromium(lab: Lab, browser: Any) -> None: 
     wait(lambda: drawn("lab-healthy", lambda s: len(s) == 4 and set(s.values()) == {"up"}), 60, "4 drawn up")
     assert sorted(seen) == sorted(spec.name for spec in topo.TUNNELS), seen
     three = topo.tunnel(3).name
-    labctl(lab.dir, "aws-view", "3", "down")
+    lab.labctl("aws-view", "3", "down")
     try:
         wait(lambda: drawn("lab-aws-view-3-down", lambda s: s.get(three) == "asymmetric"), 60, "3 asymmetric")
         assert sorted(state for name, state in seen.items() if name != three) == ["up"] * 3, seen
     finally:
-        labctl(lab.dir, "aws-view", "3", "up")
+        lab.labctl("aws-view", "3", "up")
 
 
-def test_the_aws_view_alone_down_is_asymmetric(lab: Lab) -> None:
+def test_the_aws_view_alone_down_is_asymmetric(lab: Watched) -> None:
     wait(lambda: not lab.firing("VpnTunnelAsymmetric"), 60, "no VpnTunnelAsymmetric left from before")
-    out = labctl(lab.dir, "aws-view", "3", "down").stdout
+    out = lab.labctl("aws-view", "3", "down").stdout
     assert "VpnTunnelAsymmetric" in out and "aws-view 3 up" in out
     try:
         took = wait(
@@ -240,11 +201,11 @@ def test_the_aws_view_alone_down_is_asymmetric(lab: Lab) -> None:
         assert not lab.firing("VpnTunnelDown", gcp_tunnel="tun3")
         assert metric(lab.daemon.metrics(), "tunnel_up", exporter=GCP, tunnel="tun3") == [1.0]
     finally:
-        labctl(lab.dir, "aws-view", "3", "up")
+        lab.labctl("aws-view", "3", "up")
     wait(lambda: not lab.firing("VpnTunnelAsymmetric"), 60, "VpnTunnelAsymmetric resolved")
 
 
-def test_fragmenting_proposals_page_are_audited_and_fixed_and_rekeys_fit_again(lab: Lab) -> None:
+def test_fragmenting_proposals_page_are_audited_and_fixed_and_rekeys_fit_again(lab: Watched) -> None:
     # Beside the main daemon, the same lab config without the IKE sniffer and without Cloud
     # Monitoring: only the Cloud VPN log can tell (its alerts carry env=nosniff).
     text = lab.config.read_text()
@@ -257,10 +218,10 @@ def test_fragmenting_proposals_page_are_audited_and_fixed_and_rekeys_fit_again(l
         nosniff.wait_for(f'vpn_watchdog_exporter_up{{cloud="gcp",exporter="{GCP}"}} 1.0', timeout=30)
         assert "vpn_watchdog_sniffer_up" not in nosniff.metrics()
         lab.daemon.wait_for('vpn_watchdog_sniffer_up{interface="aws-wan"} 1.0', timeout=30)
-        labctl(lab.dir, "mtu", "1000")
+        lab.labctl("mtu", "1000")
         start = time.monotonic()
-        labctl(lab.dir, "proposals", "big")  # re-established from AWS: IKE_SA_INIT gets IP-fragmented
-        labctl(lab.dir, "rekey", "1", "--from", "aws")
+        lab.labctl("proposals", "big")  # re-established from AWS: IKE_SA_INIT gets IP-fragmented
+        lab.labctl("rekey", "1", "--from", "aws")
         wait(
             lambda: lab.firing("VpnIkeFragmentation", env="nosniff", exporter=GCP),
             30,
@@ -290,16 +251,16 @@ def test_fragmenting_proposals_page_are_audited_and_fixed_and_rekeys_fit_again(l
         time.sleep(1)  # the sniffer has seen the re-established tunnels
         before, rekeys_before = fragmented(), rekeys()
         for n in (1, 3):
-            labctl(lab.dir, "rekey", str(n), "--from", "aws")
+            lab.labctl("rekey", str(n), "--from", "aws")
         wait(lambda: rekeys() >= rekeys_before + 2, 30, "the sniffer to see both rekeys")
         assert fragmented() == before  # the narrowed proposals fit in one packet at MTU 1000
     finally:
-        labctl(lab.dir, "proposals", "small")
-        labctl(lab.dir, "mtu", "1500")
+        lab.labctl("proposals", "small")
+        lab.labctl("mtu", "1500")
 
 
-def test_withdrawn_spoke_advertisement_is_a_missing_prefix_and_an_audit_error(lab: Lab) -> None:
-    out = labctl(lab.dir, "advertise", "no-spoke").stdout
+def test_withdrawn_spoke_advertisement_is_a_missing_prefix_and_an_audit_error(lab: Watched) -> None:
+    out = lab.labctl("advertise", "no-spoke").stdout
     assert "VpnExpectedPrefixMissing" in out and "routing.spoke-not-advertised" in out  # what to look at
     try:
         wait(
@@ -312,12 +273,12 @@ def test_withdrawn_spoke_advertisement_is_a_missing_prefix_and_an_audit_error(la
         (finding,) = findings(report, "routing.spoke-not-advertised")
         assert rc == 1 and topo.SPOKE_RANGE in finding["message"]
     finally:
-        labctl(lab.dir, "advertise", "spoke")
+        lab.labctl("advertise", "spoke")
     wait(lambda: not lab.firing("VpnExpectedPrefixMissing"), 60, "VpnExpectedPrefixMissing resolved")
 
 
-def test_missing_dns_return_route_times_the_dns_probe_out_and_is_an_audit_error(lab: Lab) -> None:
-    out = labctl(lab.dir, "dns-return", "off").stdout
+def test_missing_dns_return_route_times_the_dns_probe_out_and_is_an_audit_error(lab: Watched) -> None:
+    out = lab.labctl("dns-return", "off").stdout
     assert "timeout" in out and "dns.return-route" in out
     try:
         wait(
@@ -332,5 +293,5 @@ def test_missing_dns_return_route_times_the_dns_probe_out_and_is_an_audit_error(
         rc, report = lab.audit()
         assert rc == 1 and findings(report, "dns.return-route"), report["findings"]
     finally:
-        labctl(lab.dir, "dns-return", "on")
+        lab.labctl("dns-return", "on")
     wait(lambda: not lab.firing("VpnProbeFailing"), 60, "VpnProbeFailing resolved")
