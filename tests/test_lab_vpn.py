@@ -1,20 +1,18 @@
 """The built-in lab with real strongSwan, FRR and dnsmasq, seen through our exporters.
 
-One lab per module (namespace prefix `vwt-`, so a running demo lab `vw-*` is left alone), always torn
-down. Timers are the lab default (BGP 1/3, DPD 2 s), so a cut tunnel shows within seconds.
+One lab per module (namespace prefix `lab_prefix("t")`, so a running demo lab `vw-*` is left alone),
+always torn down (tests/lab_fixture.py). Timers are the lab default (BGP 1/3, DPD 2 s), so a cut
+tunnel shows within seconds.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,66 +21,29 @@ import pytest
 
 from deploy.lab import topology as topo
 from exporters import build_exporter
-from tests.conftest import free_port, lab_prefix, require_root
+from tests.conftest import lab_prefix
+from tests.lab_fixture import Lab, running_lab
 from watchdog.config import Config, load_config
 from watchdog.interfaces import Exporter
 from watchdog.model import Snapshot
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-LABCTL = REPO / "deploy" / "lab" / "labctl.py"
 PREFIX = lab_prefix("t")
 AWS_PREFIXES = {"198.18.1.0/24", "198.18.3.0/24"}
 GCP_PREFIXES = {"198.18.0.0/24", "198.18.2.0/24"}
 
 
-def labctl(lab_dir: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    # The lab tool is stdlib-only and meant to run with the system python3, before any venv exists.
-    python = shutil.which("python3") or sys.executable
-    return subprocess.run(
-        [python, str(LABCTL), "--dir", str(lab_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def gcp_ports() -> list[str]:
-    """Free ports for the lab's cloud API emulators (their defaults belong to the demo lab)."""
-    return ["--gcp-port", str(free_port()), "--gcp-monitoring-port", str(free_port()), "--aws-port", str(free_port())]
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab("t") as lab:
+        print(f"\nlab up: {lab.up_seconds:.2f} s; {lab.up_output.splitlines()[0]}")
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def lab_dir() -> Iterator[Path]:
-    require_root()
-    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}lab-"))
-    directory.chmod(0o755)  # FRR runs as the frr user and must reach its files
-    try:
-        start = time.monotonic()
-        result = labctl(
-            directory,
-            "up",
-            "--prefix",
-            PREFIX,
-            "--prom-port",
-            str(free_port()),
-            "--am-port",
-            str(free_port()),
-            *gcp_ports(),
-        )
-        assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
-        print(f"\nlab up: {time.monotonic() - start:.2f} s; {result.stdout.splitlines()[0]}")
-        yield directory
-    finally:
-        labctl(directory, "down")
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def config(lab_dir: Path) -> Config:
-    return load_config(lab_dir / "watchdog.yaml")
+def config(lab: Lab) -> Config:
+    return load_config(lab.config)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +74,7 @@ def session_up(snapshot: Snapshot, peer: str) -> bool:
     return next(s.up for s in snapshot.bgp_sessions if s.peer == peer)
 
 
-def test_generated_daemon_config_is_valid_and_complete(config: Config, lab_dir: Path) -> None:
+def test_generated_daemon_config_is_valid_and_complete(config: Config, lab: Lab) -> None:
     on_prem = {"aws-frr", "aws-strongswan", "gcp-frr", "gcp-strongswan"}
     clouds = {e.name: e.type for e in config.exporters if e.name not in on_prem}
     assert on_prem < {e.name for e in config.exporters} and set(clouds.values()) <= {"aws", "gcp"}
@@ -188,14 +149,14 @@ def test_dns_answers_from_gcp_across_the_vpn() -> None:
     assert result.stdout.split() == ["198.18.1.10"]
 
 
-def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path, exporters: dict[str, Exporter]) -> None:
+def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab: Lab, exporters: dict[str, Exporter]) -> None:
     views: dict[str, Callable[[], bool]] = {
         "gcp-strongswan": lambda: tunnel_up(exporters["gcp-strongswan"].poll(), "tun1"),
         "aws-strongswan": lambda: tunnel_up(exporters["aws-strongswan"].poll(), "tun1"),
         "gcp-frr": lambda: session_up(exporters["gcp-frr"].poll(), "169.254.10.1"),
         "aws-frr": lambda: session_up(exporters["aws-frr"].poll(), "169.254.10.2"),
     }
-    assert labctl(lab_dir, "cut", "1").returncode == 0
+    assert lab.labctl("cut", "1").returncode == 0
     down = seconds_until(views, False, 15)
     print(f"\ncut tunnel 1 -> seen down after (s): {down}")
     assert all(seconds is not None for seconds in down.values()), down
@@ -208,14 +169,14 @@ def test_cut_tunnel_shows_down_within_seconds_and_comes_back(lab_dir: Path, expo
         "169.254.11.5",
     }
 
-    assert labctl(lab_dir, "restore", "1").returncode == 0
+    assert lab.labctl("restore", "1").returncode == 0
     back = seconds_until(views, True, 20)
     print(f"restore tunnel 1 -> seen up after (s): {back}")
     assert all(seconds is not None for seconds in back.values()), back
 
 
 def capture(
-    tap: str, action: Callable[[], None], stop: Callable[[set[tuple[str, int, bool]]], bool], seconds: float = 8
+    tap: str, action: Callable[[], object], stop: Callable[[set[tuple[str, int, bool]]], bool], seconds: float = 8
 ) -> set[tuple[str, int, bool]]:
     """(destination, UDP port or 0 for a non-first fragment, IP-fragmented?) of IPv4 UDP frames
     seen on `tap` while `action` runs and until `stop(seen)` or `seconds` pass."""
@@ -241,41 +202,37 @@ def capture(
     return seen
 
 
-def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab_dir: Path) -> None:
+def test_ike_tap_mirrors_the_aws_underlay_into_the_root_namespace(lab: Lab) -> None:
     """tcpdump or `watchdog ike sniff -i <prefix>aws-tap` can watch IKE from the host."""
     seen = capture(
         f"{PREFIX}aws-tap",
-        lambda: _ok(labctl(lab_dir, "rekey", "2", "--ike")),
+        lambda: lab.labctl("rekey", "2", "--ike", check=True),
         lambda seen: ("198.51.100.2", 4500, False) in seen,
     )
     assert ("198.51.100.2", 4500, False) in seen, seen
 
 
 def test_small_mtu_and_big_proposals_fragment_ike_and_tunnels_still_come_up(
-    lab_dir: Path, exporters: dict[str, Exporter]
+    lab: Lab, exporters: dict[str, Exporter]
 ) -> None:
     """The field notes' failure: AWS's large default proposal set, IP-fragmented at a small MTU."""
-    _ok(labctl(lab_dir, "mtu", "576"))
+    lab.labctl("mtu", "576", check=True)
     try:
         seen = capture(
             f"{PREFIX}aws-tap",
-            lambda: _ok(labctl(lab_dir, "proposals", "big")),
+            lambda: lab.labctl("proposals", "big", check=True),
             lambda seen: any(fragmented for _, _, fragmented in seen),
         )
         assert any(fragmented for _, _, fragmented in seen), seen
         assert all(t.up for t in exporters["aws-strongswan"].poll().tunnels)
     finally:
-        _ok(labctl(lab_dir, "mtu", "1500"))
-        _ok(labctl(lab_dir, "proposals", "small"))
+        lab.labctl("mtu", "1500", check=True)
+        lab.labctl("proposals", "small", check=True)
     assert all(t.up for t in exporters["gcp-strongswan"].poll().tunnels)
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, f"{result.args}: {result.stderr}"
-
-
-def test_status_reports_every_process_running(lab_dir: Path) -> None:
-    result = labctl(lab_dir, "status", "--json")
+def test_status_reports_every_process_running(lab: Lab) -> None:
+    result = lab.labctl("status", "--json")
     status = json.loads(result.stdout)
     assert result.returncode == 0 and status["up"] is True
     assert sorted(status["processes"]) == sorted(
@@ -296,29 +253,22 @@ def test_status_reports_every_process_running(lab_dir: Path) -> None:
     assert status["child_sas"] == {"gcp": 4, "aws": 4}
 
 
-def test_down_after_a_crash_leaves_nothing_and_up_works_again(lab_dir: Path) -> None:
+def test_down_after_a_crash_leaves_nothing_and_up_works_again(lab: Lab) -> None:
     """Runs last in this module: kill charon hard and delete a namespace (a crashed, half-made lab)."""
-    status = json.loads(labctl(lab_dir, "status", "--json").stdout)
+    status = json.loads(lab.labctl("status", "--json").stdout)
     pids = [info["pid"] for info in status["processes"].values()]
     os.kill(status["processes"]["charon-gcp"]["pid"], signal.SIGKILL)
     subprocess.run(["ip", "netns", "del", f"{PREFIX}inet"], check=True)
 
     start = time.monotonic()
-    assert labctl(lab_dir, "down").returncode == 0
+    assert lab.labctl("down").returncode == 0
     print(f"\nlab down: {time.monotonic() - start:.2f} s")
-    assert not [
-        ns
-        for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-        if ns.startswith(PREFIX)
-    ]
+    assert lab.namespaces() == []
     assert subprocess.run(["ip", "link", "show", f"{PREFIX}aws-tap"], capture_output=True).returncode != 0
     assert not [pid for pid in pids if _running(pid)]
 
-    again = labctl(
-        lab_dir, "up", "--prefix", PREFIX, "--prom-port", str(free_port()), "--am-port", str(free_port()), *gcp_ports()
-    )
-    assert again.returncode == 0, again.stderr
-    assert json.loads(labctl(lab_dir, "status", "--json").stdout)["up"] is True
+    lab.up()  # on fresh ports
+    assert json.loads(lab.labctl("status", "--json").stdout)["up"] is True
 
 
 def _running(pid: int) -> bool:
