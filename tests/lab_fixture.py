@@ -1,5 +1,5 @@
 """One live lab for a test module: `labctl up` in a fresh directory on free ports, `labctl down` and a
-check that no namespace of its prefix is left, whatever the tests did.
+check that no namespace of its prefix is left, whatever the tests did. And the two waits lab tests share.
 
     @pytest.fixture(scope="module")
     def lab() -> Iterator[Lab]:
@@ -15,12 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import free_port, lab_prefix, require_root
+from watchdog.interfaces import Exporter
+from watchdog.model import Snapshot
 
 LABCTL = Path(__file__).resolve().parents[1] / "deploy" / "lab" / "labctl.py"
 # `labctl up` option of each port; the lab's defaults belong to the demo lab, so a test lab takes free ones.
@@ -108,3 +110,25 @@ def running_lab(letter: str, *extra: str, timeout: float = 90) -> Iterator[Lab]:
         leftovers = lab.namespaces()
         shutil.rmtree(directory, ignore_errors=True)
         assert leftovers == [], f"lab down left namespaces behind: {leftovers}"
+
+
+def wait(check: Callable[[], object], timeout: float, what: str) -> float:
+    """Seconds until `check()` is true (tried every 0.2 s); not within `timeout`: the test fails."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def poll_until(exporter: Exporter, check: Callable[[Snapshot], bool], timeout: float) -> tuple[Snapshot, float]:
+    """Poll `exporter` until `check(snapshot)`: that snapshot and the seconds it took."""
+    start = time.monotonic()
+    while True:
+        snapshot = exporter.poll()
+        if check(snapshot):
+            return snapshot, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout:g} s: {snapshot}")
+        time.sleep(0.2)

@@ -13,7 +13,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pytest
 from deploy.lab import topology as topo
 from exporters.aws import AwsExporter
 from tests.conftest import lab_prefix
-from tests.lab_fixture import Lab, running_lab
+from tests.lab_fixture import Lab, poll_until, running_lab
 from watchdog.config import AwsExporterConfig
 from watchdog.exposition import render_snapshot
 from watchdog.model import Snapshot
@@ -72,17 +72,6 @@ def exporter(lab: Lab) -> Iterator[AwsExporter]:
     built = AwsExporter(config, timeout=10.0)
     yield built
     built.close()
-
-
-def poll_until(exporter: AwsExporter, check: Callable[[Snapshot], bool], timeout: float) -> tuple[Snapshot, float]:
-    start = time.monotonic()
-    while True:
-        snapshot = exporter.poll()
-        if check(snapshot):
-            return snapshot, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout:g} s: {snapshot}")
-        time.sleep(0.2)
 
 
 def unknown_members(value: Any, shape: Any, path: str = "") -> list[str]:

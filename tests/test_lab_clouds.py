@@ -27,7 +27,7 @@ import pytest
 from deploy.lab import topology as topo
 from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess
-from tests.lab_fixture import Lab, running_lab
+from tests.lab_fixture import Lab, running_lab, wait
 from tests.test_status_page import browser, look  # noqa: F401 (browser is a fixture)
 from watchdog import cli
 
@@ -73,15 +73,6 @@ class Watched:
             rc = cli.main(["audit", "-c", str(self.config), "--format", "json", *extra])
         assert rc in (0, 1), out.getvalue()
         return rc, json.loads(out.getvalue())
-
-
-def wait(check: Callable[[], object], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metric(page: str, name: str, **labels: str) -> list[float]:

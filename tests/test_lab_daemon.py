@@ -8,14 +8,13 @@ One lab per module (prefix `lab_prefix("d")`, own ports), always torn down, chec
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.daemon_process import DaemonProcess
-from tests.lab_fixture import Lab, running_lab
+from tests.lab_fixture import Lab, running_lab, wait
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -40,15 +39,6 @@ def alerts(lab: Lab) -> list[dict[str, object]]:
     the shipped rules but sends nothing)."""
     with urllib.request.urlopen(f"{lab.url('am')}/api/v2/alerts?active=true", timeout=3) as response:
         return [a for a in json.load(response) if str(a.get("generatorURL", "")).endswith("/metrics")]
-
-
-def wait(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def names(lab: Lab) -> set[str]:

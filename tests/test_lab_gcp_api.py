@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -23,7 +23,7 @@ from deploy.lab import topology as topo
 from exporters.gcp import GcpExporter, monitoring_client
 from tests.compute_shapes import shape_errors
 from tests.conftest import lab_prefix
-from tests.lab_fixture import Lab, running_lab
+from tests.lab_fixture import Lab, poll_until, running_lab
 from watchdog.config import GcpExporterConfig
 from watchdog.model import Snapshot
 
@@ -62,17 +62,6 @@ def get(lab: Lab, path: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def poll_until(exporter: GcpExporter, check: Callable[[Snapshot], bool], timeout: float) -> tuple[Snapshot, float]:
-    start = time.monotonic()
-    while True:
-        snapshot = exporter.poll()
-        if check(snapshot):
-            return snapshot, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout:g} s: {snapshot}")
-        time.sleep(0.2)
 
 
 def test_healthy_lab_seen_through_the_gcp_api(lab: Lab, exporter: GcpExporter) -> None:
