@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 
+from bench.lab_up import down, labctl, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
 from deploy.lab.emulators.aws import TEST_ACCESS_KEY, TEST_SECRET_KEY, MotoAws  # noqa: E402
 from exporters.aws import AwsExporter  # noqa: E402
 from watchdog.config import AwsExporterConfig  # noqa: E402
-
-LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
-
-
-def lab(lab_dir: Path, *args: str) -> str:
-    return subprocess.run([*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True).stdout
 
 
 def latency_ms(call: Callable[[], Any], count: int = 20, gap: float = 0.0) -> float:
@@ -87,30 +80,16 @@ def main() -> int:
     p.add_argument("--prefix", default="vwn-")
     p.add_argument("--ports", default="19395,19396,19397,19398,19399", help="aws, gcp, monitoring, prometheus, am")
     args = p.parse_args()
-    aws_port, gcp_port, mon_port, prom_port, am_port = (int(x) for x in args.ports.split(","))
+    ports = dict(zip(("aws", "gcp", "monitoring", "prom", "am"), (int(x) for x in args.ports.split(",")), strict=True))
     os.environ.update(AWS_ACCESS_KEY_ID=TEST_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=TEST_SECRET_KEY)
     lab_dir = Path(tempfile.mkdtemp(prefix=f"{args.prefix}bench-"))
     lab_dir.chmod(0o755)
-    base = f"http://127.0.0.1:{aws_port}"
+    base = f"http://127.0.0.1:{ports['aws']}"
     try:
         print(
-            lab(
+            labctl(
                 lab_dir,
-                "up",
-                "--prefix",
-                args.prefix,
-                "--prom-port",
-                str(prom_port),
-                "--am-port",
-                str(am_port),
-                "--gcp-port",
-                str(gcp_port),
-                "--gcp-monitoring-port",
-                str(mon_port),
-                "--aws-port",
-                str(aws_port),
-                "--watchdog-addr",
-                "127.0.0.1:19394",
+                *up_args(args.prefix, **ports, watchdog=19394),
             ).splitlines()[0]
         )
         pid = int((lab_dir / "aws" / "api.pid").read_text())
@@ -145,12 +124,12 @@ def main() -> int:
         spec = topo.tunnel(2)
         cuts = []
         for _ in range(args.runs):
-            lab(lab_dir, "cut", "2")
+            labctl(lab_dir, "cut", "2")
             t0 = time.monotonic()
             while status(ec2, spec.aws_outside) != "DOWN" and time.monotonic() - t0 < 60:
                 time.sleep(0.05)
             cuts.append(time.monotonic() - t0)
-            lab(lab_dir, "restore", "2")
+            labctl(lab_dir, "restore", "2")
             t0 = time.monotonic()
             while status(ec2, spec.aws_outside) != "UP" and time.monotonic() - t0 < 60:
                 time.sleep(0.1)
@@ -167,7 +146,7 @@ def main() -> int:
         time.sleep(1.0)
         before, lags = rekeys(), []
         for _ in range(args.runs):
-            lab(lab_dir, "rekey", "2")
+            labctl(lab_dir, "rekey", "2")
             t0 = time.monotonic()
             while (now := rekeys()) == before and time.monotonic() - t0 < 30:
                 time.sleep(0.05)
@@ -182,8 +161,7 @@ def main() -> int:
         api = json.loads((lab_dir / "aws" / "api.json").read_text())
         print(f"ids: {len(api['vpn_connections'])} connections, TGW {api['transit_gateway_id']}")
     finally:
-        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True, check=False)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+        down(lab_dir)
     return 0
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lab_up import down, labctl, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
 from deploy.lab.emulators.gcp import FakeGcp  # noqa: E402
 from exporters.gcp import GcpExporter  # noqa: E402
 from watchdog.config import GcpExporterConfig  # noqa: E402
 
-LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 REGIONAL = f"/compute/v1/projects/{topo.GCP_PROJECT}/regions/{topo.GCP_REGION}"
-
-
-def lab(lab_dir: Path, *args: str) -> str:
-    return subprocess.run([*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True).stdout
 
 
 def fetch(url: str) -> dict[str, object]:
@@ -80,29 +74,15 @@ def main() -> int:
         "--ports", default="19295,19296,19297,19298,19294", help="gcp, monitoring, prometheus, alertmanager, aws"
     )
     args = p.parse_args()
-    gcp_port, mon_port, prom_port, am_port, aws_port = (int(x) for x in args.ports.split(","))
+    ports = dict(zip(("gcp", "monitoring", "prom", "am", "aws"), (int(x) for x in args.ports.split(",")), strict=True))
     lab_dir = Path(tempfile.mkdtemp(prefix=f"{args.prefix}bench-"))
     lab_dir.chmod(0o755)
-    base = f"http://127.0.0.1:{gcp_port}"
+    base = f"http://127.0.0.1:{ports['gcp']}"
     try:
         print(
-            lab(
+            labctl(
                 lab_dir,
-                "up",
-                "--prefix",
-                args.prefix,
-                "--prom-port",
-                str(prom_port),
-                "--am-port",
-                str(am_port),
-                "--gcp-port",
-                str(gcp_port),
-                "--gcp-monitoring-port",
-                str(mon_port),
-                "--aws-port",
-                str(aws_port),  # the lab starts its AWS endpoint too: not on the demo's default port
-                "--watchdog-addr",
-                "127.0.0.1:19299",
+                *up_args(args.prefix, **ports, watchdog=19299),
             ).splitlines()[0]
         )
         pid = int((lab_dir / "gcp" / "api.pid").read_text())
@@ -122,7 +102,7 @@ def main() -> int:
             project=topo.GCP_PROJECT,
             region=topo.GCP_REGION,
             endpoint=base,
-            monitoring_endpoint=f"http://127.0.0.1:{mon_port}",
+            monitoring_endpoint=f"http://127.0.0.1:{ports['monitoring']}",
         )
         exporter = GcpExporter(config, timeout=10)
         start_rss = rss_mib(pid)
@@ -137,7 +117,7 @@ def main() -> int:
         )
         tunnel_times, peer_times = [], []
         for _ in range(args.runs):
-            lab(lab_dir, "cut", "2")
+            labctl(lab_dir, "cut", "2")
             t0 = time.monotonic()
             seen: dict[str, float] = {}
             while len(seen) < 2 and time.monotonic() - t0 < 60:
@@ -149,7 +129,7 @@ def main() -> int:
                 time.sleep(0.05)
             tunnel_times.append(seen.get("tunnel", float("nan")))
             peer_times.append(seen.get("peer", float("nan")))
-            lab(lab_dir, "restore", "2")
+            labctl(lab_dir, "restore", "2")
             t0 = time.monotonic()
             while tunnel2(base) != ("ESTABLISHED", "UP") and time.monotonic() - t0 < 60:
                 time.sleep(0.1)
@@ -159,8 +139,7 @@ def main() -> int:
             f"{statistics.median(tunnel_times):.2f} s {[round(x, 2) for x in tunnel_times]}"
         )
     finally:
-        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True, check=False)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+        down(lab_dir)
     return 0
 
 
