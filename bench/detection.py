@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -29,16 +28,16 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
+sys.path.insert(0, str(ROOT))
+
+from bench.lab_up import down, labctl, up_args  # noqa: E402
+
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 PREFIX = "vwb-"
 AM_PORT, PROM_PORT, WD_PORT = 19193, 19190, 19787
 GCP_PORT = 19191  # and 19192: the lab's GCP API emulator
+AWS_PORT = 19194  # the lab's AWS API emulator
 ADJ_DOWN = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+).*ADJCHANGE: neighbor (\S+).* Down")
-
-
-def lab(lab_dir: Path, *args: str) -> None:
-    subprocess.run([*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True)
 
 
 def alerts() -> list[dict[str, object]]:
@@ -87,7 +86,7 @@ def bgp_down_after(log: Path, since: float) -> float | None:
 def one_run(lab_dir: Path) -> dict[str, float | str]:
     wait(lambda: 'prefix="198.18.1.0/24"} 4.0' in metrics() and not alerts(), 120, "4/4 paths and no alerts")
     cut = time.time()
-    lab(lab_dir, "cut", "1")
+    labctl(lab_dir, "cut", "1")
     first: dict[str, float] = {}
 
     def seen() -> bool:
@@ -102,7 +101,7 @@ def one_run(lab_dir: Path) -> dict[str, float | str]:
     wait(lambda: bgp_down_after(bgpd_log, cut) is not None, 300, "BGP to notice (hold timer)")
     bgp = bgp_down_after(bgpd_log, cut)
     earliest = min(first, key=lambda k: first[k])
-    lab(lab_dir, "restore", "1")
+    labctl(lab_dir, "restore", "1")
     try:
         wait(lambda: not alerts(), 120, "resolution after restore")
     except TimeoutError:
@@ -129,23 +128,19 @@ def main() -> int:
     results: list[dict[str, float | str]] = []
     try:
         started = time.monotonic()
-        lab(
+        labctl(
             lab_dir,
-            "up",
-            "--prefix",
-            PREFIX,
-            "--bgp-timers",
-            args.bgp_timers,
-            "--am-port",
-            str(AM_PORT),
-            "--prom-port",
-            str(PROM_PORT),
-            "--watchdog-addr",
-            f"127.0.0.1:{WD_PORT}",
-            "--gcp-port",
-            str(GCP_PORT),
-            "--gcp-monitoring-port",
-            str(GCP_PORT + 1),
+            *up_args(
+                PREFIX,
+                "--bgp-timers",
+                args.bgp_timers,
+                prom=PROM_PORT,
+                am=AM_PORT,
+                watchdog=WD_PORT,
+                gcp=GCP_PORT,
+                monitoring=GCP_PORT + 1,
+                aws=AWS_PORT,
+            ),
         )
         print(f"lab up in {time.monotonic() - started:.1f}s")
         log = (lab_dir / "watchdog.log").open("wb")
@@ -162,8 +157,7 @@ def main() -> int:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(15)
-        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+        down(lab_dir)
     first = [float(r["first_alert_s"]) for r in results]
     degraded = [float(r["degraded_s"]) for r in results]
     bgp = [float(r["bgp_hold_timer_s"]) for r in results]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -31,21 +30,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lab_up import down, labctl, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
-
-LABCTL = [shutil.which("python3") or sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def lab(lab_dir: Path, *args: str) -> str:
-    return subprocess.run(
-        [*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True, timeout=120
-    ).stdout
 
 
 def alerts(am: str) -> list[dict[str, Any]]:
@@ -90,21 +82,21 @@ def main() -> int:
     directory.chmod(0o755)
     port, am_port = free_port(), free_port()
     am = f"http://127.0.0.1:{am_port}"
-    ports = {
-        "--prom-port": free_port(),
-        "--am-port": am_port,
-        "--gcp-port": free_port(),
-        "--gcp-monitoring-port": free_port(),
-        "--aws-port": free_port(),
-    }
-    up_args = ["up", "--prefix", args.prefix, "--watchdog-addr", f"127.0.0.1:{port}"]
-    up_args += [str(x) for item in ports.items() for x in item]
+    up = up_args(
+        args.prefix,
+        prom=free_port(),
+        am=am_port,
+        watchdog=port,
+        gcp=free_port(),
+        monitoring=free_port(),
+        aws=free_port(),
+    )
     daemon: subprocess.Popen[bytes] | None = None
     try:
         ups = []
         for _ in range(args.ups):
             start = time.monotonic()
-            lab(directory, *up_args)
+            labctl(directory, *up, timeout=120)
             ups.append(time.monotonic() - start)
         state = json.loads((directory / "state.json").read_text())
         log = (directory / "bench-daemon.log").open("wb")
@@ -120,7 +112,7 @@ def main() -> int:
         for i in range(args.cuts):
             spec = topo.TUNNELS[i % len(topo.TUNNELS)]
             start = time.monotonic()
-            lab(directory, "cut", str(spec.number))
+            labctl(directory, "cut", str(spec.number), timeout=120)
             cloud_at = swan_at = None
             while (cloud_at is None or swan_at is None) and time.monotonic() - start < 90:
                 cloud, swan = down_alerts(am, spec.name)
@@ -128,7 +120,7 @@ def main() -> int:
                 cloud_at = now if cloud and cloud_at is None else cloud_at
                 swan_at = now if swan and swan_at is None else swan_at
                 time.sleep(0.05)
-            lab(directory, "restore", str(spec.number))
+            labctl(directory, "restore", str(spec.number), timeout=120)
             print(f"cut {spec.number}: cloud view {cloud_at}, strongswan {swan_at}", flush=True)
             if cloud_at is not None:
                 cloud_times.append(cloud_at)
@@ -159,8 +151,7 @@ def main() -> int:
         if daemon is not None:
             daemon.terminate()
             daemon.wait(10)
-        subprocess.run([*LABCTL, "--dir", str(directory), "down"], capture_output=True, timeout=60)
-        shutil.rmtree(directory, ignore_errors=True)
+        down(directory, timeout=60)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -26,7 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
+sys.path.insert(0, str(ROOT))
+
+from bench.lab_up import down, labctl, up_args  # noqa: E402
+
 WINDOW = 120.0  # seconds at each end of the measured span whose median is taken
 NO_TRIM = (
     "import sys, watchdog.memory, watchdog.runners\n"
@@ -100,33 +102,22 @@ def main() -> int:
         return 2
     lab_dir = Path(tempfile.mkdtemp(prefix="vw-memgrowth-"))
     lab_dir.chmod(0o755)
-    ports = {name: free_port() for name in ("am", "prom", "wd", "ref", "gcp", "mon")}
+    ports = {name: free_port() for name in ("am", "prom", "wd", "ref", "gcp", "mon", "aws")}
     daemons: dict[str, subprocess.Popen[bytes]] = {}
     samples: dict[str, list[tuple[float, float]]] = {"ours": [], "reference": []}
     heap_growth = ""
     try:
-        subprocess.run(
-            [
-                *LABCTL,
-                "--dir",
-                str(lab_dir),
-                "up",
-                "--prefix",
+        labctl(
+            lab_dir,
+            *up_args(
                 args.prefix,
-                "--am-port",
-                str(ports["am"]),
-                "--prom-port",
-                str(ports["prom"]),
-                "--watchdog-addr",
-                f"127.0.0.1:{ports['wd']}",
-                "--gcp-port",
-                str(ports["gcp"]),
-                "--gcp-monitoring-port",
-                str(ports["mon"]),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
+                prom=ports["prom"],
+                am=ports["am"],
+                watchdog=ports["wd"],
+                gcp=ports["gcp"],
+                monitoring=ports["mon"],
+                aws=ports["aws"],
+            ),
         )
         config = str(lab_dir / "watchdog.yaml")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -167,8 +158,7 @@ def main() -> int:
                 daemon.wait(15)
             except subprocess.TimeoutExpired:
                 daemon.kill()
-        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+        down(lab_dir)
 
     print(f"lab daemon, {args.warmup:g} min warm-up, then {args.minutes:g} min sampled every 10 s")
     print(f"{'':10} {'RSS at start':>12} {'growth':>9} {'slope':>10} {'over 2 h':>9}   target < 2 MB over 2 h")

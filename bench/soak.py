@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -32,17 +31,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]
+sys.path.insert(0, str(ROOT))
+
+from bench.lab_up import down, labctl, up_args  # noqa: E402
+
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 # Another soak may run beside this one with VW_SOAK_PREFIX and VW_SOAK_PORT_BASE set.
 PREFIX = os.environ.get("VW_SOAK_PREFIX", "vws-")
 _BASE = int(os.environ.get("VW_SOAK_PORT_BASE", "19290"))
 AM_PORT, PROM_PORT, WD_PORT = _BASE + 3, _BASE, _BASE + 597
 GCP_PORT = _BASE + 1  # and +2: the lab's GCP API emulator
-
-
-def lab(lab_dir: Path, *args: str) -> None:
-    subprocess.run([*LABCTL, "--dir", str(lab_dir), *args], check=True, capture_output=True, text=True)
+AWS_PORT = _BASE + 598  # the lab's AWS API emulator
 
 
 def daemon_alerts() -> set[str]:
@@ -117,21 +116,17 @@ def main() -> int:
     scrape_errors = 0
     daemon = None
     try:
-        lab(
+        labctl(
             lab_dir,
-            "up",
-            "--prefix",
-            PREFIX,
-            "--am-port",
-            str(AM_PORT),
-            "--prom-port",
-            str(PROM_PORT),
-            "--watchdog-addr",
-            f"127.0.0.1:{WD_PORT}",
-            "--gcp-port",
-            str(GCP_PORT),
-            "--gcp-monitoring-port",
-            str(GCP_PORT + 1),
+            *up_args(
+                PREFIX,
+                prom=PROM_PORT,
+                am=AM_PORT,
+                watchdog=WD_PORT,
+                gcp=GCP_PORT,
+                monitoring=GCP_PORT + 1,
+                aws=AWS_PORT,
+            ),
         )
         log = (lab_dir / "watchdog.log").open("wb")
         config = lab_dir / "watchdog.yaml"
@@ -178,10 +173,10 @@ def main() -> int:
             if now >= next_flap:
                 tunnel = str(flaps % 4 + 1)
                 flaps += 1
-                lab(lab_dir, "cut", tunnel)
+                labctl(lab_dir, "cut", tunnel)
                 alerted += wait_for(lambda: "VpnRedundancyDegraded" in daemon_alerts(), args.down_for)
                 time.sleep(max(0.0, args.down_for - (time.monotonic() - now)))
-                lab(lab_dir, "restore", tunnel)
+                labctl(lab_dir, "restore", tunnel)
                 resolved += wait_for(lambda: "VpnRedundancyDegraded" not in daemon_alerts(), args.flap_every - 25)
                 next_flap = now + args.flap_every
             time.sleep(0.5)
@@ -192,8 +187,7 @@ def main() -> int:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(15)
-        subprocess.run([*LABCTL, "--dir", str(lab_dir), "down"], capture_output=True)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+        down(lab_dir)
     window = 300
     warm = [s for s in samples if s[0] >= args.warmup * 60]
     first = [s for s in warm if s[0] <= warm[0][0] + window] if warm else samples[:30]
