@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
 from deploy.lab.emulators.aws import TEST_ACCESS_KEY, TEST_SECRET_KEY, MotoAws  # noqa: E402
 from exporters.aws import AwsExporter  # noqa: E402
@@ -82,16 +81,10 @@ def main() -> int:
     args = p.parse_args()
     ports = dict(zip(("aws", "gcp", "monitoring", "prom", "am"), (int(x) for x in args.ports.split(",")), strict=True))
     os.environ.update(AWS_ACCESS_KEY_ID=TEST_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=TEST_SECRET_KEY)
-    lab_dir = Path(tempfile.mkdtemp(prefix=f"{args.prefix}bench-"))
-    lab_dir.chmod(0o755)
+    lab_dir = new_lab_dir(f"{args.prefix}bench-")
     base = f"http://127.0.0.1:{ports['aws']}"
     try:
-        print(
-            labctl(
-                lab_dir,
-                *up_args(args.prefix, **ports, watchdog=19394),
-            ).splitlines()[0]
-        )
+        print(labctl(lab_dir, *up_args(args.prefix, **ports, watchdog=19394)).splitlines()[0])
         pid = int((lab_dir / "aws" / "api.pid").read_text())
         ec2 = ec2_client(base)
         with MotoAws(region=topo.AWS_REGION) as fake:

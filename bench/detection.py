@@ -21,7 +21,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from datetime import datetime
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 PREFIX = "vwb-"
@@ -123,7 +122,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("detection.py needs root (network namespaces)", file=sys.stderr)
         return 2
-    lab_dir = Path(tempfile.mkdtemp(prefix="vw-detection-"))
+    lab_dir = new_lab_dir("vw-detection-")
     daemon: subprocess.Popen[bytes] | None = None
     results: list[dict[str, float | str]] = []
     try:

@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
 from deploy.lab.emulators.gcp import FakeGcp  # noqa: E402
 from exporters.gcp import GcpExporter  # noqa: E402
@@ -75,16 +74,10 @@ def main() -> int:
     )
     args = p.parse_args()
     ports = dict(zip(("gcp", "monitoring", "prom", "am", "aws"), (int(x) for x in args.ports.split(",")), strict=True))
-    lab_dir = Path(tempfile.mkdtemp(prefix=f"{args.prefix}bench-"))
-    lab_dir.chmod(0o755)
+    lab_dir = new_lab_dir(f"{args.prefix}bench-")
     base = f"http://127.0.0.1:{ports['gcp']}"
     try:
-        print(
-            labctl(
-                lab_dir,
-                *up_args(args.prefix, **ports, watchdog=19299),
-            ).splitlines()[0]
-        )
+        print(labctl(lab_dir, *up_args(args.prefix, **ports, watchdog=19299)).splitlines()[0])
         pid = int((lab_dir / "gcp" / "api.pid").read_text())
         status_url = f"{base}{REGIONAL}/routers/{topo.CLOUD_ROUTER}/getRouterStatus"
         with FakeGcp() as fake:

@@ -21,7 +21,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 from deploy.lab import topology as topo  # noqa: E402
 
 
@@ -78,8 +77,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
-    directory = Path(tempfile.mkdtemp(prefix="vw-bench-"))
-    directory.chmod(0o755)
+    directory = new_lab_dir("vw-bench-")
     port, am_port = free_port(), free_port()
     am = f"http://127.0.0.1:{am_port}"
     up = up_args(

@@ -6,10 +6,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = [sys.executable, str(ROOT / "deploy" / "lab" / "labctl.py")]  # stdlib-only: any python3 runs it
+
+
+def new_lab_dir(name: str) -> Path:
+    """A fresh temporary lab directory named after `name`, one the frr user can reach."""
+    lab_dir = Path(tempfile.mkdtemp(prefix=name))
+    lab_dir.chmod(0o755)
+    return lab_dir
 
 
 def labctl(lab_dir: Path, *args: str, timeout: float | None = None) -> str:

@@ -20,14 +20,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 
 WINDOW = 120.0  # seconds at each end of the measured span whose median is taken
 NO_TRIM = (
@@ -100,8 +99,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("memgrowth.py needs root (network namespaces)", file=sys.stderr)
         return 2
-    lab_dir = Path(tempfile.mkdtemp(prefix="vw-memgrowth-"))
-    lab_dir.chmod(0o755)
+    lab_dir = new_lab_dir("vw-memgrowth-")
     ports = {name: free_port() for name in ("am", "prom", "wd", "ref", "gcp", "mon", "aws")}
     daemons: dict[str, subprocess.Popen[bytes]] = {}
     samples: dict[str, list[tuple[float, float]]] = {"ours": [], "reference": []}

@@ -22,7 +22,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -33,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_up import down, labctl, up_args  # noqa: E402
+from bench.lab_up import down, labctl, new_lab_dir, up_args  # noqa: E402
 
 WATCHDOG = [str(Path(sys.executable).parent / "watchdog")]
 # Another soak may run beside this one with VW_SOAK_PREFIX and VW_SOAK_PORT_BASE set.
@@ -108,8 +107,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("soak.py needs root (network namespaces)", file=sys.stderr)
         return 2
-    lab_dir = Path(tempfile.mkdtemp(prefix="vw-soak-"))
-    lab_dir.chmod(0o755)
+    lab_dir = new_lab_dir("vw-soak-")
     samples: list[tuple[float, float, int, int]] = []
     flaps = alerted = resolved = hups = 0
     failures = last_good = worst_stale = 0.0
