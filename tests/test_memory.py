@@ -3,6 +3,7 @@ glibc would keep after a burst of allocations drops, and the trim runs at most o
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -65,3 +66,51 @@ def test_the_trim_runs_at_most_once_a_second() -> None:
     assert memory.release_freed_memory(clock=lambda: now[0]) is False
     now[0] += 0.6
     assert memory.release_freed_memory(clock=lambda: now[0]) is True
+
+
+ARENAS = """
+import ctypes, json, sys, tempfile, threading
+from watchdog.memory import configure_allocator
+
+made = configure_allocator()
+def allocate(kept):
+    kept.extend(bytes(2000) + bytes([i % 256]) for i in range(2000))  # malloc'd, not pymalloc's
+kept = []
+threads = [threading.Thread(target=allocate, args=(kept,)) for _ in range(12)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    handle = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(handle))
+    libc.fclose(ctypes.c_void_p(handle))
+    heaps = open(out.name).read().count("<heap nr=")
+print(json.dumps({"made": made, "heaps": heaps}))
+"""
+
+
+def arenas(**env: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", ARENAS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+@glibc
+def test_the_daemons_threads_share_two_heap_arenas_unless_the_environment_says_otherwise() -> None:
+    # A dozen allocating threads would each get an arena of their own (8 per core), each fragmenting.
+    limited = arenas()
+    assert limited == {"made": {"arena_max": memory.ARENA_MAX, "mmap_threshold": memory.MMAP_THRESHOLD}, "heaps": 2}
+
+    chosen = arenas(MALLOC_ARENA_MAX="4", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=131072")
+    assert chosen["made"] == {}  # the operator's settings win
+    assert chosen["heaps"] == 4

@@ -25,6 +25,7 @@ from watchdog.alerting import AlertEngine, AlertOptions
 from watchdog.config import Config, IkeConfig, load_config, parse_host_port
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.interfaces import IkeSource
+from watchdog.memory import configure_allocator
 from watchdog.metrics import PageRenderer, build_registry
 from watchdog.oneshot import build_report, ike_rows
 from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep, ReloadStatus, WatchdogState
@@ -436,6 +437,9 @@ def run_daemon(
     enable_lifecycle: bool = False,
 ) -> int:
     """Load the config and run until SIGTERM/SIGINT; 0 after a graceful stop."""
+    allocator = configure_allocator()  # before any thread allocates (watchdog.memory says why)
+    if allocator:
+        log.debug("glibc malloc: %s", ", ".join(f"{k}={v}" for k, v in allocator.items()))
     config = load_config(config_path)
     try:
         daemon = Daemon(
