@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -129,10 +130,12 @@ def current_rss_mb() -> float:
 def run_ours(conn: Any, url: str, project: str, region: str, credentials: str, cycles: int) -> None:
     from exporters.gcp import GcpExporter
     from watchdog.config import GcpExporterConfig
-    from watchdog.memory import release_freed_memory
+    from watchdog.memory import configure_allocator, release_freed_memory
     from watchdog.metrics import render_page
     from watchdog.runners import ExporterRunner, WatchdogState
 
+    if os.environ.get("VW_BENCH_GLIBC_DEFAULT_HEAP") != "1":
+        configure_allocator()  # as `watchdog run` does at start
     before = peak_rss_mb()
     config = GcpExporterConfig(
         name="gcp-scale",

@@ -102,9 +102,11 @@ def build_state(routers: int, peers: int, routes: int) -> Any:
 
 def serve_watchdog(args: argparse.Namespace) -> None:
     """A server process: the web server of whatever `watchdog` is on sys.path, over the state."""
-    from watchdog import webserver
+    from watchdog import memory, webserver
     from watchdog.metrics import build_registry
 
+    if hasattr(memory, "configure_allocator"):  # as `watchdog run` does at start (older trees: no-op)
+        memory.configure_allocator()
     state = build_state(args.routers, args.peers, args.routes)
     registry = build_registry(state)
     params = inspect.signature(webserver.MetricsServer).parameters
