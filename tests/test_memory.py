@@ -73,8 +73,10 @@ import ctypes, json, sys, tempfile, threading
 from watchdog.memory import configure_allocator
 
 made = configure_allocator()
+all_allocated = threading.Barrier(12)
 def allocate(kept):
     kept.extend(bytes(2000) + bytes([i % 256]) for i in range(2000))  # malloc'd, not pymalloc's
+    all_allocated.wait()  # none ends (freeing its arena for the next) before all have allocated
 kept = []
 threads = [threading.Thread(target=allocate, args=(kept,)) for _ in range(12)]
 for thread in threads:
