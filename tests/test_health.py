@@ -21,7 +21,7 @@ from watchdog.health import (
     step,
 )
 from watchdog.join import join_tunnels
-from watchdog.model import IkeSnapshot, LogView, PacketCount, Snapshot
+from watchdog.model import IkeSnapshot, LogView, PacketCount, Scope, Snapshot
 
 START = 1_800_000_000.0
 
@@ -371,3 +371,33 @@ def test_a_logged_fragment_drop_fires_vpn_ike_fragmentation() -> None:
     assert names == ["VpnIkeFragmentation", "VpnRekeyFailing"]
     fragmentation = next(a for a in state.firing() if labels(a)["alertname"] == "VpnIkeFragmentation")
     assert labels(fragmentation)["tunnel"] == "tun1" and "dropped fragments" in fragmentation.description
+
+
+def test_two_projects_same_named_tunnels_keep_their_log_and_fragment_alerts_apart() -> None:
+    # One gcp exporter over two projects whose tunnels are both called tun1: each alert names its project.
+    a, b = Scope("project", "net-a", "asia-northeast1"), Scope("project", "net-b", "asia-northeast1")
+
+    def fanned(b_events: tuple[tuple[str, str, int], ...], b_fragments: float) -> ExporterView:
+        parts = (
+            Snapshot(GCP, "gcp", 0, scope=a, logs=LogView(events=(("tun1", "rekey", 3),))),
+            Snapshot(
+                GCP,
+                "gcp",
+                0,
+                scope=b,
+                logs=LogView(events=b_events),
+                packet_counts=(PacketCount("tun1", "received", "fragment_received", b_fragments, b),),
+            ),
+        )
+        merged = Snapshot(GCP, "gcp", 0, packet_counts=parts[1].packet_counts, parts=parts)
+        return ExporterView.build(GCP, "gcp", merged)
+
+    state, events = step(HealthState(), Observation((fanned((), 0),)), START)
+    assert events == []
+    failing = (("tun1", "no_proposal_chosen", 1), ("tun1", "fragment_dropped", 1))
+    state, events = step(state, Observation((fanned(failing, 4),)), START + 1)
+
+    fired = sorted((labels(e.alert)["alertname"], labels(e.alert)["project"]) for e in events if e.alert)
+    assert fired == [("VpnIkeFragmentation", "net-b"), ("VpnRekeyFailing", "net-b")]  # the log and the counter: one
+    rekey = next(a for a in state.firing() if labels(a)["alertname"] == "VpnRekeyFailing")
+    assert labels(rekey)["region"] == "asia-northeast1" and "in project net-b/asia-northeast1" in rekey.summary

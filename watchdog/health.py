@@ -17,13 +17,22 @@ nor resolve until it polls again, so an API outage raises only `VpnWatchdogExpor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 
 from watchdog.join import TunnelPair
-from watchdog.model import REKEY_FAILURE_EVENTS, BgpSession, IkeSnapshot, Scope, Snapshot, TargetStatus, Tunnel
+from watchdog.model import (
+    REKEY_FAILURE_EVENTS,
+    BgpSession,
+    IkeSnapshot,
+    LogView,
+    Scope,
+    Snapshot,
+    TargetStatus,
+    Tunnel,
+)
 from watchdog.paths import PathIndex, covers, path_qualifier
 
 ALERT_NAMES = (
@@ -73,6 +82,21 @@ def _labels(scope: Scope | None = None, **values: str) -> Labels:
     if scope is not None:
         values.update(scope.labels())
     return tuple(sorted(values.items()))
+
+
+def _scope_key(scope: Scope | None) -> tuple[str, str, str]:
+    """A scope as the tail of a counter key (the keys stay plain strings); empty when unscoped."""
+    return (scope.kind, scope.id, scope.region) if scope is not None else ("", "", "")
+
+
+def _key_scope(where: Sequence[str]) -> Scope | None:
+    kind, id_, region = where
+    return Scope(kind, id_, region) if kind else None
+
+
+def _where(scope: Scope | None) -> str:
+    """` in project p/region` for a summary line, so two targets' same-named tunnels read apart."""
+    return f" in {scope.kind} {scope.key}" if scope is not None else ""
 
 
 def target_owner(exporter: str, scope: Scope | None) -> str:
@@ -272,7 +296,7 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
     conditions: dict[AlertKey, Condition] = {}
     for condition in _conditions(obs, baseline, fragments_seen, now):
         conditions.setdefault(condition.key, condition)
-    for condition in _rekey_failing(log_marks):
+    for condition in _rekey_failing({v.name: v for v in obs.exporters}, log_marks):
         conditions.setdefault(condition.key, condition)
     frozen = {e.name for e in obs.exporters if e.frozen}
     frozen |= {f"{e.name}@{key}" for e in obs.exporters for key in e.down_targets}
@@ -393,19 +417,28 @@ def _track_fragments(
             continue
         for count in view.snapshot.packet_counts:
             if count.status == "fragment_received":
-                key = ("gcp", view.name, count.tunnel)
+                key = ("gcp", view.name, count.tunnel, *_scope_key(count.scope))
                 values[key] = values.get(key, 0.0) + count.count
-    for view in obs.exporters:
-        logs = view.snapshot.logs if view.snapshot is not None and not view.frozen else None
-        for tunnel, event, n in logs.events if logs is not None else ():
+    for view, scope, logs in _scoped_logs(obs):
+        for tunnel, event, n in logs.events:
             if event == "fragment_dropped":
-                key = ("log", view.name, tunnel)
+                key = ("log", view.name, tunnel, *_scope_key(scope))
                 values[key] = values.get(key, 0.0) + n
     for key, value in values.items():
         if value > counters.get(key, 0.0):
             seen[key] = now
         counters[key] = value
     return counters, seen
+
+
+def _scoped_logs(obs: Observation) -> Iterator[tuple[ExporterView, Scope | None, LogView]]:
+    """Each fresh exporter's log views per target: two projects' same-named tunnels stay apart."""
+    for view in obs.exporters:
+        if view.snapshot is None or view.frozen:
+            continue
+        for part in view.snapshot.scoped_parts():
+            if part.logs is not None:
+                yield view, part.scope, part.logs
 
 
 def _track_log_events(
@@ -419,12 +452,11 @@ def _track_log_events(
         if kept:
             marks[old_key] = kept
     values: dict[tuple[str, ...], float] = {}
-    for view in obs.exporters:
-        logs = view.snapshot.logs if view.snapshot is not None and not view.frozen else None
-        for tunnel, event, n in logs.events if logs is not None else ():
+    for view, scope, logs in _scoped_logs(obs):
+        for tunnel, event, n in logs.events:
             kind = "failure" if event in REKEY_FAILURE_EVENTS else "retransmit" if event == "retransmit" else ""
             if kind:
-                mark = (f"log_{kind}", view.name, tunnel)
+                mark = (f"log_{kind}", view.name, tunnel, *_scope_key(scope))
                 values[mark] = values.get(mark, 0.0) + n
     for key, value in values.items():
         before = counters.get(key, 0.0)
@@ -434,34 +466,35 @@ def _track_log_events(
     return marks
 
 
-def _rekey_failing(marks: Mapping[tuple[str, ...], tuple[tuple[float, float], ...]]) -> Iterable[Condition]:
-    tunnels = sorted({(exporter, tunnel) for _, exporter, tunnel in marks})
-    for exporter, tunnel in tunnels:
-        failures = sum(n for _, n in marks.get(("log_failure", exporter, tunnel), ()))
-        retransmits = sum(n for _, n in marks.get(("log_retransmit", exporter, tunnel), ()))
+def _rekey_failing(
+    views: Mapping[str, ExporterView], marks: Mapping[tuple[str, ...], tuple[tuple[float, float], ...]]
+) -> Iterable[Condition]:
+    tunnels = sorted({key[1:] for key in marks})  # (exporter, tunnel, *scope key)
+    for exporter, tunnel, *where in tunnels:
+        failure, retransmit = ("log_failure", exporter, tunnel, *where), ("log_retransmit", exporter, tunnel, *where)
+        failures = sum(n for _, n in marks.get(failure, ()))
+        retransmits = sum(n for _, n in marks.get(retransmit, ()))
         if not failures and retransmits < REPEATED_RETRANSMITS:
             continue
-        last = max(
-            t
-            for key in (("log_failure", exporter, tunnel), ("log_retransmit", exporter, tunnel))
-            for t, _ in marks.get(key, ())
-        )
+        last = max(t for key in (failure, retransmit) for t, _ in marks.get(key, ()))
+        scope = _key_scope(where)
         what = []
         if failures:
             what.append(f"{failures:g} failed negotiation(s)")
         if retransmits:
             what.append(f"{retransmits:g} retransmit(s)")
-        ident = _labels(exporter=exporter, tunnel=tunnel)
+        ident = _labels(scope, exporter=exporter, tunnel=tunnel)
+        view = views.get(exporter)
         yield Condition(
             "VpnRekeyFailing",
             ident,
             ident,
-            f"tunnel {tunnel} is failing to rekey ({exporter})",
+            f"tunnel {tunnel}{_where(scope)} is failing to rekey ({exporter})",
             f"The managed endpoint's log for {tunnel} ({exporter}) shows {' and '.join(what)} in the last"
             f" 15 minutes (last at {_utc(last)}): a rekey or negotiation is failing. See"
             " vpn_watchdog_tunnel_log_events_total and the endpoint's log; large proposals that get"
             " IP-fragmented are the usual cause (watchdog audit --fix-ipsec).",
-            frozenset({exporter}),
+            view.owners(scope) if view is not None else frozenset({exporter}),
             immediate=True,
         )
 
@@ -798,14 +831,16 @@ def _fragments(
                 immediate=True,
             )
         elif key[0] == "log":
-            _, exporter, tunnel = key
-            owners = frozenset({exporter}) if exporter in views else frozenset()
-            ident = _labels(exporter=exporter, tunnel=tunnel)
+            _, exporter, tunnel, *where = key
+            scope = _key_scope(where)
+            log_view = views.get(exporter)
+            owners = log_view.owners(scope) if log_view is not None else frozenset()
+            ident = _labels(scope, exporter=exporter, tunnel=tunnel)
             yield Condition(
                 "VpnIkeFragmentation",
                 ident,
                 ident,
-                f"tunnel {tunnel} dropped IKE fragments ({exporter})",
+                f"tunnel {tunnel}{_where(scope)} dropped IKE fragments ({exporter})",
                 f"The managed endpoint's log for {tunnel} ({exporter}) reports dropped fragments (last at {ago});"
                 " the peer's IKE messages arrive IP-fragmented and are lost: narrow the IKE proposals"
                 " (watchdog audit --fix-ipsec) or enable IKEv2 fragmentation on the peer.",
@@ -813,15 +848,16 @@ def _fragments(
                 immediate=True,
             )
         else:
-            _, exporter, tunnel = key
+            _, exporter, tunnel, *where = key
+            scope = _key_scope(where)
             view = views.get(exporter)
-            owners = frozenset({exporter}) if view is not None else frozenset()
-            ident = _labels(exporter=exporter, tunnel=tunnel)
+            owners = view.owners(scope) if view is not None else frozenset()
+            ident = _labels(scope, exporter=exporter, tunnel=tunnel)
             yield Condition(
                 "VpnIkeFragmentation",
                 ident,
                 ident,
-                f"GCP tunnel {tunnel} received fragmented packets ({exporter})",
+                f"GCP tunnel {tunnel}{_where(scope)} received fragmented packets ({exporter})",
                 f"Cloud Monitoring counts fragment_received packets on {tunnel} (last increase at {ago});"
                 " Cloud VPN does not reassemble them: lower the MTU/MSS or narrow IKE proposals.",
                 owners,
