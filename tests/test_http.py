@@ -20,7 +20,7 @@ from tests.test_metrics import gcp_snapshot, make_state
 from watchdog.metrics import PageRenderer, build_registry
 from watchdog.runners import WatchdogState
 from watchdog.webconfig import WebConfigSource
-from watchdog.webserver import Endpoints, MetricsServer, accepts_gzip, wants_openmetrics
+from watchdog.webserver import Endpoints, MetricsServer, NotReady, accepts_gzip, wants_openmetrics
 
 # What Prometheus 2.x/3.x sends when scraping (protobuf left out).
 PROMETHEUS_ACCEPT = (
@@ -198,9 +198,26 @@ def test_healthy_ready_and_reload(state: WatchdogState) -> None:
         bad, text = get(conn, "/-/reload", "PUT")
         assert bad.status == 400 and b"probes[0].type: unknown type 'bogus'" in text
         assert get(conn, "/metrics", "POST")[0].status == 405
+
+    def starting() -> str | None:
+        raise NotReady("the daemon is still starting; try again")
+
+    with serving(state, reload=starting) as server:  # a sidecar's reload during start-up: retry, not "invalid"
+        early, text = get(http.client.HTTPConnection(*server.address, timeout=5), "/-/reload", "POST")
+        assert (early.status, text) == (503, b"the daemon is still starting; try again\n")
     with serving(state) as server:  # without --web.enable-lifecycle
         forbidden, text = get(http.client.HTTPConnection(*server.address, timeout=5), "/-/reload", "POST")
         assert (forbidden.status, text) == (403, b"Lifecycle API is not enabled.\n")
+
+
+def test_a_reload_before_the_daemon_has_started_is_not_ready_rather_than_refused() -> None:
+    from watchdog.config import parse_config
+    from watchdog.daemon import Daemon
+
+    daemon = Daemon(parse_config("probes: []\n"), None, enable_lifecycle=True)
+    with pytest.raises(NotReady):
+        daemon.reload_from_http()
+    assert daemon.state.reloads.failures == 0  # nothing was read, so nothing was refused
 
 
 def test_dual_stack_listen_takes_ipv4_and_ipv6(state: WatchdogState) -> None:

@@ -32,7 +32,7 @@ from watchdog.runners import ExporterRunner, ProbeRunner, ProbeSweep, ReloadStat
 from watchdog.scheduler import JobFunc, Prepared, Scheduler, plan
 from watchdog.sharding import config_shard, owned
 from watchdog.webconfig import WebConfigSource
-from watchdog.webserver import Endpoints, MetricsServer
+from watchdog.webserver import Endpoints, MetricsServer, NotReady
 from watchdog.wiring import Built, build_runners, build_sniffer, build_sweeps, exporter_key, job_specs
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class Daemon:
         """`POST /-/reload` (from an HTTP thread): the SIGHUP reload, run on the event loop."""
         loop = self._loop
         if loop is None or not self._started:
-            return "the daemon is still starting"
+            raise NotReady("the daemon is still starting; try again")
 
         async def reload() -> str | None:
             return self.reload()

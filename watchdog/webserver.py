@@ -54,6 +54,10 @@ _INDEX = f"""<html><head><title>vpn-watchdog</title></head><body><h1>vpn-watchdo
 _OPEN_PATHS = frozenset({"/healthz", "/-/healthy", "/-/ready"})
 
 
+class NotReady(Exception):
+    """Raised by an endpoint callable that cannot answer yet (the daemon is starting): a 503."""
+
+
 @dataclass
 class Endpoints:
     """What the server serves, as callables into the daemon (each cheap and thread-safe)."""
@@ -62,7 +66,7 @@ class Endpoints:
     health: Callable[[], dict[str, Any]]  # /healthz body
     ready: Callable[[], tuple[bool, str]] = lambda: (True, "")
     status: Callable[[], dict[str, Any]] | None = None  # status page and /status.json
-    reload: Callable[[], str | None] | None = None  # None: lifecycle disabled; returns an error or None
+    reload: Callable[[], str | None] | None = None  # None: lifecycle disabled; an error or None; NotReady
     on_tls_failure: Callable[[Counter[str]], None] | None = None  # TLS failures by reason so far
 
 
@@ -452,7 +456,11 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             elif endpoints.reload is None:
                 self._send(403, "text/plain; charset=utf-8", b"Lifecycle API is not enabled.\n", web, method)
             else:
-                error = endpoints.reload()
+                try:
+                    error = endpoints.reload()
+                except NotReady as exc:  # retry later: nothing was read or refused
+                    self._send(503, "text/plain; charset=utf-8", f"{exc}\n".encode(), web, method)
+                    return
                 if error is None:
                     self._send(200, "text/plain; charset=utf-8", b"configuration reloaded\n", web, method)
                 else:
