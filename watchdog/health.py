@@ -294,9 +294,10 @@ def step(state: HealthState, obs: Observation, now: float) -> tuple[HealthState,
     counters, fragments_seen = _track_fragments(state, obs, now)
     log_marks = _track_log_events(state, obs, now, counters)
     conditions: dict[AlertKey, Condition] = {}
-    for condition in _conditions(obs, baseline, fragments_seen, now):
+    views = {v.name: v for v in obs.exporters}
+    for condition in _conditions(obs, views, baseline, fragments_seen, now):
         conditions.setdefault(condition.key, condition)
-    for condition in _rekey_failing({v.name: v for v in obs.exporters}, log_marks):
+    for condition in _rekey_failing(views, log_marks):
         conditions.setdefault(condition.key, condition)
     frozen = {e.name for e in obs.exporters if e.frozen}
     frozen |= {f"{e.name}@{key}" for e in obs.exporters for key in e.down_targets}
@@ -504,11 +505,11 @@ def _rekey_failing(
 
 def _conditions(
     obs: Observation,
+    views: Mapping[str, ExporterView],
     baseline: Mapping[tuple[str, str], frozenset[str]],
     fragments_seen: Mapping[tuple[str, ...], float],
     now: float,
 ) -> Iterable[Condition]:
-    views = {v.name: v for v in obs.exporters}
     yield from _stale(obs.exporters, now)
     yield from _tunnels(views, obs.pairs)
     yield from _sessions(obs.exporters)
