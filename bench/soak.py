@@ -146,8 +146,18 @@ def main() -> int:
             """Samples every 10 s and reloads every --sighup-every s, whatever the flaps are doing."""
             nonlocal hups, failures, last_good, worst_stale, scrape_errors
             next_sample = next_hup = time.monotonic()
+            next_progress = started + 600
             while not stop.wait(0.2):
                 now = time.monotonic()
+                if now >= next_progress:
+                    next_progress += 600
+                    elapsed, rss, threads, fds = samples[-1]
+                    print(
+                        f"[{elapsed / 60:.0f} min] RSS {rss:.1f} MB, threads {threads}, fds {fds}; "
+                        f"flaps alerted {alerted}/{flaps}, resolved {resolved}; SIGHUPs {hups}, "
+                        f"reload failures {failures:.0f}; stalest success {worst_stale:.1f} s",
+                        flush=True,
+                    )
                 if now >= next_sample:
                     samples.append((now - started, *sample(daemon.pid)))
                     try:
