@@ -304,6 +304,9 @@ class MotoAws:
         self._patch(TransitGatewayRouteTable, "search_transit_gateway_routes", _paged_search(self))
         self._server = _Server(self, self.port)
         self._server.start()
+        # moto's backends are process-wide: without this a second fake in one process (the next test
+        # module) would start with the last one's VPN connections and their telemetry.
+        self.reset()
         return self
 
     def stop(self) -> None:
