@@ -198,3 +198,14 @@ def test_an_action_moto_lacks_answers_invalid_action_and_is_logged(
         aws_secret_access_key=TEST_SECRET_KEY,
     )
     assert logs.describe_log_groups()["logGroups"] == []  # what moto implements still answers
+
+
+def test_a_new_fake_starts_empty_even_after_another_in_the_same_process() -> None:
+    """moto keeps its backends per process: the next test module's fake must not see this one's VPNs."""
+    with MotoAws() as first:
+        tgw = first.create_transit_gateway()
+        first.create_vpn_connection(first.create_customer_gateway("192.0.2.10"), transit_gateway_id=tgw)
+        assert len(first.client().describe_vpn_connections()["VpnConnections"]) == 1
+    with MotoAws() as second:
+        assert second.client().describe_vpn_connections()["VpnConnections"] == []
+        assert second.client().describe_transit_gateways()["TransitGateways"] == []
