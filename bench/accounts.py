@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3  # noqa: E402
 
 from deploy.lab.emulators.aws import TEST_ACCESS_KEY, TEST_SECRET_KEY, MotoAws  # noqa: E402
-from exporters import build_exporter  # noqa: E402
+from exporters.registry import build_exporter  # noqa: E402
 from tests.fakes.aws_accounts import account, role_arn  # noqa: E402
 from watchdog.config import AwsExporterConfig  # noqa: E402
 from watchdog.metrics import render_page  # noqa: E402

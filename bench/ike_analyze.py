@@ -6,7 +6,9 @@ keepalives, ~1% IKE (IKEv2 and IKEv1, some IP-fragmented, some in reverse order,
 last fragment, some RFC 7383), and fragmented non-IKE UDP. Then times, each in its own process:
   ours:   the analyzer behind `watchdog ike analyze` (watchdog.ike_command.analyze_files)
   tshark: one pass with IP reassembly off extracting the same facts (-T fields), joined in Python
-prints packets/s of both, the ratio and the peak RSS of each, and checks that both found the same
+  bare:   the floor for Python, a struct loop over the same file that only finds the UDP 500/4500
+          packets (no IKE decoding, no fragment tracking)
+prints packets/s of each, the ratios and the peak RSS of each, and checks that both found the same
 IKE messages per exchange and the same IP-fragmented IKE datagrams (src, dst, IP ID), complete or not.
 
 Usage: .venv/bin/python bench/ike_analyze.py [--packets N] [--regenerate]
@@ -198,6 +200,30 @@ for p in a.peers.values():
 json.dump({"packets": a.packets, "by_exchange": by, "fragmented": frags}, open(sys.argv[2], "w"))
 """
 
+BARE = """
+import struct, sys
+record = struct.Struct("<IIII")
+packets = ike = 0
+with open(sys.argv[1], "rb") as f:
+    f.read(24)  # the pcap file header
+    data, pos = b"", 0
+    while chunk := f.read(1 << 20):
+        data, pos = data[pos:] + chunk, 0
+        end = len(data)
+        while pos + 16 <= end:
+            caplen = record.unpack_from(data, pos)[2]
+            frame = pos + 16
+            if frame + caplen > end:
+                break
+            if data[frame + 12 : frame + 14] == b"\\x08\\x00" and data[frame + 23] == 17:
+                udp = frame + 14 + (data[frame + 14] & 15) * 4
+                if data[udp + 2 : udp + 4] in (b"\\x01\\xf4", b"\\x11\\x94"):  # port 500 or 4500
+                    ike += 1
+            packets += 1
+            pos = frame + caplen
+print(packets, ike)
+"""
+
 TSHARK_FIELDS = [
     "ip.src",
     "ip.dst",
@@ -274,6 +300,7 @@ def main() -> int:
     py = str(ROOT / ".venv" / "bin" / "python")
     ours_wall, ours_rss = run_measured([py, "-c", OURS, str(pcap), str(ours_json)], subprocess.DEVNULL)
     ours = json.loads(ours_json.read_text())
+    bare_wall, bare_rss = run_measured([py, "-c", BARE, str(pcap)], subprocess.DEVNULL)
 
     tshark_out = OUT / "tshark.tsv"
     cmd = [
@@ -307,7 +334,12 @@ def main() -> int:
         f"tshark: {ts_wall:7.2f} s  {n / ts_wall:10,.0f} pkt/s  peak RSS {ts_rss / 2**20:6.1f} MiB"
         f"  (+ join in Python: {ts_total:.2f} s total)"
     )
+    print(
+        f"bare:   {bare_wall:7.2f} s  {n / bare_wall:10,.0f} pkt/s  peak RSS {bare_rss / 2**20:6.1f} MiB"
+        "  (a struct loop that only finds UDP 500/4500)"
+    )
     print(f"ratio:  {ts_wall / ours_wall:.1f}x faster than tshark (target >= 5x)")
+    print(f"ratio:  {ours_wall / bare_wall:.2f}x the bare loop's time (the floor for Python)")
     same_msgs = ours["by_exchange"] == theirs["by_exchange"]
     same_frags = ours["fragmented"] == theirs["fragmented"]
     nfrag = len(ours["fragmented"])

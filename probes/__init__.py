@@ -1,61 +1,8 @@
 """vpn-watchdog probes: DNS, ICMP and path-MTU data-plane checks, and the IKE fragmentation sniffer (`probes.ike`).
 
 A probe only knows "probe one target once"; the daemon's scheduler owns interval and timeout, and
-`watchdog probe --once` calls the very same `run()`. `REGISTRY` maps each member of the config union
-`watchdog.config.ProbeConfig` to a typed factory that imports its module only when used; `SWEEPS`
-names the types that can also run many probes in one go (`sweep_for`).
+`watchdog probe --once` calls the very same `run()`. `probes.registry` maps each member of the config
+union `watchdog.config.ProbeConfig` to a typed factory (`build_probe`) and names the types that can
+also run many probes in one go (`sweep_for`). This file stays empty so that `probes.ike` (behind
+`watchdog ike analyze`) loads without pydantic and the config models.
 """
-
-from __future__ import annotations
-
-from collections.abc import Awaitable, Sequence
-
-from pydantic import BaseModel
-
-from watchdog.config import DnsProbeConfig, IcmpProbeConfig, PmtuProbeConfig
-from watchdog.interfaces import Probe, Sweep
-from watchdog.model import ProbeResult
-from watchdog.plugins import Registry
-
-
-def _dns(config: DnsProbeConfig) -> Probe:
-    from probes.dns import DnsProbe
-
-    return DnsProbe(config)
-
-
-def _icmp(config: IcmpProbeConfig) -> Probe:
-    from probes.icmp import IcmpProbe
-
-    return IcmpProbe(config)
-
-
-def _pmtu(config: PmtuProbeConfig) -> Probe:
-    from probes.pmtu import PmtuProbe
-
-    return PmtuProbe(config)
-
-
-REGISTRY: Registry[Probe] = Registry("probe", {DnsProbeConfig: _dns, IcmpProbeConfig: _icmp, PmtuProbeConfig: _pmtu})
-
-
-def build_probe(config: BaseModel) -> Probe:
-    """Instantiate the probe for one `probes[]` entry."""
-    return REGISTRY.build(config)
-
-
-def _icmp_sweep(probes: Sequence[Probe]) -> Awaitable[list[ProbeResult]]:
-    from probes.icmp import IcmpProbe, sweep
-
-    members = [p for p in probes if isinstance(p, IcmpProbe)]
-    if len(members) != len(probes):
-        raise TypeError("an ICMP sweep runs ICMP probes only")
-    return sweep(members)
-
-
-SWEEPS: dict[type[BaseModel], Sweep] = {IcmpProbeConfig: _icmp_sweep}
-
-
-def sweep_for(config: BaseModel) -> Sweep | None:
-    """How probes of this config's type run many at once, or None when each runs on its own."""
-    return SWEEPS.get(type(config))

@@ -11,7 +11,8 @@ import pytest
 from moto.sts.models import sts_backends
 
 from deploy.lab.emulators.aws import MotoAws
-from exporters import aws_accounts, build_exporter
+from exporters import aws_accounts
+from exporters.registry import build_exporter
 from tests.fakes.aws_accounts import account, account_of, in_account, role_arn
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ExporterError

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from deploy.lab.emulators.aws import MOTO_TEMPLATE_PSK, TEST_PSK, MotoAws
-from exporters import build_exporter
 from exporters.aws import AwsExporter
+from exporters.registry import build_exporter
 from tests.conftest import free_port
 from watchdog.config import AwsExporterConfig
 from watchdog.errors import ConfigError, ExporterError

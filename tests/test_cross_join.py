@@ -10,7 +10,7 @@ import pytest
 
 from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp
-from exporters import build_exporter
+from exporters.registry import build_exporter
 from tests.fakes.aws_accounts import account, role_arn
 from tests.fakes.gcp_projects import MultiProjectGcp
 from watchdog.config import AwsExporterConfig, GcpExporterConfig

@@ -27,7 +27,7 @@ import yaml
 from deploy.lab.emulators.aws import MotoAws
 from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring, FakeRequest
 from deploy.lab.emulators.gcp_logging import CloudLogging
-from exporters import build_exporter
+from exporters.registry import build_exporter
 from watchdog.audit.command import audit_main, periodic_audit
 from watchdog.config import AwsExporterConfig, Config, load_config
 

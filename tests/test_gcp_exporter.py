@@ -15,9 +15,9 @@ from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
 from deploy.lab.emulators.gcp import FakeGcp, FakeMonitoring
-from exporters import build_exporter
 from exporters.gcp import GcpExporter
 from exporters.gcp_errors import parse_retry_after, translate
+from exporters.registry import build_exporter
 from watchdog.config import GcpExporterConfig, parse_config
 from watchdog.errors import ExporterError
 from watchdog.model import BgpSession, HaGateway, LearnedRoute, PacketCount, Scope, Tunnel

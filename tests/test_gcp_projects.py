@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from deploy.lab.emulators.gcp import FakeGcp
-from exporters import build_exporter
+from exporters.registry import build_exporter
 from tests.fakes.gcp_projects import MultiProjectGcp
 from watchdog.config import GcpExporterConfig
 from watchdog.errors import ExporterError

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploy.lab import topology as topo
-from exporters import build_exporter
+from exporters.registry import build_exporter
 from tests.conftest import lab_prefix
 from tests.lab_fixture import Lab, running_lab
 from watchdog.config import Config, load_config

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from probes import build_probe
+from probes.registry import build_probe
 from tests.conftest import require_root
 from watchdog.config import IcmpProbeConfig
 from watchdog.runners import ProbeRunner

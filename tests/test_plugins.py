@@ -9,8 +9,8 @@ import sys
 import pytest
 from pydantic import BaseModel
 
-import exporters
-import probes
+import exporters.registry
+import probes.registry
 from watchdog import config
 from watchdog.errors import WatchdogError
 from watchdog.plugins import members, type_names
@@ -19,8 +19,8 @@ from watchdog.plugins import members, type_names
 @pytest.mark.parametrize(
     ("registry", "union", "names"),
     [
-        (exporters.REGISTRY, config.ExporterConfig, config.EXPORTER_TYPES),
-        (probes.REGISTRY, config.ProbeConfig, config.PROBE_TYPES),
+        (exporters.registry.REGISTRY, config.ExporterConfig, config.EXPORTER_TYPES),
+        (probes.registry.REGISTRY, config.ProbeConfig, config.PROBE_TYPES),
     ],
 )
 def test_every_config_type_has_exactly_one_factory(registry: object, union: object, names: tuple[str, ...]) -> None:
@@ -37,7 +37,7 @@ def test_type_names_are_the_documented_ones() -> None:
 def test_registries_import_no_plugin_module_until_used() -> None:
     """Importing the registries loads no SDK: `watchdog probe --once` on a DNS probe never pays for boto3."""
     code = (
-        "import sys, exporters, probes; "
+        "import sys, exporters.registry, probes.registry; "
         "heavy = ('exporters.aws', 'exporters.gcp', 'boto3', 'google.cloud', 'probes.dns'); "
         "loaded = [m for m in heavy if m in sys.modules]; "
         "print(loaded)"
@@ -51,4 +51,16 @@ def test_an_unregistered_config_class_is_a_clear_error() -> None:
         type: str = "nope"
 
     with pytest.raises(WatchdogError, match="no probe plug-in registered for Unknown"):
-        probes.build_probe(Unknown())
+        probes.registry.build_probe(Unknown())
+
+
+def test_the_ike_analyzer_loads_without_the_config_models() -> None:
+    """`watchdog ike analyze` reads captures only: importing it must not pay for pydantic, YAML or DNS
+    (that was 190 ms and 30 MiB of its start, through the probe registry in `probes/__init__.py`)."""
+    code = (
+        "import sys, watchdog.ike_command; "
+        "heavy = ('pydantic', 'yaml', 'dns', 'scapy', 'watchdog.config', 'probes.registry'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from probes import build_probe
 from probes.dns import DnsProbe
+from probes.registry import build_probe
 from tests.conftest import free_port, require_root
 from tests.fakes.dns import ADDRESS, BIG_COUNT, WRONG_ADDRESS, FakeDnsServer
 from watchdog.config import DnsProbeConfig
@@ -253,7 +253,7 @@ def test_dnsmasq_answers_and_denies(dnsmasq: str) -> None:
 
 _CHILD = r"""
 import asyncio, dataclasses, json, sys
-from probes import build_probe
+from probes.registry import build_probe
 from tests.fakes.dns import FakeDnsServer
 from watchdog.config import DnsProbeConfig
 configs = json.loads(sys.argv[1])

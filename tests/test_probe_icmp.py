@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from probes import build_probe
+from probes.registry import build_probe
 from tests.conftest import require_root
 from watchdog.config import IcmpProbeConfig
 from watchdog.model import ProbeResult
@@ -33,7 +33,7 @@ PROBE_IP, PEER_IP = "198.51.100.1", "198.51.100.2"
 _CHILD = r"""
 import asyncio, dataclasses, json, logging, os, sys
 import probes.icmp
-from probes import build_probe
+from probes.registry import build_probe
 from watchdog.config import IcmpProbeConfig
 items, drop = json.loads(sys.argv[1]), sys.argv[2] == "drop"
 if drop:

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from probes import build_probe
 from probes.icmp_socket import parse
 from probes.pmtu import PROBES_PER_ROUND, _spread
+from probes.registry import build_probe
 from tests.conftest import require_root
 from tests.test_probe_icmp import ALL_GROUPS, netns, nft, set_ping_groups, sh
 from watchdog.config import PmtuProbeConfig, ProbeConfig
@@ -36,7 +36,7 @@ TARGET = "203.0.113.2"
 _CHILD = r"""
 import asyncio, dataclasses, json, sys
 from pydantic import TypeAdapter
-from probes import build_probe
+from probes.registry import build_probe
 from watchdog.config import ProbeConfig
 configs = [TypeAdapter(ProbeConfig).validate_python(c) for c in json.loads(sys.argv[1])]
 async def main():

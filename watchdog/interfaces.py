@@ -1,8 +1,8 @@
 """The narrow interfaces between the core and its plug-ins (exporters, probes, sniffer).
 
 The core depends only on these protocols; `exporters/` and `probes/` implement them, and the
-composition root (`watchdog.wiring`) builds them through the registries in `exporters/__init__.py`
-and `probes/__init__.py` (`watchdog.plugins.Registry`, keyed by config class).
+composition root (`watchdog.wiring`) builds them through the registries in `exporters/registry.py`
+and `probes/registry.py` (`watchdog.plugins.Registry`, keyed by config class).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Plug-in registration: each config class maps to one typed factory that imports its module lazily.
 
 The config union (`watchdog.config.ExporterConfig`, `ProbeConfig`) is the one list of plug-in types:
-its members' `type:` literals are the names, and `exporters/__init__.py` and `probes/__init__.py`
+its members' `type:` literals are the names, and `exporters/registry.py` and `probes/registry.py`
 register one factory per member. A member without a factory fails a test, not a user's start-up.
 Nothing here imports a plug-in.
 """

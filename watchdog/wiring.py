@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from exporters import build_exporter
-from probes import build_probe, sweep_for
+from exporters.registry import build_exporter
+from probes.registry import build_probe, sweep_for
 from watchdog.config import Config, ExporterConfig, IkeConfig, ProbeConfig
 from watchdog.errors import WatchdogError
 from watchdog.interfaces import IkeSource
