@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watchdog.errors import ExporterError, ProbeFailure
-from watchdog.exposition import Rendered, render_snapshot
+from watchdog.exposition import Rendered, RouteLines, render_snapshot
 from watchdog.interfaces import Exporter, IkeSource, Probe, Sweep
 from watchdog.memory import release_freed_memory
 from watchdog.model import IkeSnapshot, ProbeResult, Snapshot, TargetStatus
@@ -102,6 +102,7 @@ class ExporterRunner:
         self._again = False
         self.created_at = clock()
         self.not_before = 0.0  # no poll before this time (backoff after failures)
+        self._route_lines = RouteLines()  # the last render's route lines, reused by the next
 
     # Read-only shortcuts into the published view.
     @property
@@ -183,7 +184,8 @@ class ExporterRunner:
         try:
             snapshot = self.exporter.poll()
             paths = expected_paths(snapshot, self.expected_prefixes)
-            return snapshot, paths, render_snapshot(self.name, self.cloud, snapshot, paths)
+            rendered = render_snapshot(self.name, self.cloud, snapshot, paths, route_lines=self._route_lines)
+            return snapshot, paths, rendered
         finally:
             release_freed_memory()  # what the poll allocated and dropped goes back to the system
 
@@ -204,7 +206,7 @@ class ExporterRunner:
         if paths is None:
             paths = expected_paths(snapshot, self.expected_prefixes)
         if rendered is None:
-            rendered = render_snapshot(self.name, self.cloud, snapshot, paths)
+            rendered = render_snapshot(self.name, self.cloud, snapshot, paths, route_lines=self._route_lines)
         health = self.health
         errors, last_error = Counter(health.errors), ""
         log_error = snapshot.logs.error if snapshot.logs is not None else None
