@@ -34,16 +34,17 @@ def test_type_names_are_the_documented_ones() -> None:
     assert set(config.PROBE_TYPES) >= {"dns", "icmp", "pmtu"}
 
 
+def loaded_after(imports: str, modules: tuple[str, ...]) -> str:
+    """Which of `modules` a fresh interpreter has loaded after `import <imports>` (printed list)."""
+    code = f"import sys, {imports}; print([m for m in {modules!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip()
+
+
 def test_registries_import_no_plugin_module_until_used() -> None:
     """Importing the registries loads no SDK: `watchdog probe --once` on a DNS probe never pays for boto3."""
-    code = (
-        "import sys, exporters.registry, probes.registry; "
-        "heavy = ('exporters.aws', 'exporters.gcp', 'boto3', 'google.cloud', 'probes.dns'); "
-        "loaded = [m for m in heavy if m in sys.modules]; "
-        "print(loaded)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    heavy = ("exporters.aws", "exporters.gcp", "boto3", "google.cloud", "probes.dns")
+    assert loaded_after("exporters.registry, probes.registry", heavy) == "[]"
 
 
 def test_an_unregistered_config_class_is_a_clear_error() -> None:
@@ -57,10 +58,5 @@ def test_an_unregistered_config_class_is_a_clear_error() -> None:
 def test_the_ike_analyzer_loads_without_the_config_models() -> None:
     """`watchdog ike analyze` reads captures only: importing it must not pay for pydantic, YAML or DNS
     (that was 190 ms and 30 MiB of its start, through the probe registry in `probes/__init__.py`)."""
-    code = (
-        "import sys, watchdog.ike_command; "
-        "heavy = ('pydantic', 'yaml', 'dns', 'scapy', 'watchdog.config', 'probes.registry'); "
-        "print([m for m in heavy if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    heavy = ("pydantic", "yaml", "dns", "scapy", "watchdog.config", "probes.registry")
+    assert loaded_after("watchdog.ike_command", heavy) == "[]"
